@@ -1,0 +1,58 @@
+"""Backends (one per target family) behind one protocol. All TVM code lives under this package.
+
+Backends are looked up lazily so importing attncc never imports TVM unless a TVM
+target is used.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from .base import Backend, Capabilities, Executable
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    module: str           # "package.module:Class" that implements the Backend protocol
+    description: str
+    status: str           # "available" | "planned"
+
+
+TARGETS: dict[str, TargetInfo] = {
+    "reference": TargetInfo("reference", "attncc.backends.reference:ReferenceBackend",
+                            "numpy reference interpreter (numerics oracle)", "available"),
+    "cpu": TargetInfo("cpu", "attncc.backends.cpu.backend:CpuBackend",
+                      "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)", "available"),
+    "cuda": TargetInfo("cuda", "attncc.backends.cuda.backend:CudaBackend",
+                       "NVIDIA GPU sm_80/sm_90 through TVM CUDA codegen", "planned"),
+    "mobile-cpu": TargetInfo("mobile-cpu", "attncc.backends.mobile.cpu:MobileCpuBackend",
+                             "aarch64 NEON, cross-compiled", "planned"),
+    "mobile-gpu": TargetInfo("mobile-gpu", "attncc.backends.mobile.gpu:MobileGpuBackend",
+                             "OpenCL GPU (Adreno/Mali class)", "planned"),
+    "optical": TargetInfo("optical", "attncc.backends.optical.backend:OpticalBackend",
+                          "simulated free-space 4f optical accelerator", "planned"),
+}
+
+_INSTANCES: dict[str, Backend] = {}
+
+
+class UnknownTargetError(ValueError):
+    """A target name that is not registered or not available yet."""
+
+
+def get_backend(name: str) -> Backend:
+    """The backend object for a target name; clear errors for unknown or planned targets."""
+    if name not in TARGETS:
+        raise UnknownTargetError(f"unknown target {name!r}; targets: {', '.join(TARGETS)}")
+    info = TARGETS[name]
+    if info.status != "available":
+        raise UnknownTargetError(f"target {name!r} ({info.description}) is planned but not implemented yet; "
+                                 f"available: {', '.join(k for k, t in TARGETS.items() if t.status == 'available')}")
+    if name not in _INSTANCES:
+        mod, cls = info.module.split(":")
+        _INSTANCES[name] = getattr(importlib.import_module(mod), cls)()
+    return _INSTANCES[name]
+
+
+__all__ = ["Backend", "Capabilities", "Executable", "TARGETS", "TargetInfo", "get_backend", "UnknownTargetError"]

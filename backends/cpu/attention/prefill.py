@@ -1,0 +1,215 @@
+"""Prefill kernel: online-softmax flash attention in hand-written TIR.
+
+One parallel task per (batch, query head, query block of BQ rows):
+
+1. K is packed once (first parallel stage) into float32 panels ``Kp[b, hk, p, d, 32]``
+   (32 keys per panel, zero-padded), so S = Q K^T is a register-tiled GEMM
+   (R rows x 32 keys = 2R AVX-512 accumulators, loop over d).
+2. Per key block of BK keys inside the visible range (blocks fully masked by
+   causal/window are never visited): S tile, per-score mods (only on blocks that
+   need them), online-softmax update (polynomial exp2, fp32), and
+   acc += P V as a second register-tiled GEMM (R2 rows x W2 value columns).
+3. out = acc / l (0 for rows with no visible key).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm.script import tirx as T
+
+from .config import AttentionKernelConfig
+from .mathfn import LOG2E, NEG_INF, f32, fast_exp2
+from . import score_mods as sm
+
+PANEL = 32
+
+
+@dataclass(frozen=True)
+class PrefillSchedule:
+    q_block: int
+    kv_block: int
+    qk_rows: int     # R: rows of the QK register tile (tile = R x 32)
+    pv_rows: int     # R2: rows of the PV register tile
+    pv_width: int    # W2: value columns of the PV register tile
+
+
+def _pv_width(dv: int) -> int:
+    for w in (64, 32, 16, 8, 4, 2):
+        if dv % w == 0:
+            return w
+    return 1
+
+
+def choose_schedule(cfg: AttentionKernelConfig) -> PrefillSchedule:
+    bq = cfg.q_block or (64 if cfg.q_len >= 64 else max(8, -(-cfg.q_len // 8) * 8))
+    bk = cfg.kv_block or (256 if cfg.kv_len >= 256 else -(-cfg.kv_len // PANEL) * PANEL)
+    w2 = _pv_width(cfg.v_head_dim)
+    w2 = min(w2, 32)
+    # register budget: 32 zmm. QK tile: 2R accumulators. PV tile: R2 * W2/16.
+    r = 8
+    while bq % r:
+        r //= 2
+    r2 = 8
+    while bq % r2:
+        r2 //= 2
+    return PrefillSchedule(bq, bk, r, r2, w2)
+
+
+def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = None):
+    sched = sched or choose_schedule(cfg)
+    B, HQ, HKV, G = cfg.batch, cfg.q_heads, cfg.kv_heads, cfg.group
+    QL, KL, D, DV = cfg.q_len, cfg.kv_len, cfg.head_dim, cfg.v_head_dim
+    DT = cfg.dtype
+    BQ, BK, R, R2, W2 = sched.q_block, sched.kv_block, sched.qk_rows, sched.pv_rows, sched.pv_width
+    assert BK % PANEL == 0 and BQ % R == 0 and BQ % R2 == 0 and DV % W2 == 0
+    NQB = -(-QL // BQ)
+    NKP = -(-KL // PANEL)              # key panels
+    KLP = NKP * PANEL                  # padded key length
+    NPB = BK // PANEL                  # panels per key block
+    SCALE = float(cfg.scale)
+    has_mask = cfg.mask_input != "none"
+    mask_dt = "uint8" if cfg.mask_input == "bool" else "float32"
+    elementwise = sm.has_elementwise_mods(cfg)
+    NEG = f32(NEG_INF)
+    L2E = f32(LOG2E)
+
+    def mods(M, b, h, qi, kj, s):
+        return sm.apply_mods(sm.ModContext(cfg, b, h, qi, kj, M), s)
+
+    def block_is_full(q0, q1, k0, k1):
+        c = sm.block_full(cfg, q0, q1, k0, k1)
+        return False if c is None else c
+
+    def kv_bounds(q0, q1):
+        return sm.kv_range(cfg, q0, q1)
+
+    @T.macro
+    def body(q, k, v, M, o):
+        Kp = T.decl_buffer((B, HKV, NKP, D, PANEL), "float32")
+        # ---- stage 1: pack K^T into 32-key panels (fp32, zero padded)
+        for t in T.parallel(B * HKV * NKP):
+            for jj in range(PANEL):
+                for d in range(D):
+                    Kp[t // (HKV * NKP), t // NKP % HKV, t % NKP, d, jj] = T.if_then_else(
+                        t % NKP * PANEL + jj < KL,
+                        T.Cast("float32", k[t // (HKV * NKP), t // NKP % HKV,
+                                            T.min(t % NKP * PANEL + jj, KL - 1), d]),
+                        f32(0.0))
+        # ---- stage 2: flash attention per (b, h, q block)
+        for t in T.parallel(B * HQ * NQB):
+            Qs = T.decl_buffer((BQ, D), "float32")
+            S = T.decl_buffer((BQ, BK), "float32")
+            acc = T.decl_buffer((BQ, DV), "float32")
+            mrow = T.decl_buffer((BQ,), "float32")
+            lrow = T.decl_buffer((BQ,), "float32")
+            alpha = T.decl_buffer((BQ,), "float32")
+            red = T.decl_buffer((16,), "float32", scope="local")
+            sc = T.decl_buffer((2,), "float32", scope="local")
+            b: T.int32 = t // (HQ * NQB)
+            h: T.int32 = t // NQB % HQ
+            hk: T.int32 = h // G
+            q0: T.int32 = t % NQB * BQ
+            q1: T.int32 = T.min(q0 + BQ, QL) - 1
+            for i in range(BQ):
+                for d in T.vectorized(D):
+                    Qs[i, d] = T.if_then_else(
+                        q0 + i < QL,
+                        T.Cast("float32", q[b, h, T.min(q0 + i, QL - 1), d]) * f32(SCALE),
+                        f32(0.0))
+                for d in T.vectorized(DV):
+                    acc[i, d] = f32(0.0)
+                mrow[i] = NEG
+                lrow[i] = f32(0.0)
+            lo_hi = kv_bounds(q0, q1)
+            kb_lo: T.int32 = lo_hi[0] // BK
+            kb_hi: T.int32 = T.max((lo_hi[1] + BK - 1) // BK, lo_hi[0] // BK)
+            for kb in range(kb_lo, kb_hi):
+                k0: T.int32 = kb * BK
+                np_: T.int32 = T.min(NPB, NKP - kb * NPB)
+                # ---- S = Qs @ K^T  (register tile R x 32, loop over d)
+                for p in range(np_):
+                    for ib in range(BQ // R):
+                        st = T.decl_buffer((R, PANEL), "float32", scope="local")
+                        for i in T.unroll(R):
+                            for jv in T.vectorized(PANEL):
+                                st[i, jv] = f32(0.0)
+                        for d in range(D):
+                            for i in T.unroll(R):
+                                for jv in T.vectorized(PANEL):
+                                    st[i, jv] = st[i, jv] + Qs[ib * R + i, d] * Kp[b, hk, kb * NPB + p, d, jv]
+                        for i in T.unroll(R):
+                            for jv in T.vectorized(PANEL):
+                                S[ib * R + i, p * PANEL + jv] = st[i, jv]
+                # ---- per-score mods / masks, only where needed
+                if elementwise:
+                    for i in range(BQ):
+                        for j in T.vectorized(BK):
+                            S[i, j] = mods(M, b, h, T.min(q0 + i, QL - 1), k0 + j, S[i, j])
+                else:
+                    if not block_is_full(q0, q1, k0, k0 + BK - 1):
+                        for i in range(BQ):
+                            for j in T.vectorized(BK):
+                                S[i, j] = mods(M, b, h, T.min(q0 + i, QL - 1), k0 + j, S[i, j])
+                # ---- online softmax
+                for i in range(BQ):
+                    for jv in T.vectorized(16):
+                        red[jv] = NEG
+                    for jc in range(BK // 16):
+                        for jv in T.vectorized(16):
+                            red[jv] = T.max(red[jv], S[i, jc * 16 + jv])
+                    sc[0] = mrow[i]
+                    for jv in T.unroll(16):
+                        sc[0] = T.max(sc[0], red[jv])
+                    # sc[0] = new max (maybe -inf); sc[1] = max used for exponent
+                    sc[1] = T.Select(sc[0] == NEG, f32(0.0), sc[0])
+                    alpha[i] = fast_exp2((mrow[i] - sc[1]) * L2E)
+                    mrow[i] = sc[0]
+                    for jv in T.vectorized(16):
+                        red[jv] = f32(0.0)
+                    for jc in range(BK // 16):
+                        for jv in T.vectorized(16):
+                            S[i, jc * 16 + jv] = fast_exp2(S[i, jc * 16 + jv] * L2E - sc[1] * L2E)
+                            red[jv] = red[jv] + S[i, jc * 16 + jv]
+                    sc[0] = f32(0.0)
+                    for jv in T.unroll(16):
+                        sc[0] = sc[0] + red[jv]
+                    lrow[i] = lrow[i] * alpha[i] + sc[0]
+                # ---- acc = alpha * acc + P @ V   (register tile R2 x W2, loop over keys)
+                jl: T.int32 = T.min(BK, KL - k0)
+                for ib in range(BQ // R2):
+                    for dc in range(DV // W2):
+                        ot = T.decl_buffer((R2, W2), "float32", scope="local")
+                        for i in T.unroll(R2):
+                            for dv in T.vectorized(W2):
+                                ot[i, dv] = acc[ib * R2 + i, dc * W2 + dv] * alpha[ib * R2 + i]
+                        for j in range(jl):
+                            for i in T.unroll(R2):
+                                for dv in T.vectorized(W2):
+                                    ot[i, dv] = ot[i, dv] + S[ib * R2 + i, j] * T.Cast(
+                                        "float32", v[b, hk, k0 + j, dc * W2 + dv])
+                        for i in T.unroll(R2):
+                            for dv in T.vectorized(W2):
+                                acc[ib * R2 + i, dc * W2 + dv] = ot[i, dv]
+            # ---- epilogue
+            for i in range(T.min(BQ, QL - q0)):
+                sc[0] = T.Select(lrow[i] > f32(0.0), f32(1.0) / lrow[i], f32(0.0))
+                for d in T.vectorized(DV):
+                    o[b, h, q0 + i, d] = T.Cast(DT, acc[i, d] * sc[0])
+
+    if has_mask:
+        @T.prim_func
+        def prefill(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
+                    v: T.Buffer((B, HKV, KL, DV), DT), mask: T.handle,
+                    o: T.Buffer((B, HQ, QL, DV), DT)):
+            T.func_attr({"tir.noalias": True})
+            mb = T.int32()
+            mh = T.int32()
+            M = T.match_buffer(mask, (mb, mh, QL, KL), mask_dt)
+            body(q, k, v, M, o)
+    else:
+        @T.prim_func
+        def prefill(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
+                    v: T.Buffer((B, HKV, KL, DV), DT), o: T.Buffer((B, HQ, QL, DV), DT)):
+            T.func_attr({"tir.noalias": True})
+            body(q, k, v, None, o)
+    return prefill.with_attr("global_symbol", "attention"), sched

@@ -1,0 +1,29 @@
+"""The `reference` target: the IR interpreter as an executor (numpy; no code generation)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..ir import Graph, graph_to_json, run_graph
+from .base import Capabilities, Executable
+
+
+class ReferenceBackend:
+    """Runs graphs with the numpy reference interpreter; the oracle for every other backend."""
+
+    name = "reference"
+    description = "numpy reference interpreter (exact float64 math, slow; the numerics oracle)"
+    hardware = "host-cpu"
+    capabilities = Capabilities(dtypes=("float32", "float16", "bfloat16", "float64"))
+
+    def lower(self, graph: Graph, options: dict[str, Any]) -> Executable:
+        g = graph
+        return Executable(run=lambda inputs: run_graph(g, list(inputs)), backend=self.name,
+                          artifacts={"graph": graph})
+
+    def export(self, executable: Executable, directory: str) -> list[str]:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "graph.json")
+        with open(path, "w") as f:
+            f.write(graph_to_json(executable.artifacts["graph"]))
+        return [path]

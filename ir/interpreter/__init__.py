@@ -1,0 +1,75 @@
+"""Reference interpreter: executes any valid graph with numpy. The oracle for every backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .. import dims as D
+from ..errors import IRError
+from ..graph import Graph
+from ..types import numpy_dtype
+from .attention_ref import FEATURE_REFERENCES, attention_reference, register_reference
+from .kernels import KERNELS, kernel
+
+
+@dataclass
+class Context:
+    constants: dict
+    dims: dict = field(default_factory=dict)
+
+
+def bind_dims(graph: Graph, arrays: Sequence[np.ndarray]) -> dict[str, int]:
+    """Solve symbolic input dims from concrete shapes (single-symbol dims bind; others are checked)."""
+    env: dict[str, int] = {}
+    for v, a in zip(graph.inputs, arrays):
+        if len(a.shape) != v.rank:
+            raise IRError(f"input '{v.name}' expects rank {v.rank} {v.type}, got shape {tuple(a.shape)}")
+        for d, n in zip(v.shape, a.shape):
+            if isinstance(d, str) and len(D.symbols(d)) == 1 and d == next(iter(D.symbols(d))):
+                if env.setdefault(d, int(n)) != int(n):
+                    raise IRError(f"input '{v.name}': dim '{d}' is {n} here but {env[d]} elsewhere")
+    for v, a in zip(graph.inputs, arrays):
+        for d, n in zip(v.shape, a.shape):
+            try:
+                want = D.evaluate(d, env)
+            except KeyError:
+                continue
+            if want != n:
+                raise IRError(f"input '{v.name}' expects {v.type}, got shape {tuple(a.shape)}")
+    return env
+
+
+def run_graph(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Execute `graph` on numpy inputs (positional or by input name); returns the outputs."""
+    if isinstance(inputs, dict):
+        missing = [v.name for v in graph.inputs if v.name not in inputs]
+        if missing:
+            raise IRError(f"missing graph inputs {missing}; expected {[v.name for v in graph.inputs]}")
+        inputs = [inputs[v.name] for v in graph.inputs]
+    if len(inputs) != len(graph.inputs):
+        raise IRError(f"graph '{graph.name}' takes {len(graph.inputs)} inputs "
+                      f"({[v.name for v in graph.inputs]}), got {len(inputs)}")
+    arrays = [np.asarray(a) for a in inputs]
+    for v, a in zip(graph.inputs, arrays):
+        want = numpy_dtype(v.dtype)
+        if a.dtype != want:
+            raise IRError(f"input '{v.name}' expects dtype {v.dtype}, got {a.dtype}")
+    ctx = Context(graph.constants, bind_dims(graph, arrays))
+    env = {id(v): a for v, a in zip(graph.inputs, arrays)}
+    for node in graph.topological():
+        fn = KERNELS.get(node.op.op_name)
+        if fn is None:
+            raise IRError(f"the reference interpreter has no kernel for op {node.op.op_name}", node)
+        args = [None if v is None else env[id(v)] for v in node.inputs]
+        outs = fn(node.op, args, node, ctx)
+        for v, a in zip(node.outputs, outs):
+            env[id(v)] = np.asarray(a)
+            for d, n in zip(v.shape, env[id(v)].shape):
+                if isinstance(d, str) and d not in ctx.dims and len(D.symbols(d)) == 1 and d == next(iter(D.symbols(d))):
+                    ctx.dims[d] = int(n)
+    return [env[id(v)] for v in graph.outputs]
+
+
+__all__ = ["run_graph", "KERNELS", "kernel", "attention_reference", "FEATURE_REFERENCES", "register_reference"]

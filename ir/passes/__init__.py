@@ -1,0 +1,5 @@
+"""IR passes (one per file) and the pipeline machinery. Importing registers every pass."""
+from . import canonicalize, constant_fold, dce  # noqa: F401  (registration)
+from .base import PASS_REGISTRY, Pass, PipelineError, parse_pipeline, register_pass, run_pipeline
+
+__all__ = ["PASS_REGISTRY", "Pass", "PipelineError", "parse_pipeline", "register_pass", "run_pipeline"]
