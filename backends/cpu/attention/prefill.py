@@ -34,17 +34,17 @@ class PrefillSchedule:
 
 
 def _pv_width(dv: int) -> int:
-    for w in (64, 32, 16, 8, 4, 2):
+    """Value columns per PV register tile (two halves of HW lanes each)."""
+    for w in (32, 16, 8, 4, 2):
         if dv % w == 0:
             return w
-    return 1
+    return 0  # odd Dv: handled by padding the accumulator (see make_prefill)
 
 
 def choose_schedule(cfg: AttentionKernelConfig) -> PrefillSchedule:
     bq = cfg.q_block or (64 if cfg.q_len >= 64 else max(8, -(-cfg.q_len // 8) * 8))
     bk = cfg.kv_block or (256 if cfg.kv_len >= 256 else -(-cfg.kv_len // PANEL) * PANEL)
     w2 = _pv_width(cfg.v_head_dim)
-    w2 = min(w2, 32)
     # register budget: 32 zmm. QK tile: 2R accumulators. PV tile: R2 * W2/16.
     r = 8
     while bq % r:
@@ -61,6 +61,7 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
     QL, KL, D, DV = cfg.q_len, cfg.kv_len, cfg.head_dim, cfg.v_head_dim
     DT = cfg.dtype
     BQ, BK, R, R2, W2 = sched.q_block, sched.kv_block, sched.qk_rows, sched.pv_rows, sched.pv_width
+    HW = W2 // 2
     assert BK % PANEL == 0 and BQ % R == 0 and BQ % R2 == 0 and DV % W2 == 0
     NQB = -(-QL // BQ)
     NKP = -(-KL // PANEL)              # key panels
@@ -80,8 +81,11 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
         c = sm.block_full(cfg, q0, q1, k0, k1)
         return False if c is None else c
 
-    def kv_bounds(q0, q1):
-        return sm.kv_range(cfg, q0, q1)
+    def kv_lo(q0, q1):
+        return sm.kv_range(cfg, q0, q1)[0]
+
+    def kv_hi(q0, q1):
+        return sm.kv_range(cfg, q0, q1)[1]
 
     @T.macro
     def body(q, k, v, M, o):
@@ -103,13 +107,13 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
             mrow = T.decl_buffer((BQ,), "float32")
             lrow = T.decl_buffer((BQ,), "float32")
             alpha = T.decl_buffer((BQ,), "float32")
-            red = T.decl_buffer((16,), "float32", scope="local")
-            sc = T.decl_buffer((2,), "float32", scope="local")
-            b: T.int32 = t // (HQ * NQB)
-            h: T.int32 = t // NQB % HQ
-            hk: T.int32 = h // G
-            q0: T.int32 = t % NQB * BQ
-            q1: T.int32 = T.min(q0 + BQ, QL) - 1
+            red = T.decl_buffer((16,), "float32")
+            sc = T.decl_buffer((2,), "float32")
+            b = T.bind(t // (HQ * NQB))
+            h = T.bind(t // NQB % HQ)
+            hk = T.bind(h // G)
+            q0 = T.bind(t % NQB * BQ)
+            q1 = T.bind(T.min(q0 + BQ, QL) - 1)
             for i in range(BQ):
                 for d in T.vectorized(D):
                     Qs[i, d] = T.if_then_else(
@@ -120,26 +124,30 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
                     acc[i, d] = f32(0.0)
                 mrow[i] = NEG
                 lrow[i] = f32(0.0)
-            lo_hi = kv_bounds(q0, q1)
-            kb_lo: T.int32 = lo_hi[0] // BK
-            kb_hi: T.int32 = T.max((lo_hi[1] + BK - 1) // BK, lo_hi[0] // BK)
+            kb_lo = T.bind(kv_lo(q0, q1) // BK)
+            kb_hi = T.bind(T.max((kv_hi(q0, q1) + BK - 1) // BK, kb_lo))
             for kb in range(kb_lo, kb_hi):
-                k0: T.int32 = kb * BK
-                np_: T.int32 = T.min(NPB, NKP - kb * NPB)
+                k0 = T.bind(kb * BK)
+                np_ = T.bind(T.min(NPB, NKP - kb * NPB))
                 # ---- S = Qs @ K^T  (register tile R x 32, loop over d)
                 for p in range(np_):
                     for ib in range(BQ // R):
-                        st = T.decl_buffer((R, PANEL), "float32", scope="local")
+                        # two (R, 16) halves: each < 1 KiB so it stays an alloca -> registers
+                        sa = T.decl_buffer((R, 16), "float32")
+                        sb = T.decl_buffer((R, 16), "float32")
                         for i in T.unroll(R):
-                            for jv in T.vectorized(PANEL):
-                                st[i, jv] = f32(0.0)
+                            for jv in T.vectorized(16):
+                                sa[i, jv] = f32(0.0)
+                                sb[i, jv] = f32(0.0)
                         for d in range(D):
                             for i in T.unroll(R):
-                                for jv in T.vectorized(PANEL):
-                                    st[i, jv] = st[i, jv] + Qs[ib * R + i, d] * Kp[b, hk, kb * NPB + p, d, jv]
+                                for jv in T.vectorized(16):
+                                    sa[i, jv] = sa[i, jv] + Qs[ib * R + i, d] * Kp[b, hk, kb * NPB + p, d, jv]
+                                    sb[i, jv] = sb[i, jv] + Qs[ib * R + i, d] * Kp[b, hk, kb * NPB + p, d, 16 + jv]
                         for i in T.unroll(R):
-                            for jv in T.vectorized(PANEL):
-                                S[ib * R + i, p * PANEL + jv] = st[i, jv]
+                            for jv in T.vectorized(16):
+                                S[ib * R + i, p * PANEL + jv] = sa[i, jv]
+                                S[ib * R + i, p * PANEL + 16 + jv] = sb[i, jv]
                 # ---- per-score mods / masks, only where needed
                 if elementwise:
                     for i in range(BQ):
@@ -175,21 +183,27 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
                         sc[0] = sc[0] + red[jv]
                     lrow[i] = lrow[i] * alpha[i] + sc[0]
                 # ---- acc = alpha * acc + P @ V   (register tile R2 x W2, loop over keys)
-                jl: T.int32 = T.min(BK, KL - k0)
+                jl = T.bind(T.min(BK, KL - k0))
                 for ib in range(BQ // R2):
                     for dc in range(DV // W2):
-                        ot = T.decl_buffer((R2, W2), "float32", scope="local")
+                        # two (R2, HW) halves, each < 1 KiB so they stay allocas -> registers
+                        oa = T.decl_buffer((R2, HW), "float32")
+                        ob = T.decl_buffer((R2, HW), "float32")
                         for i in T.unroll(R2):
-                            for dv in T.vectorized(W2):
-                                ot[i, dv] = acc[ib * R2 + i, dc * W2 + dv] * alpha[ib * R2 + i]
+                            for dv in T.vectorized(HW):
+                                oa[i, dv] = acc[ib * R2 + i, dc * W2 + dv] * alpha[ib * R2 + i]
+                                ob[i, dv] = acc[ib * R2 + i, dc * W2 + HW + dv] * alpha[ib * R2 + i]
                         for j in range(jl):
                             for i in T.unroll(R2):
-                                for dv in T.vectorized(W2):
-                                    ot[i, dv] = ot[i, dv] + S[ib * R2 + i, j] * T.Cast(
+                                for dv in T.vectorized(HW):
+                                    oa[i, dv] = oa[i, dv] + S[ib * R2 + i, j] * T.Cast(
                                         "float32", v[b, hk, k0 + j, dc * W2 + dv])
+                                    ob[i, dv] = ob[i, dv] + S[ib * R2 + i, j] * T.Cast(
+                                        "float32", v[b, hk, k0 + j, dc * W2 + HW + dv])
                         for i in T.unroll(R2):
-                            for dv in T.vectorized(W2):
-                                acc[ib * R2 + i, dc * W2 + dv] = ot[i, dv]
+                            for dv in T.vectorized(HW):
+                                acc[ib * R2 + i, dc * W2 + dv] = oa[i, dv]
+                                acc[ib * R2 + i, dc * W2 + HW + dv] = ob[i, dv]
             # ---- epilogue
             for i in range(T.min(BQ, QL - q0)):
                 sc[0] = T.Select(lrow[i] > f32(0.0), f32(1.0) / lrow[i], f32(0.0))
