@@ -137,9 +137,11 @@ class Graph:
         g = nx.MultiDiGraph()
         for n in self.nodes:
             g.add_node(n.name, node=n)
+        members = {id(n) for n in self.nodes}
         for n in self.nodes:
             for slot, v in enumerate(n.inputs):
-                if v is not None and v.producer is not None:
+                # producers outside the graph are left for the verifier to report
+                if v is not None and v.producer is not None and id(v.producer) in members:
                     g.add_edge(v.producer.name, n.name, slot=slot)
         return g
 
