@@ -30,8 +30,9 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
     from .backends import get_backend
 
     backend = get_backend(target)
-    source = import_model(model, example_inputs)
     pipeline = passes if passes is not None else pipelines.default_pipeline(target)
+    pipelines.validate(pipeline)  # fail on a typo before the (slow) import
+    source = import_model(model, example_inputs)
     graph = run_pipeline(source, pipeline, dump_dir=dump_dir)
     executable = backend.lower(graph, dict(options or {}))
     return CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source)

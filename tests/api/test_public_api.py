@@ -1,0 +1,93 @@
+"""The public surface: import_model dispatch and errors, compile on the reference target, CompiledModel I/O, CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import attncc
+from attncc import ir
+from attncc.cli import main as cli_main
+
+
+def attention_graph():
+    g = ir.Graph("tiny")
+    q = g.add_input("q", "float32", ("batch", 2, "seq", 8))
+    k = g.add_input("k", "float32", ("batch", 1, "seq", 8))
+    v = g.add_input("v", "float32", ("batch", 1, "seq", 8))
+    spec = ir.AttentionSpec(2, 1, 8, mask=ir.MaskSpec(causal=True))
+    g.set_outputs([g.add1(ir.Attention(spec=spec), [q, k, v], name="attn")])
+    return g
+
+
+def test_import_model_rejects_unknown_objects_with_guidance():
+    with pytest.raises(TypeError, match="cannot import a dict: pass a torch.nn.Module"):
+        attncc.import_model({})
+    with pytest.raises(TypeError, match="only .onnx files"):
+        attncc.import_model("model.pt")
+
+
+def test_compile_reference_runs_numpy_and_torch():
+    cm = attncc.compile(attention_graph(), target="reference", passes="canonicalize,dce")
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, 2, 5, 8)).astype(np.float32)
+    k = rng.standard_normal((2, 1, 5, 8)).astype(np.float32)
+    out = cm(q, k, k)
+    assert isinstance(out, np.ndarray) and out.shape == (2, 2, 5, 8)
+    tout = cm(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(k))
+    assert isinstance(tout, torch.Tensor)
+    ref = torch.nn.functional.scaled_dot_product_attention(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(k),
+                                                           is_causal=True, enable_gqa=True)
+    torch.testing.assert_close(tout, ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="takes 3 inputs"):
+        cm(q)
+
+
+def test_compiled_model_exposes_attention_ops_and_exports(tmp_path):
+    cm = attncc.compile(attention_graph(), target="reference", passes="dce")
+    assert [n.spec.variant for n in cm.graph.attention_ops()] == ["mqa"]
+    files = cm.export(str(tmp_path / "out"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["target"] == "reference" and "graph.json" in manifest["files"]
+    g = ir.graph_from_json((tmp_path / "out" / "graph.json").read_text())
+    assert ir.print_ir(g) == ir.print_ir(cm.graph)
+    assert len(files) >= 2
+
+
+def test_unknown_and_planned_targets_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown target 'tpu'"):
+        attncc.compile(attention_graph(), target="tpu")
+    with pytest.raises(ValueError, match="'optical'.*planned"):
+        attncc.compile(attention_graph(), target="optical")
+
+
+def test_targets_lists_cpu_and_reference():
+    names = {t["name"]: t["status"] for t in attncc.targets()}
+    assert names["cpu"] == "available" and names["reference"] == "available"
+
+
+def test_cli_help_and_targets(capsys):
+    assert cli_main(["targets"]) == 0
+    assert "reference" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    assert "compile" in capsys.readouterr().out
+
+
+def test_cli_print_pipeline(capsys):
+    assert cli_main(["compile", "--print-pipeline", "--target", "reference"]) == 0
+    assert "canonicalize" in capsys.readouterr().out
+
+
+def test_cli_bad_pipeline_is_a_clean_error(capsys, tmp_path):
+    assert cli_main(["compile", "examples/models.py:llama_block", "--passes", "canonicalize{x=1}", "--target", "reference"]) == 2
+    assert "pass 'canonicalize' has no option 'x'" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "attncc", "targets"], capture_output=True, text=True, check=True)
+    assert "cpu" in out.stdout
