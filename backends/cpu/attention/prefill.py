@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from tvm.script import tirx as T
 
 from .config import AttentionKernelConfig
-from .mathfn import LOG2E, NEG_INF, f32, fast_exp2
+from .mathfn import NEG_INF, f32
 from . import score_mods as sm
+from .tiles import make_online_softmax, pick_pv
 
 PANEL = 32
 
@@ -33,26 +34,14 @@ class PrefillSchedule:
     pv_width: int    # W2: value columns of the PV register tile
 
 
-def _pv_width(dv: int) -> int:
-    """Value columns per PV register tile (two halves of HW lanes each)."""
-    for w in (32, 16, 8, 4, 2):
-        if dv % w == 0:
-            return w
-    return 0  # odd Dv: handled by padding the accumulator (see make_prefill)
-
-
 def choose_schedule(cfg: AttentionKernelConfig) -> PrefillSchedule:
     bq = cfg.q_block or (64 if cfg.q_len >= 64 else max(8, -(-cfg.q_len // 8) * 8))
     bk = cfg.kv_block or (256 if cfg.kv_len >= 256 else -(-cfg.kv_len // PANEL) * PANEL)
-    w2 = _pv_width(cfg.v_head_dim)
     # register budget: 32 zmm. QK tile: 2R accumulators. PV tile: R2 * W2/16.
     r = 8
     while bq % r:
         r //= 2
-    r2 = 8
-    while bq % r2:
-        r2 //= 2
-    return PrefillSchedule(bq, bk, r, r2, w2)
+    return PrefillSchedule(bq, bk, r, 8, 32)  # PV tile refined by tiles.pick_pv
 
 
 def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = None):
@@ -61,8 +50,7 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
     QL, KL, D, DV = cfg.q_len, cfg.kv_len, cfg.head_dim, cfg.v_head_dim
     DT = cfg.dtype
     BQ, BK, R, R2, W2 = sched.q_block, sched.kv_block, sched.qk_rows, sched.pv_rows, sched.pv_width
-    HW = W2 // 2
-    assert BK % PANEL == 0 and BQ % R == 0 and BQ % R2 == 0 and DV % W2 == 0
+    assert BK % PANEL == 0 and BQ % R == 0
     NQB = -(-QL // BQ)
     NKP = -(-KL // PANEL)              # key panels
     KLP = NKP * PANEL                  # padded key length
@@ -72,7 +60,9 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
     mask_dt = "uint8" if cfg.mask_input == "bool" else "float32"
     elementwise = sm.has_elementwise_mods(cfg)
     NEG = f32(NEG_INF)
-    L2E = f32(LOG2E)
+    online_softmax = make_online_softmax(BQ, BK)
+    pv_update, (R2, W2) = pick_pv(BQ, DV, R2)
+    sched = PrefillSchedule(BQ, BK, R, R2, W2)
 
     def mods(M, b, h, qi, kj, s):
         return sm.apply_mods(sm.ModContext(cfg, b, h, qi, kj, M), s)
@@ -158,52 +148,9 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
                         for i in range(BQ):
                             for j in T.vectorized(BK):
                                 S[i, j] = mods(M, b, h, T.min(q0 + i, QL - 1), k0 + j, S[i, j])
-                # ---- online softmax
-                for i in range(BQ):
-                    for jv in T.vectorized(16):
-                        red[jv] = NEG
-                    for jc in range(BK // 16):
-                        for jv in T.vectorized(16):
-                            red[jv] = T.max(red[jv], S[i, jc * 16 + jv])
-                    sc[0] = mrow[i]
-                    for jv in T.unroll(16):
-                        sc[0] = T.max(sc[0], red[jv])
-                    # sc[0] = new max (maybe -inf); sc[1] = max used for exponent
-                    sc[1] = T.Select(sc[0] == NEG, f32(0.0), sc[0])
-                    alpha[i] = fast_exp2((mrow[i] - sc[1]) * L2E)
-                    mrow[i] = sc[0]
-                    for jv in T.vectorized(16):
-                        red[jv] = f32(0.0)
-                    for jc in range(BK // 16):
-                        for jv in T.vectorized(16):
-                            S[i, jc * 16 + jv] = fast_exp2(S[i, jc * 16 + jv] * L2E - sc[1] * L2E)
-                            red[jv] = red[jv] + S[i, jc * 16 + jv]
-                    sc[0] = f32(0.0)
-                    for jv in T.unroll(16):
-                        sc[0] = sc[0] + red[jv]
-                    lrow[i] = lrow[i] * alpha[i] + sc[0]
-                # ---- acc = alpha * acc + P @ V   (register tile R2 x W2, loop over keys)
-                jl = T.bind(T.min(BK, KL - k0))
-                for ib in range(BQ // R2):
-                    for dc in range(DV // W2):
-                        # two (R2, HW) halves, each < 1 KiB so they stay allocas -> registers
-                        oa = T.decl_buffer((R2, HW), "float32")
-                        ob = T.decl_buffer((R2, HW), "float32")
-                        for i in T.unroll(R2):
-                            for dv in T.vectorized(HW):
-                                oa[i, dv] = acc[ib * R2 + i, dc * W2 + dv] * alpha[ib * R2 + i]
-                                ob[i, dv] = acc[ib * R2 + i, dc * W2 + HW + dv] * alpha[ib * R2 + i]
-                        for j in range(jl):
-                            for i in T.unroll(R2):
-                                for dv in T.vectorized(HW):
-                                    oa[i, dv] = oa[i, dv] + S[ib * R2 + i, j] * T.Cast(
-                                        "float32", v[b, hk, k0 + j, dc * W2 + dv])
-                                    ob[i, dv] = ob[i, dv] + S[ib * R2 + i, j] * T.Cast(
-                                        "float32", v[b, hk, k0 + j, dc * W2 + HW + dv])
-                        for i in T.unroll(R2):
-                            for dv in T.vectorized(HW):
-                                acc[ib * R2 + i, dc * W2 + dv] = oa[i, dv]
-                                acc[ib * R2 + i, dc * W2 + HW + dv] = ob[i, dv]
+                # ---- online softmax, then acc = alpha * acc + P @ V
+                online_softmax(S, mrow, lrow, alpha, red, sc)
+                pv_update(S, acc, alpha, v, b, hk, k0, T.min(BK, KL - k0))
             # ---- epilogue
             for i in range(T.min(BQ, QL - q0)):
                 sc[0] = T.Select(lrow[i] > f32(0.0), f32(1.0) / lrow[i], f32(0.0))
