@@ -2,14 +2,16 @@
 from .attention import Attention, Rotary, Tiling
 from .attention_spec import AttentionSpec, Feature, MaskSpec, RopeSpec, SpecError, register_feature
 from .base import OP_REGISTRY, Op, register_op
+from .fused_attention import FusedAttention
 from .elementwise import Activation, Binary, Unary, Where
 from .linalg import Linear, MatMul
 from .norm import LayerNorm, Reduce, RMSNorm, Softmax
 from .tensor import Cast, Concat, Constant, Expand, Gather, Reshape, Slice, Transpose
+from . import attention_features  # registers the variant feature kinds (MLA, HiLo, MoH, ...)
 
 __all__ = [
     "Op", "OP_REGISTRY", "register_op", "Attention", "Rotary", "Tiling", "AttentionSpec", "MaskSpec", "RopeSpec",
     "Feature", "SpecError", "register_feature", "Unary", "Binary", "Activation", "Where", "MatMul", "Linear",
     "Softmax", "LayerNorm", "RMSNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather",
-    "Expand", "Cast",
+    "Expand", "Cast", "FusedAttention",
 ]
