@@ -1,0 +1,180 @@
+"""Benchmark: attncc CPU attention kernels (TVM TIR) vs torch SDPA, same process.
+
+    TVM_NUM_THREADS=2 python benchmarks/cpu_attention.py [--quick] [--threads N]
+
+Prints per case: attncc ms, torch ms, ratio (torch time / attncc time, >1 = attncc
+faster), GFLOP/s (or GB/s for decode), then the geometric-mean ratio.
+Extra cases (e.g. MLA decode, a whole transformer block) plug in through
+``register_case``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+CASES: list["Case"] = []
+
+
+@dataclass
+class Case:
+    name: str
+    setup: Callable[[], tuple]    # -> (attncc_fn, torch_fn, work) ; work = ("flop", n) or ("byte", n)
+    note: str = ""
+    quick: bool = True
+
+
+def register_case(name: str, quick: bool = True, note: str = ""):
+    """Decorator hook: ``@register_case("MLA decode")`` on a function returning
+    (attncc_callable, torch_callable, ("flop"|"byte", amount))."""
+    def deco(fn):
+        CASES.append(Case(name, fn, note, quick))
+        return fn
+    return deco
+
+
+def timeit_pair(fa, fb, min_time=0.25, rounds=5):
+    """Interleaved timing (robust to noisy neighbours): min over rounds of the mean per call."""
+    fa(); fb()
+    def one(f):
+        t0 = time.perf_counter(); f(); dt = time.perf_counter() - t0
+        n = max(1, int(min_time / max(dt, 1e-6) / rounds))
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        return (time.perf_counter() - t0) / n
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(one(fa)); tb.append(one(fb))
+    return min(ta), min(tb)
+
+
+def _kernel_fn(cfg, q, k, v, mask=None):
+    from attncc.backends.cpu.attention import build_attention_kernel
+    kern = build_attention_kernel(cfg)
+    args, out = kern.prepare(q, k, v, mask)
+    fn = kern._fn
+    return (lambda: fn(*args)), kern
+
+
+def _sdpa_case(B, HQ, HKV, N, D, causal=False, window=None, dtype="float32"):
+    import torch
+    import torch.nn.functional as F
+    from attncc.backends.cpu.attention import AttentionKernelConfig
+    tdt = getattr(torch, dtype)
+    q = torch.randn(B, HQ, N, D, dtype=tdt)
+    k = torch.randn(B, HKV, N, D, dtype=tdt)
+    v = torch.randn(B, HKV, N, D, dtype=tdt)
+    cfg = AttentionKernelConfig(B, HQ, HKV, N, N, D, D, scale=D ** -0.5, dtype=dtype,
+                                causal=causal or window is not None,
+                                window_left=window)
+    fa, _ = _kernel_fn(cfg, q, k, v)
+    if window is not None:
+        i = torch.arange(N)[:, None]
+        j = torch.arange(N)[None, :]
+        dense = (j <= i) & (j >= i - window)
+        fb = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
+    elif HKV != HQ:
+        fb = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+    else:
+        fb = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return fa, fb, ("flop", cfg.flops())
+
+
+@register_case("MHA B1 H8 N1024 D64")
+def _mha():
+    return _sdpa_case(1, 8, 8, 1024, 64)
+
+
+@register_case("MHA B1 H8 N1024 D64 causal")
+def _mha_causal():
+    return _sdpa_case(1, 8, 8, 1024, 64, causal=True)
+
+
+@register_case("GQA 32q/8kv N2048 D128 causal")
+def _gqa():
+    return _sdpa_case(1, 32, 8, 2048, 128, causal=True)
+
+
+@register_case("MQA 16q/1kv N1024 D64")
+def _mqa():
+    return _sdpa_case(1, 16, 1, 1024, 64)
+
+
+@register_case("SWA W256 H8 N4096 D64 (torch: dense mask)")
+def _swa():
+    return _sdpa_case(1, 8, 8, 4096, 64, window=256)
+
+
+def torch_copy_bandwidth(nbytes=256 << 20) -> float:
+    import torch
+    src = torch.empty(nbytes // 4, dtype=torch.float32).normal_()
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = min(_time1(lambda: dst.copy_(src)) for _ in range(5))
+    return 2 * nbytes / best / 1e9
+
+
+def _time1(f):
+    t0 = time.perf_counter(); f(); return time.perf_counter() - t0
+
+
+@register_case("GQA decode 32q/8kv KV8192 D128")
+def _decode():
+    import torch
+    import torch.nn.functional as F
+    from attncc.backends.cpu.attention import AttentionKernelConfig
+    B, HQ, HKV, KV, D = 1, 32, 8, 8192, 128
+    q = torch.randn(B, HQ, 1, D)
+    k = torch.randn(B, HKV, KV, D)
+    v = torch.randn(B, HKV, KV, D)
+    cfg = AttentionKernelConfig(B, HQ, HKV, 1, KV, D, D, scale=D ** -0.5)
+    fa, _ = _kernel_fn(cfg, q, k, v)
+    fb = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    nbytes = (k.numel() + v.numel() + 2 * q.numel()) * 4
+    return fa, fb, ("byte", nbytes)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("TVM_NUM_THREADS", "2")))
+    ap.add_argument("--only", default=None, help="substring filter on case names")
+    ap.add_argument("--all", action="store_true", help="include non-quick cases")
+    args = ap.parse_args(argv)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    import torch
+    torch.set_num_threads(args.threads)
+    print(f"threads={args.threads} torch={torch.__version__}")
+    bw = torch_copy_bandwidth()
+    print(f"torch copy bandwidth (read+write): {bw:.1f} GB/s")
+    hdr = f"{'case':44s} {'attncc ms':>10s} {'torch ms':>10s} {'ratio':>7s} {'attncc':>14s} {'torch':>14s}"
+    print(hdr)
+    print("-" * len(hdr))
+    ratios = []
+    for case in CASES:
+        if args.only and args.only not in case.name:
+            continue
+        if not (case.quick or args.all):
+            continue
+        fa, fb, (unit, amount) = case.setup()
+        ta, tb = timeit_pair(fa, fb)
+        ratio = tb / ta
+        ratios.append(ratio)
+        if unit == "flop":
+            ra, rb = f"{amount / ta / 1e9:8.1f} GFLOP/s", f"{amount / tb / 1e9:8.1f} GFLOP/s"
+        else:
+            ra = f"{amount / ta / 1e9:6.1f} GB/s ({100 * amount / ta / 1e9 / bw:3.0f}%)"
+            rb = f"{amount / tb / 1e9:6.1f} GB/s"
+        print(f"{case.name:44s} {ta * 1e3:10.3f} {tb * 1e3:10.3f} {ratio:7.2f} {ra:>14s} {rb:>14s}")
+        sys.stdout.flush()
+    if ratios:
+        gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        print(f"geometric-mean ratio (torch time / attncc time): {gm:.2f}")
+
+
+if __name__ == "__main__":
+    main()
