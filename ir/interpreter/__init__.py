@@ -12,6 +12,7 @@ from ..graph import Graph
 from ..types import numpy_dtype
 from .attention_ref import FEATURE_REFERENCES, attention_reference, register_reference
 from .kernels import KERNELS, kernel
+from . import variants  # noqa: E402,F401  (registers the attention variant references)
 from . import fused_attention_ref  # noqa: E402,F401  (registers the FusedAttention kernel)
 
 

@@ -1,0 +1,13 @@
+"""Attention variant features (one file per family). Importing registers every feature kind."""
+from .conformer import Grouped, Strided
+from .convshare import ConvShare
+from .head_mixing import CHAI, KnockingHeads, MoH
+from .hilo import HiLo
+from .latent import MLA, MTLA
+from .linear import LinearAttn
+from .local import BlockedLocal, MultiWindow
+from .lowrank import GlobalQuery
+from .sparse import BlockSparse, TopkSparse, Uniform
+
+__all__ = ["MLA", "MTLA", "GlobalQuery", "Grouped", "Strided", "MultiWindow", "BlockedLocal", "HiLo", "MoH",
+           "KnockingHeads", "CHAI", "TopkSparse", "BlockSparse", "Uniform", "LinearAttn", "ConvShare"]

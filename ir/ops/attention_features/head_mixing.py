@@ -1,0 +1,101 @@
+"""Head mixing: mixture-of-heads routing (MoH / MoA), knocking-heads cross-head projections, CHAI clusters."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..attention_spec import Feature, register_feature
+from ._common import check, check_plain_context, expect, out, positive_int, qkv
+
+KNOCK_TARGETS = ("q", "k", "v")
+
+
+@register_feature
+@dataclass(frozen=True)
+class MoH(Feature):
+    """Mixture-of-heads: per token, the `shared_heads` first heads always contribute with weight 1; of the
+    remaining (routed) heads the `top_k` with the highest `head_logits` (B, Sq, H) contribute with weights
+    softmax over those k logits; other heads get weight 0. The weighted head outputs feed the output projection
+    (their weighted sum)."""
+
+    kind: ClassVar[str] = "moh"
+    variant_label: ClassVar[str] = "moh"
+    top_k: int = 1
+    shared_heads: int = 0
+
+    def __post_init__(self):
+        positive_int("moh", "top_k", self.top_k)
+        check(isinstance(self.shared_heads, int) and self.shared_heads >= 0, f"moh.shared_heads must be an int >= 0, got {self.shared_heads!r}")
+
+    def extra_inputs(self):
+        return ("head_logits",)
+
+    def validate(self, spec):
+        check_plain_context(self, spec)
+        routed = spec.num_heads - self.shared_heads
+        check(1 <= self.top_k <= routed, f"moh: top_k {self.top_k} must be in [1, {routed}] (num_heads - shared_heads)")
+
+    def infer(self, spec, t, node):
+        q, k, v, B, Sq, Skv = qkv(spec, t, node)
+        expect(t, "head_logits", node, True, (B, Sq, spec.num_heads), f"(B, Sq, H) = ({B}, {Sq}, {spec.num_heads})")
+        return out(q, B, spec.num_heads, Sq, spec.v_head_dim)
+
+
+@register_feature
+@dataclass(frozen=True)
+class KnockingHeads(Feature):
+    """Knocking-heads attention: before SDPA, each target x in `targets` is mixed across heads by a shared
+    matrix M (heads x heads, diagonal-initialized in training): x'_h = Σ_j M[h, j] x_j."""
+
+    kind: ClassVar[str] = "knocking_heads"
+    variant_label: ClassVar[str] = None  # keeps the mha/gqa label: it is an add-on to any head layout
+    targets: tuple = ("k", "v")
+
+    def __post_init__(self):
+        check(isinstance(self.targets, tuple) and len(self.targets) > 0 and len(set(self.targets)) == len(self.targets)
+              and all(x in KNOCK_TARGETS for x in self.targets),
+              f"knocking_heads.targets must be a non-empty subset of {KNOCK_TARGETS}, got {self.targets!r}")
+
+    def extra_inputs(self):
+        return tuple(f"knock_{x}" for x in KNOCK_TARGETS if x in self.targets)
+
+    def validate(self, spec):
+        check_plain_context(self, spec)
+
+    def infer(self, spec, t, node):
+        q, k, v, B, Sq, Skv = qkv(spec, t, node)
+        for x in self.targets:
+            h = spec.num_heads if x == "q" else spec.num_kv_heads
+            expect(t, f"knock_{x}", node, True, (h, h), f"({h}, {h}) head-mixing matrix")
+        return out(q, B, spec.num_heads, Sq, spec.v_head_dim)
+
+
+@register_feature
+@dataclass(frozen=True)
+class CHAI(Feature):
+    """Clustered head attention: `clusters[h]` is head h's cluster id; the first head of each cluster computes
+    the attention probabilities softmax(scale q kᵀ) and every head of the cluster applies them to its own V.
+    Keys of non-representative heads are never read (their K cache can be dropped)."""
+
+    kind: ClassVar[str] = "chai"
+    variant_label: ClassVar[str] = "chai"
+    clusters: tuple = ()
+
+    def __post_init__(self):
+        check(isinstance(self.clusters, tuple) and len(self.clusters) > 0 and all(isinstance(c, int) and c >= 0 for c in self.clusters),
+              f"chai.clusters must be a non-empty tuple of ints >= 0 (cluster id per head), got {self.clusters!r}")
+
+    @property
+    def representatives(self) -> tuple[int, ...]:
+        """For each head, the head whose scores it uses (the first head of its cluster)."""
+        first: dict[int, int] = {}
+        return tuple(first.setdefault(c, h) for h, c in enumerate(self.clusters))
+
+    def validate(self, spec):
+        check_plain_context(self, spec)
+        check(len(self.clusters) == spec.num_heads, f"chai: {len(self.clusters)} cluster ids for {spec.num_heads} heads")
+        check(spec.num_kv_heads == spec.num_heads, f"chai: needs num_kv_heads == num_heads, got {spec.num_kv_heads}")
+
+    def infer(self, spec, t, node):
+        q, k, v, B, Sq, Skv = qkv(spec, t, node)
+        return out(q, B, spec.num_heads, Sq, spec.v_head_dim)
