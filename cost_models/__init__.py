@@ -1,0 +1,16 @@
+"""attncc.cost_models: hardware catalog, op counting, roofline pricing, reports.
+
+Counting (FLOPs, bytes per memory level for the chosen tiling, KV-cache size) is separate
+from pricing (roofline + calibrated efficiency + launch overhead). Never imports tvm.
+"""
+from .attention_cost import (ATTENTION_COST_RULES, AttentionWork, attention_cost, attention_cost_rule,
+                             attention_tile_footprint, default_tiling, visible_pairs)
+from .hardware import ComputeUnit, HardwareError, HardwareSpec, MemoryLevel, cache_dir, get_hardware, list_hardware
+from .matmul_cost import matmul_cost
+from .pricing import OpCost, price
+
+__all__ = [
+    "ATTENTION_COST_RULES", "AttentionWork", "attention_cost", "attention_cost_rule", "attention_tile_footprint",
+    "default_tiling", "visible_pairs", "ComputeUnit", "HardwareError", "HardwareSpec", "MemoryLevel", "cache_dir",
+    "get_hardware", "list_hardware", "matmul_cost", "OpCost", "price",
+]

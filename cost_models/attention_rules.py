@@ -1,0 +1,207 @@
+"""Cost rules of the attention variant features, one per `kind` (fields as in docs/variants.md).
+
+Each rule rewrites an `AttentionWork` the way the published method changes the work:
+what a cached token holds, how many keys each query sees, which heads compute. Formulas:
+  mla          cache (latent + rope)·b per token for all heads (DeepSeek-V2/V3). Absorbed: one shared
+               KV "head" with d_qk = latent + rope and d_v = latent (the value is the latent slice of the
+               key entry, read once) plus the W_UK/W_UV absorptions per query. Naive: up-project the
+               latent to H heads of K (d) and V (dv) for every cached token, write and re-read them.
+  mtla         keys merged over time in chunks of `stride`: KV length and cache ÷ stride.
+  grouped      Efficient Conformer: (S, d) -> (S/g, g·d): score FLOPs n²d -> n²d/g.
+  strided      queries subsampled by `stride`.
+  hilo         LITv2: `local_heads` attend within windows of wh·ww keys; the rest attend keys
+               average-pooled by wh·ww.
+  moh          MoH: each token runs top_k routed + shared heads: FLOPs × (top_k + shared)/H.
+  chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H.
+  knocking_heads  H×H mixing of q (and k, v) per token before attention.
+  multi_window / blocked_local / topk_sparse / block_sparse  keys seen per query: min(L, window),
+               block + 2·halo, top_k, density·L.
+  linear       recurrent state: 4·S·d·dv FLOPs per head, no L² term.
+  conv_share   attention over the (h-kh+1)(w-kw+1) valid-convolution tokens plus the shared convs.
+"""
+from __future__ import annotations
+
+import math
+
+from attncc.ir.ops.attention_spec import MaskSpec
+
+from .attention_cost import AttentionWork, attention_cost_rule, visible_pairs
+
+
+def _get(feat, *names, default=None):
+    for n in names:
+        v = getattr(feat, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+def _need(feat, *names):
+    v = _get(feat, *names)
+    if v is None:
+        raise ValueError(f"attention feature {feat.kind!r} has none of the fields {names} the cost rule needs")
+    return v
+
+
+@attention_cost_rule("mla")
+def mla_rule(w: AttentionWork, feat, spec) -> None:
+    latent = int(_need(feat, "latent_dim", "kv_lora_rank"))
+    rope = int(_get(feat, "rope_dim", "rope_head_dim", "qk_rope_head_dim", default=0))
+    absorbed = bool(_get(feat, "absorbed", default=False))
+    nope = spec.head_dim - rope           # per-head no-position part of q/k
+    dv = spec.v_head_dim
+    H, b = w.q_heads, w.elem_bytes
+    w.cache_bytes_per_token = (latent + rope) * b   # shared by all heads
+    tokens = w.batch * w.kv_len
+    weights = latent * H * (nope + dv) * b          # W_UK and W_UV
+    if absorbed:
+        w.kv_heads, w.qk_dim, w.v_dim = 1, latent + rope, latent
+        w.kv_token_bytes = (latent + rope) * b      # value = latent slice of the key entry
+        rows = w.batch * w.q_len * H
+        w.extra_flops += 2 * rows * nope * latent + 2 * rows * latent * dv  # q·W_UK, o·W_UV
+        w.extra_bytes += weights
+        w.out_dim = dv
+    else:
+        w.kv_heads, w.qk_dim, w.v_dim = H, spec.head_dim, dv
+        w.extra_flops += 2 * tokens * latent * H * (nope + dv)          # up-projection of every cached token
+        decompressed = tokens * H * (spec.head_dim + dv) * b
+        w.extra_bytes += weights + tokens * (latent + rope) * b + decompressed  # read latent, write K/V (re-read below)
+        w.notes.append("MLA naive: latent up-projected to per-head K/V for every cached token and materialized")
+
+
+@attention_cost_rule("mtla")
+def mtla_rule(w: AttentionWork, feat, spec) -> None:
+    s = int(_need(feat, "stride", "temporal_stride"))
+    if _get(feat, "latent_dim", "kv_lora_rank") is not None:
+        mla_rule(w, feat, spec)
+    merged = math.ceil(w.kv_len / s)
+    base_cache = w.cache_bytes_per_token if w.cache_bytes_per_token is not None else w.kv_heads * (w.qk_dim + w.v_dim) * w.elem_bytes
+    w.cache_bytes_per_token = base_cache / s     # per original token
+    w.pairs_per_head = visible_pairs(w.mask, w.q_len, w.kv_len) / s
+    w.kv_read_scale *= merged / w.kv_len
+    w.cache_len = w.kv_len
+    w.extra_vector_flops += 2 * w.batch * w.kv_heads * w.kv_len * (w.qk_dim + w.v_dim)  # weighted temporal merge
+
+
+@attention_cost_rule("grouped")
+def grouped_rule(w: AttentionWork, feat, spec) -> None:
+    g = int(_need(feat, "group_size"))
+    w.q_len, w.kv_len = math.ceil(w.q_len / g), math.ceil(w.kv_len / g)
+    w.qk_dim, w.v_dim = w.qk_dim * g, w.v_dim * g
+
+
+@attention_cost_rule("strided")
+def strided_rule(w: AttentionWork, feat, spec) -> None:
+    w.q_len = math.ceil(w.q_len / int(_need(feat, "stride")))
+
+
+@attention_cost_rule("hilo")
+def hilo_rule(w: AttentionWork, feat, spec) -> None:
+    win = _need(feat, "window")
+    win = int(win[0]) * int(win[1]) if isinstance(win, (tuple, list)) else int(win) ** 2
+    local = int(_get(feat, "local_heads", default=w.q_heads // 2))
+    glob = w.q_heads - local
+    pooled = math.ceil(w.kv_len / win)
+    w.pairs_per_head = (local * w.q_len * min(win, w.kv_len) + glob * w.q_len * pooled) / w.q_heads
+    # local heads read their window once; global heads read pooled K/V (pooling reads the full K/V once)
+    w.kv_read_scale *= (local + glob * (pooled / w.kv_len)) / w.q_heads
+    w.extra_bytes += w.batch * glob * w.kv_len * (w.qk_dim + w.v_dim) * w.elem_bytes * (w.kv_heads / w.q_heads)
+    w.extra_vector_flops += w.batch * glob * w.kv_len * (w.qk_dim + w.v_dim)
+
+
+@attention_cost_rule("moh")
+def moh_rule(w: AttentionWork, feat, spec) -> None:
+    active = min(w.q_heads, int(_need(feat, "top_k")) + int(_get(feat, "shared_heads", default=0)))
+    frac = active / w.q_heads
+    w.qk_fraction *= frac
+    w.pv_fraction *= frac
+    if w.q_len == 1:  # decode: KV heads of unrouted query heads are not read (MHA: one KV head per head)
+        w.kv_read_scale *= min(1.0, math.ceil(active / w.group) / w.kv_heads)
+    w.extra_bytes += w.batch * w.q_len * w.q_heads * w.elem_bytes     # head logits
+    w.extra_vector_flops += w.batch * w.q_len * w.q_heads * (4 + w.v_dim)  # top-k softmax, output weighting
+
+
+@attention_cost_rule("chai")
+def chai_rule(w: AttentionWork, feat, spec) -> None:
+    clusters = len(set(_need(feat, "clusters")))
+    w.qk_fraction *= clusters / w.q_heads
+
+
+@attention_cost_rule("knocking_heads")
+def knocking_heads_rule(w: AttentionWork, feat, spec) -> None:
+    targets = tuple(_get(feat, "targets", default=("q", "k", "v")))
+    if "q" in targets:
+        w.extra_flops += 2 * w.batch * w.q_len * w.q_heads ** 2 * w.qk_dim
+    for t, dim in (("k", w.qk_dim), ("v", w.v_dim)):
+        if t in targets:
+            w.extra_flops += 2 * w.batch * w.kv_len * w.kv_heads ** 2 * dim
+
+
+@attention_cost_rule("multi_window")
+def multi_window_rule(w: AttentionWork, feat, spec) -> None:
+    windows = tuple(_need(feat, "windows"))
+    total = 0
+    for win in windows:
+        m = w.mask if win is None else _and_window(w.mask, int(win))
+        total += visible_pairs(m, w.q_len, w.kv_len)
+    w.pairs_per_head = total / len(windows)
+
+
+def _and_window(mask: MaskSpec, win: int) -> MaskSpec:
+    left = win if mask.window_left is None else min(mask.window_left, win)
+    right = mask.effective_window_right
+    right = win if right is None else min(right, win)
+    return MaskSpec(causal=False, alignment=mask.alignment, window_left=left, window_right=right)
+
+
+@attention_cost_rule("blocked_local")
+def blocked_local_rule(w: AttentionWork, feat, spec) -> None:
+    block, halo = int(_need(feat, "block_size")), int(_get(feat, "halo", default=0))
+    w.pairs_per_head = w.q_len * min(w.kv_len, block + 2 * halo)
+
+
+@attention_cost_rule("topk_sparse")
+def topk_sparse_rule(w: AttentionWork, feat, spec) -> None:
+    w.pairs_per_head = w.q_len * min(w.kv_len, int(_need(feat, "top_k")))
+    w.extra_bytes += w.batch * w.q_heads * w.q_len * w.kv_len * w.elem_bytes  # connectivity scores input
+    w.extra_vector_flops += w.batch * w.q_heads * w.q_len * w.kv_len * math.log2(max(2, w.kv_len))  # top-k select
+
+
+@attention_cost_rule("block_sparse")
+def block_sparse_rule(w: AttentionWork, feat, spec) -> None:
+    density = _get(feat, "density")
+    if density is None:
+        w.notes.append("block_sparse: block density is data-dependent; priced dense (an upper bound)")
+        return
+    w.pairs_per_head = visible_pairs(w.mask, w.q_len, w.kv_len) * float(density)
+    w.kv_read_scale *= float(density)
+
+
+@attention_cost_rule("uniform")
+def uniform_rule(w: AttentionWork, feat, spec) -> None:
+    w.extra_vector_flops += 2 * w.batch * w.q_heads * w.q_len * w.v_dim + w.batch * w.kv_heads * w.kv_len * w.v_dim
+
+
+@attention_cost_rule("global_query")
+def global_query_rule(w: AttentionWork, feat, spec) -> None:
+    rank = int(_get(feat, "key_rank", default=0))
+    if rank:
+        w.extra_flops += 2 * w.batch * w.kv_heads * w.kv_len * w.qk_dim * rank
+
+
+@attention_cost_rule("linear")
+def linear_rule(w: AttentionWork, feat, spec) -> None:
+    # state S (d×dv) per head: update k vᵀ and read qᵀS per token, 2 FLOP per MAC each
+    w.flops_override = 4.0 * w.batch * w.q_heads * w.q_len * w.qk_dim * w.v_dim
+    w.cache_bytes_per_token = 0.0
+    w.cache_len = 1
+    w.extra_bytes += w.batch * w.q_heads * w.qk_dim * w.v_dim * w.elem_bytes  # the recurrent state
+    w.notes.append("linear attention: recurrent state instead of a KV cache (state bytes counted as extra)")
+
+
+@attention_cost_rule("conv_share")
+def conv_share_rule(w: AttentionWork, feat, spec) -> None:
+    (h, wd), (kh, kw) = _need(feat, "image_size"), _need(feat, "kernel_size")
+    tokens = (int(h) - int(kh) + 1) * (int(wd) - int(kw) + 1)
+    w.extra_flops += 2 * 3 * w.batch * w.q_heads * w.qk_dim * tokens * int(kh) * int(kw)
+    w.q_len = w.kv_len = tokens

@@ -1,0 +1,172 @@
+"""Hardware specs: compute units per dtype, a memory hierarchy, launch overhead, efficiency.
+
+Specs are data files (`cost_models/specs/*.json`), one per device, with a `source`
+for every number. The schema is target-neutral: a list of compute units (each a
+peak FLOP/s per dtype) and a list of memory levels ordered from the innermost
+(on-chip, tiled for) to main memory. A calibrated host spec written by
+`calibrate_host()` (under $ATTNCC_CACHE_DIR or ~/.cache/attncc) wins over the
+shipped default for "host-cpu".
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPEC_DIR = Path(__file__).parent / "specs"
+
+
+class HardwareError(ValueError):
+    """Unknown device or a malformed spec; the message names the device and field."""
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """One memory level. `capacity_bytes` is per unit when `per_unit` (e.g. shared memory per SM)."""
+
+    name: str
+    capacity_bytes: int
+    bandwidth_bytes_per_s: float
+    per_unit: bool = False
+    units: int = 1
+    on_chip: bool = True
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ComputeUnit:
+    """A class of arithmetic units (tensor cores, SIMD lanes, an optical correlator) with peak FLOP/s per dtype."""
+
+    name: str
+    peak_flops: dict[str, float]
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """A device for the cost model. See module docstring for the schema."""
+
+    name: str
+    description: str
+    kind: str
+    compute_units: tuple[ComputeUnit, ...]
+    levels: tuple[MemoryLevel, ...]
+    tile_level: str
+    launch_overhead_s: float
+    efficiency: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    # ---- memory -------------------------------------------------------------------
+    @property
+    def main_memory(self) -> MemoryLevel:
+        """The outermost level (HBM / DRAM): where weights, activations and the KV cache live."""
+        return self.levels[-1]
+
+    def level(self, name: str) -> MemoryLevel:
+        for lv in self.levels:
+            if lv.name == name:
+                return lv
+        raise HardwareError(f"{self.name} has no memory level {name!r}; levels: {[lv.name for lv in self.levels]}")
+
+    @property
+    def on_chip_bytes(self) -> int:
+        """Capacity of the level attention tiles must fit (per SM / per core)."""
+        return self.level(self.tile_level).capacity_bytes
+
+    @property
+    def on_chip_levels(self) -> list[MemoryLevel]:
+        return [lv for lv in self.levels if lv.on_chip]
+
+    # ---- compute ------------------------------------------------------------------
+    def peak_flops(self, dtype: str, unit: str | None = None) -> float:
+        """Best peak FLOP/s for `dtype` (on `unit` when given). Falls back to float32 when a dtype is not listed."""
+        units = [u for u in self.compute_units if unit is None or u.name == unit]
+        if not units:
+            raise HardwareError(f"{self.name} has no compute unit {unit!r}; units: {[u.name for u in self.compute_units]}")
+        for dt in (dtype, "float32"):
+            rates = [u.peak_flops[dt] for u in units if dt in u.peak_flops]
+            if rates:
+                return max(rates)
+        raise HardwareError(f"{self.name} lists no FLOP rate for {dtype} or float32")
+
+    def vector_flops(self, dtype: str) -> float:
+        """Peak of the non-matrix unit (exp, max, sums in softmax and norms): the slowest unit listing the dtype."""
+        rates = [u.peak_flops.get(dtype, u.peak_flops.get("float32")) for u in self.compute_units]
+        rates = [r for r in rates if r]
+        return min(rates) if rates else self.peak_flops(dtype)
+
+    def ridge_point(self, dtype: str) -> float:
+        """FLOP per main-memory byte where compute time equals memory time."""
+        return self.peak_flops(dtype) / self.main_memory.bandwidth_bytes_per_s
+
+    def efficiency_for(self, op_kind: str, resource: str) -> float:
+        """Fraction of peak reached for `resource` ("compute" | "memory") by ops of `op_kind`."""
+        by_op = self.efficiency.get("by_op", {}).get(op_kind, {})
+        return float(by_op.get(resource, self.efficiency.get(resource, 1.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "aliases": list(self.aliases), "description": self.description, "kind": self.kind,
+            "compute_units": [{"name": u.name, "peak_flops": u.peak_flops, "source": u.source, "note": u.note}
+                              for u in self.compute_units],
+            "levels": [lv.__dict__ for lv in self.levels], "tile_level": self.tile_level,
+            "launch_overhead_s": self.launch_overhead_s, "efficiency": self.efficiency, **self.extra,
+        }
+
+
+def spec_from_dict(d: dict[str, Any], path: str = "") -> HardwareSpec:
+    """Build a HardwareSpec from its JSON form; errors name the file and missing field."""
+    where = path or d.get("name", "<spec>")
+    try:
+        units = tuple(ComputeUnit(u["name"], {k: float(v) for k, v in u["peak_flops"].items()}, u.get("source", ""),
+                                  u.get("note", "")) for u in d["compute_units"])
+        levels = tuple(MemoryLevel(lv["name"], int(lv["capacity_bytes"]), float(lv["bandwidth_bytes_per_s"]),
+                                   bool(lv.get("per_unit", False)), int(lv.get("units", 1)), bool(lv.get("on_chip", True)),
+                                   lv.get("source", "")) for lv in d["levels"])
+        known = {"name", "aliases", "description", "kind", "compute_units", "levels", "tile_level",
+                 "launch_overhead_s", "efficiency"}
+        spec = HardwareSpec(d["name"], d.get("description", ""), d.get("kind", "unknown"), units, levels,
+                            d["tile_level"], float(d["launch_overhead_s"]), dict(d.get("efficiency", {})),
+                            tuple(d.get("aliases", ())), {k: v for k, v in d.items() if k not in known}, path)
+    except KeyError as e:
+        raise HardwareError(f"hardware spec {where} misses field {e.args[0]!r}") from None
+    spec.level(spec.tile_level)  # validates tile_level
+    if not levels or levels[-1].on_chip:
+        raise HardwareError(f"hardware spec {where}: the last level must be off-chip main memory")
+    return spec
+
+
+def cache_dir() -> Path:
+    """Where calibrated specs live: $ATTNCC_CACHE_DIR, else ~/.cache/attncc."""
+    return Path(os.environ.get("ATTNCC_CACHE_DIR") or Path.home() / ".cache" / "attncc")
+
+
+def _catalog() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SPEC_DIR.glob("*.json"))}
+
+
+def list_hardware() -> list[str]:
+    """Names of the devices in the catalog."""
+    return list(_catalog())
+
+
+def get_hardware(name: str | HardwareSpec) -> HardwareSpec:
+    """The spec for a device name or alias; "host-cpu" prefers a calibrated spec from `cache_dir()`."""
+    if isinstance(name, HardwareSpec):
+        return name
+    catalog = _catalog()
+    specs = {k: json.loads(p.read_text()) for k, p in catalog.items()}
+    key = name if name in specs else next((k for k, d in specs.items() if name in d.get("aliases", ())), None)
+    if key is None:
+        raise HardwareError(f"unknown hardware {name!r}; known: {', '.join(catalog)} "
+                            f"(aliases: {', '.join(a for d in specs.values() for a in d.get('aliases', ()))})")
+    if key == "host-cpu":
+        calibrated = cache_dir() / "host-cpu.json"
+        if calibrated.exists():
+            return spec_from_dict(json.loads(calibrated.read_text()), str(calibrated))
+    return spec_from_dict(specs[key], str(catalog[key]))
