@@ -1,0 +1,86 @@
+"""scaled_dot_product_attention (and its flash / efficient / cuDNN / CPU-flash overloads) -> Attention.
+
+Mapping (exact, never lossy):
+- scale: torch's scale, or its default 1/sqrt(q.size(-1)); always stored explicitly.
+- is_causal: torch aligns the causal diagonal top-left (query i sees keys j <= i).
+- enable_gqa / differing head counts: num_kv_heads = key heads.
+- attn_mask: bool = keep-mask (True attends), float = additive bias.
+- dropout_p must be 0 (dropout is random; eval mode has none).
+Only output 0 exists in the IR; the logsumexp / debug outputs of the fused overloads are
+marked unavailable and fail clearly if a graph uses them.
+"""
+from __future__ import annotations
+
+import math
+
+from ...ir import dims as D
+from ...ir.ops import Attention, AttentionSpec, MaskSpec, Reshape
+from ...ir.ops.attention_spec import SpecError
+from . import register_torch_converter
+
+_FUSED_OUTPUTS = {
+    "aten._scaled_dot_product_flash_attention_for_cpu.default": 2,
+    "aten._scaled_dot_product_flash_attention.default": 9,
+    "aten._scaled_dot_product_efficient_attention.default": 4,
+    "aten._scaled_dot_product_cudnn_attention.default": 9,
+}
+
+SDPA_OVERLOADS = ("aten.scaled_dot_product_attention.default", *_FUSED_OUTPUTS)
+
+
+def _static(ctx, d, what):
+    if not isinstance(d, int):
+        raise ctx.error(f"{what} must be static for attention, got symbolic {d}")
+    return d
+
+
+@register_torch_converter(*SDPA_OVERLOADS)
+def _sdpa(ctx, args):
+    q, k, v = args["query"], args["key"], args["value"]
+    mask = args.get("attn_mask", args.get("attn_bias"))
+    dropout_p = float(args.get("dropout_p", 0.0))
+    if dropout_p != 0.0:
+        raise ctx.error(f"scaled_dot_product_attention with dropout_p={dropout_p}: attention dropout is random "
+                        "and only valid in training; call model.eval() / pass dropout_p=0 when not training")
+    is_causal = bool(args.get("is_causal", False))
+    if is_causal and mask is not None:
+        raise ctx.error("scaled_dot_product_attention got both attn_mask and is_causal=True; torch rejects this too")
+    qs, ks, vs = ctx.shape_of(q), ctx.shape_of(k), ctx.shape_of(v)
+    rank = len(qs)
+    if rank < 3 or len(ks) != rank or len(vs) != rank:
+        raise ctx.error(f"attention inputs must share rank >= 3, got query {qs}, key {ks}, value {vs}")
+    head_dim = _static(ctx, qs[-1], "query head dim")
+    scale = args.get("scale")
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    if rank == 3:  # (N, S, D): one head per batch entry
+        q, k, v = (ctx.emit(Reshape((s[0], 1, s[1], s[2])), [t], name=f"{ctx.node.name}_{n}4d")
+                   for t, s, n in ((q, qs, "q"), (k, ks, "k"), (v, vs, "v")))
+        heads, kv_heads = 1, 1
+    elif rank == 4:
+        heads, kv_heads = _static(ctx, qs[1], "query heads"), _static(ctx, ks[1], "key heads")
+    else:  # (B, ..., H, S, D): fold the extra leading dims into batch
+        q, k, v = (ctx.emit(Reshape((D.product(s[:-3]), s[-3], s[-2], s[-1])), [t], name=f"{ctx.node.name}_{n}4d")
+                   for t, s, n in ((q, qs, "q"), (k, ks, "k"), (v, vs, "v")))
+        heads, kv_heads = _static(ctx, qs[-3], "query heads"), _static(ctx, ks[-3], "key heads")
+    if heads != kv_heads and not args.get("enable_gqa", False) and "flash" not in str(ctx.node.target):
+        raise ctx.error(f"query has {heads} heads but key has {kv_heads}; torch needs enable_gqa=True for that")
+    mask_kind = "none"
+    if mask is not None:
+        mask_kind = "bool" if ctx.dtype_of(mask) == "bool" else "additive"
+        mrank = ctx.rank_of(mask)
+        if rank != 4 and mrank > 2:
+            raise ctx.error(f"attention mask of rank {mrank} with rank-{rank} inputs; supported: rank <= 2 masks "
+                            "(or rank-4 inputs)")
+        if mask_kind == "additive":
+            mask = ctx.value(mask, ctx.dtype_of(q))
+    try:
+        spec = AttentionSpec(num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+                             v_head_dim=_static(ctx, vs[-1], "value head dim"), scale=scale,
+                             mask=MaskSpec(causal=is_causal, alignment="top_left", input=mask_kind))
+    except SpecError as e:
+        raise ctx.error(f"cannot describe this attention: {e}") from e
+    out = ctx.emit(Attention(spec=spec), [q, k, v] + ([mask] if mask is not None else []))
+    if rank != 4:
+        out = ctx.emit(Reshape(tuple(qs[:-1]) + (vs[-1],)), [out], name=ctx.node.name + "_out")
+    n_out = _FUSED_OUTPUTS.get(str(ctx.node.target))
+    return out if n_out is None else (out,) + (None,) * (n_out - 1)
