@@ -1,0 +1,126 @@
+"""Walk from a Softmax's input back to the q·kᵀ MatMul, collecting scale, softcap and masks.
+
+Accepted between MatMul and Softmax (any order the math allows): Mul/Div by a constant scalar
+(scale), c*tanh(x/c) (softcap), Add of a bias (additive mask; a constant 0/-inf position pattern
+becomes causal/window), Where(keep, scores, -inf) and masked_fill Where(mask, -inf, scores),
+float Casts (fp16/bf16 upcast around the softmax), identity. Anything else is "not attention".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...graph import Node, Value
+from ...ops import MaskSpec
+from .common import MatchContext, need
+from .mask import is_fill, position_mask, reaches_matmul, trace_keep
+from .scale import scalar_factor
+from .softcap import match_softcap
+
+
+@dataclass
+class ScoreChain:
+    """What sits between q·kᵀ and the softmax, in spec terms."""
+
+    matmul: Node
+    scale: float = 1.0
+    softcap: float | None = None
+    softcap_order: str = "before_mask"
+    position: MaskSpec = field(default_factory=MaskSpec)
+    mask_input: Value | None = None  # broadcastable to the scores
+    mask_kind: str = "none"  # "bool" (True = attend) or "additive"
+    mask_inverted: bool = False  # the bool mask marks masked-out entries (masked_fill)
+
+
+def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
+    """Ops from the softmax input back to the MatMul, as (kind, payload) in softmax -> MatMul order."""
+    steps: list[tuple] = []
+    v = x
+    for _ in range(64):
+        n = v.producer
+        need(n is not None, f"the softmax input traces back to graph input '{v.name}', not to a q·kᵀ MatMul")
+        kind = n.op.op_name
+        if kind == "MatMul":
+            return n, steps
+        if kind == "Cast":
+            need(n.inputs[0].dtype.startswith(("float", "bfloat")), f"Cast '{n.name}' converts from {n.inputs[0].dtype}, not a float")
+            v = n.inputs[0]
+            continue
+        if kind == "Unary" and n.op.fn == "identity":
+            v = n.inputs[0]
+            continue
+        if kind == "Binary" and n.op.fn in ("mul", "div"):
+            cap = match_softcap(ctx, v)
+            if cap is not None:
+                steps.append(("softcap", cap[1]))
+                v = cap[0]
+                continue
+            got = scalar_factor(ctx, v)
+            need(got is not None, f"{n.op.fn} '{n.name}' on the scores is not by a constant scalar (scale)")
+            steps.append(("scale", got[1]))
+            v = got[0]
+            continue
+        if kind == "Binary" and n.op.fn == "add":
+            a, b = n.inputs
+            ra, rb = reaches_matmul(a), reaches_matmul(b)
+            need(ra != rb, f"cannot tell the scores from the bias in add '{n.name}'")
+            scores, bias = (a, b) if ra else (b, a)
+            if ctx.scalar(bias) is None:  # adding one number to every score leaves the softmax unchanged
+                steps.append(("bias", bias))
+            v = scores
+            continue
+        if kind == "Where":
+            c, a, b = n.inputs
+            if is_fill(ctx, b) and reaches_matmul(a):
+                steps.append(("keep", c, False))
+                v = a
+            elif is_fill(ctx, a) and reaches_matmul(b):
+                steps.append(("keep", c, True))
+                v = b
+            else:
+                need(False, f"where '{n.name}' does not choose between the scores and a -inf/very negative fill")
+            continue
+        need(False, f"{kind} '{n.name}' between the softmax and the q·kᵀ MatMul is not a scale, mask, softcap or cast")
+    need(False, "more than 64 ops between the softmax and a MatMul")
+    raise AssertionError  # unreachable
+
+
+def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
+    """Read the score chain feeding a softmax; raises NotAttention naming the failed check."""
+    mm, steps = _steps(ctx, x)
+    q_len, kv_len = mm.outputs[0].shape[-2], mm.outputs[0].shape[-1]
+    chain = ScoreChain(mm)
+    seen_bias = False
+    for step in reversed(steps):  # MatMul -> softmax order
+        kind = step[0]
+        if kind == "scale":
+            need(chain.softcap is None, "a scale is applied after the softcap")
+            need(not seen_bias, "a scale is applied after an additive mask (it would scale the mask)")
+            chain.scale *= step[1]
+            continue
+        if kind == "softcap":
+            need(chain.softcap is None, "two softcaps on the scores")
+            chain.softcap = step[1]
+            continue
+        value = step[1]
+        additive = kind == "bias"
+        pattern = trace_keep(ctx, value, additive)
+        if pattern is not None and kind == "keep" and step[2]:
+            pattern.buffer = ~pattern.buffer
+        pos = position_mask(pattern, q_len, kv_len) if pattern is not None else None
+        if pos is not None:
+            need(chain.softcap is None, "a position mask is applied before the softcap (tanh would undo -inf)")
+            if pos.is_empty:
+                continue
+            need(chain.position.is_empty, "two position masks on the scores")
+            chain.position = pos
+            continue
+        need(chain.mask_input is None, "more than one mask tensor on the scores")
+        if chain.softcap is not None:
+            need(additive, "a bool mask is applied before the softcap (tanh would undo -inf)")
+            chain.softcap_order = "after_mask"
+        if chain.softcap is None and additive:
+            seen_bias = True
+        chain.mask_input, chain.mask_kind = value, "additive" if additive else "bool"
+        chain.mask_inverted = kind == "keep" and step[2]
+        need(value.rank <= mm.outputs[0].rank, f"mask '{value.name}' has more axes than the scores")
+    return chain
