@@ -5,13 +5,27 @@ defaults can name the full intended pipeline.
 """
 from __future__ import annotations
 
+from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
 from .ir.passes import PASS_REGISTRY, parse_pipeline
 
-# Order matters: clean up, lift spelled-out attention, fold layout into the op, fuse, then tile.
+# Order matters: clean up, lift spelled-out attention, fold layout/repeat_kv/RoPE into the op, pack
+# projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
+_FUSE = ("canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,fuse-attention,"
+         "fuse-qkv,cse,canonicalize,dce")
+
+
+def _for(hardware: str, parallel_units: int) -> str:
+    return (f"{_FUSE},mla-absorb{{target={hardware}}},decode-split-kv{{parallel_units={parallel_units}}},"
+            f"tile{{target={hardware}}}")
+
+
 DEFAULT_PIPELINES: dict[str, str] = {
     "reference": "canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,dce",
-    "cpu": ("canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,fuse-qkv,"
-            "fuse-attention,decode-split-kv,cse,dce,tile{target=cpu}"),
+    "cpu": _for("cpu", 2),                # host: cores of the calibrated host spec
+    "cuda": _for("h100", 132),            # SMs
+    "mobile-cpu": _for("mobile-cpu", 6),
+    "mobile-gpu": _for("mobile-gpu", 12),
+    "optical": _for("optical", 1),        # one 4f correlator: splitting KV buys no parallelism
 }
 
 

@@ -1,6 +1,6 @@
 """IR passes (one per file) and the pipeline machinery. Importing registers every pass."""
 from . import canonicalize, constant_fold, dce  # noqa: F401  (registration)
-from . import canonicalize_attention, fold_repeat_kv, fuse_attention, fuse_qkv  # noqa: F401,E402  (fusion passes)
+from . import canonicalize_attention, cse, decode_split_kv, fold_repeat_kv, fuse_attention, fuse_qkv  # noqa: F401,E402
 from . import lift_attention  # noqa: F401,E402
 from .base import PASS_REGISTRY, Pass, PipelineError, parse_pipeline, register_pass, run_pipeline
 

@@ -111,6 +111,7 @@ class FuseAttention(Pass):
 
     name: ClassVar[str] = "fuse-attention"
     epilogue: str = "none"
+    fold_layout: bool = True
 
     def run(self, graph: Graph) -> Graph:
         if self.epilogue not in EPILOGUES:
@@ -119,7 +120,8 @@ class FuseAttention(Pass):
             if node.spec.features_list():
                 continue
             node = absorb_rope(graph, node)
-            node = fold_layout(graph, node)  # absorbing RoPE can expose the layout transposes
+            if self.fold_layout:  # absorbing RoPE can expose the layout transposes
+                node = fold_layout(graph, node)
             if self.epilogue != "none":
                 fuse_epilogue(graph, node, with_residual=self.epilogue == "residual")
         graph.dead_code_elimination()
