@@ -1,0 +1,1 @@
+"""com.microsoft contrib attention ops (filled below)."""
