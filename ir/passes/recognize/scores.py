@@ -79,7 +79,8 @@ def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
             else:
                 need(False, f"where '{n.name}' does not choose between the scores and a -inf/very negative fill")
             continue
-        need(False, f"{kind} '{n.name}' between the softmax and the q·kᵀ MatMul is not a scale, mask, softcap or cast")
+        what = f"{kind} {n.op.fn}" if kind in ("Unary", "Binary") else kind
+        need(False, f"{what} '{n.name}' between the softmax and the q·kᵀ MatMul is not a scale, mask, softcap or cast")
     need(False, "more than 64 ops between the softmax and a MatMul")
     raise AssertionError  # unreachable
 
@@ -89,8 +90,8 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
     mm, steps = _steps(ctx, x)
     q_len, kv_len = mm.outputs[0].shape[-2], mm.outputs[0].shape[-1]
     chain = ScoreChain(mm)
-    seen_bias = False
-    for step in reversed(steps):  # MatMul -> softmax order
+    seen_bias = seen_keep = False  # masks met so far (MatMul -> softmax order)
+    for step in reversed(steps):
         kind = step[0]
         if kind == "scale":
             need(chain.softcap is None, "a scale is applied after the softcap")
@@ -99,7 +100,10 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
             continue
         if kind == "softcap":
             need(chain.softcap is None, "two softcaps on the scores")
+            need(not seen_keep, "a position or bool mask is applied before the softcap (tanh would undo -inf)")
             chain.softcap = step[1]
+            if seen_bias:
+                chain.softcap_order = "after_mask"
             continue
         value = step[1]
         additive = kind == "bias"
@@ -108,19 +112,15 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
             pattern.buffer = ~pattern.buffer
         pos = position_mask(pattern, q_len, kv_len) if pattern is not None else None
         if pos is not None:
-            need(chain.softcap is None, "a position mask is applied before the softcap (tanh would undo -inf)")
             if pos.is_empty:
                 continue
             need(chain.position.is_empty, "two position masks on the scores")
-            chain.position = pos
+            chain.position, seen_keep = pos, True
             continue
         need(chain.mask_input is None, "more than one mask tensor on the scores")
-        if chain.softcap is not None:
-            need(additive, "a bool mask is applied before the softcap (tanh would undo -inf)")
-            chain.softcap_order = "after_mask"
-        if chain.softcap is None and additive:
-            seen_bias = True
+        need(value.rank <= mm.outputs[0].rank, f"mask '{value.name}' has more axes than the scores")
+        seen_bias |= additive
+        seen_keep |= not additive
         chain.mask_input, chain.mask_kind = value, "additive" if additive else "bool"
         chain.mask_inverted = kind == "keep" and step[2]
-        need(value.rank <= mm.outputs[0].rank, f"mask '{value.name}' has more axes than the scores")
     return chain
