@@ -70,7 +70,17 @@ def convert_gelu(ctx: ImportContext, node):
 
 @converter("", "Where")
 def convert_where(ctx: ImportContext, node):
-    return [ctx.add1(Where(), [ctx.input(node, i) for i in range(3)])]
+    """Where; a constant all-True/all-False condition selects one branch (e.g. the fully-masked-row guard
+    of Attention's expanded form when no row is masked), leaving clean primitives for lift-attention."""
+    cond = ctx.const(node, 0)
+    ins = [ctx.input(node, i) for i in range(3)]
+    if cond is not None and cond.dtype == bool and (cond.all() or not cond.any()):
+        pick = ins[1] if cond.all() else ins[2]
+        out = ctx.add1(Where(), ins)
+        if pick.type == out.type:  # the branch already has the result's shape and dtype
+            return [pick]
+        return [out]
+    return [ctx.add1(Where(), ins)]
 
 
 def _rank2(ctx: ImportContext, v, front: bool):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...ir import dims as D
 from ...ir.ops import Attention, AttentionSpec, MaskSpec, Reshape
 from ...ir.ops.attention_spec import SpecError
@@ -32,6 +34,33 @@ def _static(ctx, d, what):
     if not isinstance(d, int):
         raise ctx.error(f"{what} must be static for attention, got symbolic {d}")
     return d
+
+
+def position_mask_of_constant(keep, q_len, kv_len) -> MaskSpec | None:
+    """The causal/sliding-window MaskSpec whose keep pattern equals the constant bool `keep`, if any.
+
+    `keep` must broadcast over batch and heads (leading dims 1). Checked elementwise against the
+    reference semantics, so a match is exact; top-left alignment is preferred when both fit.
+    """
+    if keep is None or not isinstance(q_len, int) or not isinstance(kv_len, int) or keep.ndim < 2:
+        return None
+    if any(d != 1 for d in keep.shape[:-2]) or keep.shape[-2:] != (q_len, kv_len):
+        return None
+    from ...ir.interpreter.attention_ref import position_keep_mask
+
+    keep = keep.reshape(q_len, kv_len).astype(bool)
+    if not keep.any(axis=1).all():
+        return None
+    for alignment in ("top_left", "bottom_right"):
+        offset = 0 if alignment == "top_left" else kv_len - q_len
+        pos = np.arange(q_len) + offset
+        first = keep.argmax(axis=1)
+        left = int((pos - first).max())
+        for window_left in (None, left) if left >= 0 else ():
+            spec = MaskSpec(causal=True, alignment=alignment, window_left=window_left)
+            if np.array_equal(position_keep_mask(spec, q_len, kv_len), keep):
+                return spec
+    return None
 
 
 @register_torch_converter(*SDPA_OVERLOADS)
@@ -64,7 +93,11 @@ def _sdpa(ctx, args):
         heads, kv_heads = _static(ctx, qs[-3], "query heads"), _static(ctx, ks[-3], "key heads")
     if heads != kv_heads and not args.get("enable_gqa", False) and "flash" not in str(ctx.node.target):
         raise ctx.error(f"query has {heads} heads but key has {kv_heads}; torch needs enable_gqa=True for that")
-    mask_kind = "none"
+    mask_kind, position = "none", None
+    if mask is not None and ctx.dtype_of(mask) == "bool":
+        position = position_mask_of_constant(ctx.const_array(mask), qs[-2], ks[-2])
+        if position is not None:  # a constant causal / sliding-window keep-mask: the structured form is exact
+            mask = None
     if mask is not None:
         mask_kind = "bool" if ctx.dtype_of(mask) == "bool" else "additive"
         mrank = ctx.rank_of(mask)
@@ -76,7 +109,7 @@ def _sdpa(ctx, args):
     try:
         spec = AttentionSpec(num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
                              v_head_dim=_static(ctx, vs[-1], "value head dim"), scale=scale,
-                             mask=MaskSpec(causal=is_causal, alignment="top_left", input=mask_kind))
+                             mask=position or MaskSpec(causal=is_causal, alignment="top_left", input=mask_kind))
     except SpecError as e:
         raise ctx.error(f"cannot describe this attention: {e}") from e
     out = ctx.emit(Attention(spec=spec), [q, k, v] + ([mask] if mask is not None else []))

@@ -28,7 +28,7 @@ def promoted_dtype(ctx, a, b) -> str:
 
 def _arith(fn: str):
     def convert(ctx, args):
-        a, b = args["self"], args["other"]
+        a, b = args["self"], args["other"] if "other" in args else args["exponent"]
         dt = ctx.out_dtype()
         alpha = args.get("alpha", 1)
         if alpha != 1:  # add/sub with alpha: a + alpha * b
