@@ -210,6 +210,8 @@ def count_work(work: AttentionWork, tiling: Tiling, hw: HardwareSpec, spec: Atte
     cost.kv_bytes_per_token = cache_tok
     cost.kv_cache_bytes = cache_tok * (work.cache_len if work.cache_len is not None else work.kv_len) * work.batch
     cost.kv_read_bytes = kv_read
+    once, _ = _kv_tokens_read(work, max(1, work.q_len * work.group))  # union of visible keys, each read once
+    cost.details["kv_unique_bytes"] = work.batch * work.kv_heads * once * token_bytes * work.kv_read_scale
     cost.notes.extend(work.notes)
     cost.details.update(core_flops=core, pairs=pairs, q_blocks=nblk, kv_tokens_read_per_head=tokens,
                         tiling={"q_block": q_block, "kv_block": kv_block}, tile_footprint_bytes=footprint,

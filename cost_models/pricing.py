@@ -47,9 +47,11 @@ class OpCost:
 
     @property
     def intensity_per_kv_byte(self) -> float:
-        """Attention-core FLOPs (QKᵀ and PV, no projections) per byte of K/V read: the decode figure of merit."""
+        """Attention-core FLOPs (QKᵀ and PV, no projections) per byte of the K/V cache, each byte counted once
+        (the algorithmic decode figure of merit; tile re-reads show in `intensity` instead)."""
         core = self.details.get("core_flops", self.flops)
-        return core / self.kv_read_bytes if self.kv_read_bytes else float("inf")
+        kv = self.details.get("kv_unique_bytes", self.kv_read_bytes)
+        return core / kv if kv else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
         return {"flops": self.flops, "vector_flops": self.vector_flops, "bytes": dict(self.bytes),
@@ -74,7 +76,9 @@ def price(cost: OpCost, hardware: HardwareSpec | str, dtype: str, op_kind: str, 
     cost.memory_s = max(per_level.values(), default=0.0)
     cost.launch_s = hw.launch_overhead_s * launches
     cost.time_s = max(cost.compute_s, cost.memory_s) + cost.launch_s
-    if cost.launch_s > max(cost.compute_s, cost.memory_s):
+    if cost.time_s == 0.0:
+        cost.bound = "none"   # a view: no work, no launch
+    elif cost.launch_s > max(cost.compute_s, cost.memory_s):
         cost.bound = "latency"
     elif cost.compute_s >= cost.memory_s:
         cost.bound = "compute"

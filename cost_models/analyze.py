@@ -1,0 +1,237 @@
+"""analyze_graph: price every op of an IR graph on a device and build a CostReport.
+
+Symbolic dims are bound from `dims`, then `seq`/`batch`/`past`, then must be concrete. Decode
+(phase="decode") is one new token: "seq" binds to 1 and attention sees `past` keys (or `seq` when
+no past is given); an attention op whose graph has no KV cache is priced as that decode step.
+Weights (Constant nodes) are read by the ops that consume them, so each matmul sits at its true
+place on the roofline; their total is reported as `weights_bytes`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any, Callable
+
+from attncc.ir import Graph, dims as D
+from attncc.ir.types import DTYPE_BYTES
+
+from .attention_cost import attention_cost
+from .hardware import HardwareSpec, get_hardware
+from .matmul_cost import count_matmul
+from .pricing import OpCost, price
+from .report import CostReport, Row
+
+# vector FLOPs per output element (elementwise) or per input element (norms): explicit, documented counts
+UNARY_FLOPS = {"exp": 1, "log": 1, "sqrt": 1, "rsqrt": 2, "tanh": 1, "sigmoid": 3, "erf": 1, "reciprocal": 1,
+               "sin": 1, "cos": 1, "identity": 0}
+ACTIVATION_FLOPS = {"relu": 1, "gelu": 8, "gelu_tanh": 8, "silu": 4, "sigmoid": 3, "tanh": 1, "quick_gelu": 5}
+NORM_FLOPS = {"Softmax": 5, "LayerNorm": 8, "RMSNorm": 5, "Reduce": 1}
+LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Gather", "Expand", "Cast")
+VIEW_OPS = ("Reshape",)
+
+
+class UnboundDimError(ValueError):
+    """A symbolic dim with no value; names the symbol, the value and how to bind it."""
+
+
+class Binder:
+    """Evaluates symbolic dims with the user's bindings."""
+
+    def __init__(self, env: dict[str, int]):
+        self.env = env
+
+    def dim(self, d, where: str) -> int:
+        try:
+            return int(D.evaluate(d, self.env))
+        except KeyError:
+            missing = sorted(D.symbols(d) - set(self.env))
+            raise UnboundDimError(
+                f"{where}: symbolic dimension {missing[0]!r} (in {d!r}) has no value; pass dims={{'{missing[0]}': N}}"
+                f" (or seq=/batch=/past= for 'seq'/'batch'/'past'); bound so far: {self.env or 'nothing'}") from None
+
+    def shape(self, value, where: str) -> tuple[int, ...]:
+        return tuple(self.dim(d, f"{where} ({value.name})") for d in value.shape)
+
+    def numel(self, value, where: str) -> int:
+        n = 1
+        for d in self.shape(value, where):
+            n *= d
+        return n
+
+    def nbytes(self, value, where: str) -> int:
+        return self.numel(value, where) * DTYPE_BYTES[value.dtype]
+
+
+def _is_weight(v) -> bool:
+    return v is not None and v.producer is not None and v.producer.op.op_name == "Constant"
+
+
+def _attention(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
+    op = node.op
+    spec = op.spec
+    named = dict(zip(spec.input_names(), node.inputs))
+    q, k = named["query"], named["key"]
+    seq_ax = 2 if spec.layout == "bhsd" else 1
+    qs, ks = bind.shape(q, node.name), bind.shape(k, node.name)
+    batch, q_len = qs[0], qs[seq_ax] if len(qs) == 4 else qs[-2]
+    kv_len = ks[seq_ax] if len(ks) == 4 else ks[-2]
+    if spec.kv_cache:
+        kv_len += bind.shape(named["past_key"], node.name)[seq_ax]
+    if ctx["phase"] == "decode" and kv_len <= q_len:  # no cache in the graph: price one decode step against past keys
+        q_len, kv_len = 1, ctx["decode_kv"]
+        if spec.mask.causal or spec.mask.window_left is not None:  # the new token sits after the cached ones
+            spec = spec.replace(mask=dataclasses.replace(spec.mask, alignment="bottom_right"))
+    cost = attention_cost(spec, batch, q_len, kv_len, q.dtype, op.tiling, hw)
+    epilogue = getattr(op, "epilogue_names", None)
+    if epilogue is not None:  # FusedAttention: the output projection runs in the same kernel
+        w = dict(zip(op.input_names(), node.inputs))["out_weight"]
+        kin, nout = bind.shape(w, node.name)
+        mm = count_matmul(batch * q_len, nout, kin, 1, q.dtype, hw)
+        cost.flops += mm.flops
+        cost.bytes[hw.main_memory.name] += kin * nout * DTYPE_BYTES[w.dtype]
+        cost.details["epilogue_flops"] = mm.flops
+        price(cost, hw, q.dtype, "attention")
+    cost.details["variant"] = spec.variant
+    return cost
+
+
+def _matmul(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
+    a, b = node.inputs[0], node.inputs[1]
+    sa, sb = bind.shape(a, node.name), bind.shape(b, node.name)
+    out = bind.shape(node.outputs[0], node.name)
+    m, k, n = sa[-2] if len(sa) >= 2 else 1, sa[-1], sb[-1]
+    if node.op.op_name == "Linear" or len(sb) == 2:  # shared weight: fold leading dims into m
+        rows = 1
+        for d in sa[:-1]:
+            rows *= d
+        cost = count_matmul(rows, n, k, 1, a.dtype, hw)
+    else:
+        batch = 1
+        for d in out[:-2]:
+            batch *= d
+        cost = count_matmul(m, n, k, batch, a.dtype, hw)
+    if node.op.op_name == "Linear" and getattr(node.op, "has_bias", False):
+        cost.vector_flops += cost.details["m"] * n
+    return price(cost, hw, a.dtype, "matmul")
+
+
+def _elementwise(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
+    out = node.outputs[0]
+    n = bind.numel(out, node.name)
+    kind = node.op.op_name
+    if kind in NORM_FLOPS:
+        per, n_in = NORM_FLOPS[kind], bind.numel(node.inputs[0], node.name)
+        vec = per * n_in
+    elif kind == "Unary":
+        vec = UNARY_FLOPS.get(node.op.fn, 1) * n
+    elif kind == "Activation":
+        vec = ACTIVATION_FLOPS.get(node.op.kind, 4) * n
+    else:
+        vec = float(n)
+    moved = sum(bind.nbytes(v, node.name) for v in node.inputs if v is not None) + bind.nbytes(out, node.name)
+    cost = OpCost(vector_flops=float(vec), main_level=hw.main_memory.name)
+    cost.bytes[hw.main_memory.name] = float(moved)
+    return price(cost, hw, out.dtype, "elementwise")
+
+
+def _layout(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
+    out = node.outputs[0]
+    if node.op.op_name in VIEW_OPS:
+        moved = 0.0
+        launches = 0
+    else:  # a copy: read what is kept, write the output (Gather reads the gathered rows plus the indices)
+        ob = bind.nbytes(out, node.name)
+        extra = bind.nbytes(node.inputs[1], node.name) if node.op.op_name == "Gather" else 0
+        moved, launches = 2.0 * ob + extra, 1
+    cost = OpCost(main_level=hw.main_memory.name)
+    cost.bytes[hw.main_memory.name] = moved
+    return price(cost, hw, out.dtype, "layout", launches=launches)
+
+
+OP_COST_RULES: dict[str, Callable[..., OpCost]] = {
+    "Attention": _attention, "FusedAttention": _attention,
+    "MatMul": _matmul, "Linear": _matmul,
+    "Unary": _elementwise, "Binary": _elementwise, "Activation": _elementwise, "Where": _elementwise,
+    "Softmax": _elementwise, "LayerNorm": _elementwise, "RMSNorm": _elementwise, "Reduce": _elementwise,
+    "Rotary": _elementwise,
+    **{k: _layout for k in LAYOUT_OPS + VIEW_OPS},
+}
+
+
+def bind_dims(graph: Graph, phase: str | None, seq: int | None, batch: int | None, past: int | None,
+              dims: dict | None) -> tuple[dict[str, int], dict[str, Any]]:
+    """The symbol environment and the phase context for pricing."""
+    if phase not in (None, "prefill", "decode"):
+        raise ValueError(f"phase must be 'prefill', 'decode' or None, got {phase!r}")
+    env = {k: int(v) for k, v in (dims or {}).items()}
+    if batch is not None:
+        env.setdefault("batch", int(batch))
+    decode_kv = past if past is not None else seq
+    if phase == "decode":
+        env.setdefault("seq", 1)
+        if decode_kv is None:
+            raise UnboundDimError("phase='decode' needs past= (or seq=) for the number of cached keys")
+        env.setdefault("past", int(decode_kv))
+    else:
+        if seq is not None:
+            env.setdefault("seq", int(seq))
+        if past is not None:
+            env.setdefault("past", int(past))
+    return env, {"phase": phase or "prefill", "decode_kv": int(decode_kv) if decode_kv is not None else None}
+
+
+def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase: str | None = None,
+                  seq: int | None = None, batch: int | None = None, past: int | None = None,
+                  dims: dict | None = None) -> CostReport:
+    """Cost report of `graph` on `hardware`: a row per op, totals, peak memory, KV-cache bytes."""
+    hw = get_hardware(hardware)
+    env, ctx = bind_dims(graph, phase, seq, batch, past, dims)
+    bind = Binder(env)
+    rows: list[Row] = []
+    weights = 0
+    order = graph.topological()
+    for node in order:
+        kind = node.op.op_name
+        if kind == "Constant":
+            weights += bind.nbytes(node.outputs[0], node.name)
+            continue
+        rule = OP_COST_RULES.get(kind)
+        if rule is None:
+            raise ValueError(f"node {node.name!r}: no cost rule for op {kind}; priced ops: {', '.join(sorted(OP_COST_RULES))}")
+        cost = rule(node, bind, hw, ctx)
+        if kind not in ("Attention", "FusedAttention"):  # weights read by this op, counted here once
+            wbytes = sum(bind.nbytes(v, node.name) for v in node.inputs if _is_weight(v))
+            cost.details["weight_bytes"] = wbytes
+        variant = node.op.spec.variant if kind in ("Attention", "FusedAttention") else ""
+        rows.append(Row(node.name, kind, variant, cost))
+    dtypes = Counter(n.inputs[0].dtype for n in order if n.op.op_name in ("Attention", "FusedAttention", "MatMul", "Linear"))
+    return CostReport(rows=rows, hardware=hw, phase=ctx["phase"], dims=env, weights_bytes=weights,
+                      dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
+                      peak_memory_bytes=_peak_memory(graph, order, bind, weights),
+                      graph_name=graph.name)
+
+
+def _peak_memory(graph: Graph, order, bind: Binder, weights: int) -> int:
+    """Weights plus the largest set of simultaneously live activations (freed after their last use)."""
+    last_use: dict[int, int] = {}
+    for i, n in enumerate(order):
+        for v in n.inputs:
+            if v is not None:
+                last_use[id(v)] = i
+    for v in graph.outputs:
+        last_use[id(v)] = len(order)
+    live = sum(bind.nbytes(v, "graph input") for v in graph.inputs)
+    sizes = {id(v): bind.nbytes(v, "graph input") for v in graph.inputs}
+    peak = live
+    for i, n in enumerate(order):
+        if n.op.op_name == "Constant":
+            continue
+        for v in n.outputs:
+            if n.op.op_name not in VIEW_OPS:
+                sizes[id(v)] = bind.nbytes(v, n.name)
+                live += sizes[id(v)]
+        peak = max(peak, live)
+        for v in list(n.inputs) + list(n.outputs):
+            if v is not None and last_use.get(id(v), -1) <= i and id(v) in sizes:
+                live -= sizes.pop(id(v))
+    return int(weights + peak)
