@@ -15,7 +15,7 @@ def as_f64(named: dict) -> dict:
     return out
 
 
-def softmax_attention(spec, q, k, v, keep=None, q_len=None, kv_len=None):
+def softmax_attention(spec, q, k, v, keep=None, use_position_mask: bool = True):
     """softmax(mask(softcap(scale q kᵀ))) v with GQA head mapping, the spec's position mask AND `keep`.
 
     q (B, H, Sq, D); k/v (B, Hkv, Skv, ·); keep broadcasts to (B, H, Sq, Skv). Fully masked rows give 0.
@@ -25,7 +25,7 @@ def softmax_attention(spec, q, k, v, keep=None, q_len=None, kv_len=None):
     scores = spec.scale * (q @ k.swapaxes(-1, -2))
     if spec.softcap:  # no additive bias reaches variants, so before/after mask coincide
         scores = spec.softcap * np.tanh(scores / spec.softcap)
-    pos = position_keep_mask(spec.mask, q_len or q.shape[2], kv_len or k.shape[2])
+    pos = position_keep_mask(spec.mask, q.shape[2], k.shape[2]) if use_position_mask else None
     if pos is not None:
         keep = pos if keep is None else (keep & pos)
     return masked_softmax_attention(scores, v, keep)

@@ -55,6 +55,5 @@ def mtla(spec, named):
     k = temporal_merge(f["key"], w, s)
     v = temporal_merge(f["value"], w, s)
     n = k.shape[2]
-    # the stride mask replaces plain causality (it is stricter); no other position mask applies
-    plain = spec.replace(mask=type(spec.mask)())
-    return finish(softmax_attention(plain, f["query"], k, v, keep=stride_causal_keep(n, s)), named)
+    # the stride mask replaces plain causality (it is stricter than it)
+    return finish(softmax_attention(spec, f["query"], k, v, keep=stride_causal_keep(n, s), use_position_mask=False), named)

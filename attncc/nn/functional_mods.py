@@ -1,0 +1,154 @@
+"""Torch math of the score mods, HiLo, head mixing, linear attention and ConvShare (see functional.py)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .functional import position_keep, sdpa, softmax_rows, variant
+
+
+def _score_mod_keep(spec, n, q_len, kv_len, device):
+    keep = None
+    offset = kv_len - q_len if spec.mask.alignment == "bottom_right" else 0
+    i = torch.arange(q_len, device=device)[:, None]
+    j = torch.arange(kv_len, device=device)[None, :]
+    for mod in spec.score_mods:
+        if mod.kind == "multi_window":
+            dist = (i + offset - j).abs()
+            big = kv_len + q_len  # a window no distance reaches = global head
+            w = torch.tensor([big if x is None else x for x in mod.windows], device=device)
+            m = (dist[None] <= w[:, None, None])[None]
+        elif mod.kind == "blocked_local":
+            start = i // mod.block_size * mod.block_size
+            m = (j >= start - mod.halo) & (j < start + mod.block_size + mod.halo)
+        elif mod.kind == "topk_sparse":
+            conn = n["connectivity"]
+            k = min(mod.top_k, kv_len)
+            kth = torch.topk(conn, k, dim=-1).values[..., k - 1:k]
+            m = conn >= kth
+        elif mod.kind == "block_sparse":
+            b = mod.block_size
+            bm = n["block_mask"].to(torch.bool)
+            m = bm.repeat_interleave(b, -2).repeat_interleave(b, -1)[..., :q_len, :kv_len]
+        else:
+            continue
+        keep = m if keep is None else keep & m
+    return keep
+
+
+@variant("multi_window", "blocked_local", "topk_sparse", "block_sparse", "uniform")
+def score_mods(spec, n):
+    q, k, v = n["query"], n["key"], n["value"]
+    q_len, kv_len = q.shape[2], k.shape[2]
+    out = sdpa(spec, q, k, v, keep=_score_mod_keep(spec, n, q_len, kv_len, q.device))
+    for mod in spec.score_mods:
+        if mod.kind == "uniform":
+            g = q.shape[1] // k.shape[1]
+            vv = v.repeat_interleave(g, 1) if g > 1 else v
+            zeros = torch.zeros(q.shape[0], q.shape[1], q_len, kv_len, dtype=q.dtype, device=q.device)
+            uni = softmax_rows(zeros, position_keep(spec.mask, q_len, kv_len, q.device)) @ vv
+            out = (1 - mod.weight) * out + mod.weight * uni
+    return out
+
+
+@variant("hilo")
+def hilo(spec, n):
+    feat = spec.kv_source
+    q, k, v = n["query"], n["key"], n["value"]
+    (h, w), (wh, ww), nl = feat.image_size, feat.window, feat.local_heads
+    parts = []
+    if nl:
+        t = torch.arange(h * w, device=q.device)
+        win = (t // w // wh) * (w // ww) + (t % w) // ww
+        parts.append(sdpa(spec, q[:, :nl], k[:, :nl], v[:, :nl], keep=win[:, None] == win[None, :]))
+    if nl < spec.num_heads:
+        def pool(x):
+            B, H, _, D = x.shape
+            img = x.reshape(B * H, h, w, D).permute(0, 3, 1, 2)
+            return F.avg_pool2d(img, (wh, ww)).permute(0, 2, 3, 1).reshape(B, H, -1, D)
+
+        parts.append(sdpa(spec, q[:, nl:], pool(k[:, nl:]), pool(v[:, nl:])))
+    return torch.cat(parts, 1)
+
+
+@variant("moh")
+def moh(spec, n):
+    feat = spec.head_mixing
+    logits = n["head_logits"]
+    routed = logits[..., feat.shared_heads:]
+    top = torch.topk(routed, feat.top_k, dim=-1)
+    gates = torch.zeros_like(routed).scatter(-1, top.indices, torch.softmax(top.values, -1))
+    weights = torch.cat([torch.ones_like(logits[..., :feat.shared_heads]), gates], -1)   # (B, S, H)
+    return sdpa(spec, n["query"], n["key"], n["value"]) * weights.transpose(1, 2)[..., None]
+
+
+@variant("knocking_heads")
+def knocking_heads(spec, n):
+    x = {"q": n["query"], "k": n["key"], "v": n["value"]}
+    for t in spec.head_mixing.targets:
+        x[t] = torch.einsum("hj,bjsd->bhsd", n[f"knock_{t}"], x[t])
+    return sdpa(spec, x["q"], x["k"], x["v"])
+
+
+@variant("chai")
+def chai(spec, n):
+    reps = list(spec.head_mixing.representatives)
+    q, k, v = n["query"], n["key"], n["value"]
+    scores = spec.scale * (q[:, reps] @ k[:, reps].transpose(-1, -2))
+    if spec.softcap:
+        scores = spec.softcap * torch.tanh(scores / spec.softcap)
+    return softmax_rows(scores, position_keep(spec.mask, q.shape[2], k.shape[2], q.device)) @ v
+
+
+@variant("linear")
+def linear(spec, n):
+    feat = spec.kv_source
+    g = spec.num_heads // spec.num_kv_heads
+    phi = (lambda x: F.elu(x) + 1) if feat.feature_map == "elu_plus_one" else (lambda x: x)
+    q = phi(n["query"])
+    k = phi(n["key"]).repeat_interleave(g, 1)
+    v = n["value"].repeat_interleave(g, 1)
+    if not spec.mask.causal:
+        state = k.transpose(-1, -2) @ v
+        out = spec.scale * (q @ state)
+        if feat.normalize:
+            out = out / (spec.scale * (q @ k.sum(2)[..., None]))
+        return out
+    if feat.update_rule == "linear":  # the causal sum in matrix form: (q kᵀ ⊙ tril) v
+        S = q.shape[2]
+        tril = torch.ones(S, S, dtype=torch.bool, device=q.device).tril()
+        a = (q @ k.transpose(-1, -2)).masked_fill(~tril, 0.0)
+        out = spec.scale * (a @ v)
+        if feat.normalize:
+            out = out / (spec.scale * a.sum(-1, keepdim=True))
+        return out
+    decay = n["decay"].repeat_interleave(g, 1).exp() if "decay" in n else None
+    beta = n["beta"].repeat_interleave(g, 1) if "beta" in n else None
+    B, H, S, Dk = q.shape
+    state = q.new_zeros(B, H, Dk, v.shape[-1])
+    outs = []
+    for t in range(S):
+        kt, vt = k[:, :, t], v[:, :, t]
+        if decay is not None:
+            state = decay[:, :, t, None, None] * state
+        if beta is not None:
+            err = vt - (kt[..., None, :] @ state).squeeze(-2)
+            state = state + beta[:, :, t, None, None] * kt[..., :, None] * err[..., None, :]
+        else:
+            state = state + kt[..., :, None] * vt[..., None, :]
+        outs.append(spec.scale * (q[:, :, t, None, :] @ state).squeeze(-2))
+    return torch.stack(outs, 2)
+
+
+@variant("conv_share")
+def conv_share(spec, n):
+    feat = spec.kv_source
+    h, w = feat.image_size
+
+    def conv(x, kernel):
+        B, H, _, D = x.shape
+        img = x.reshape(B, H, h, w, D).permute(0, 1, 4, 2, 3).reshape(B * H * D, 1, h, w)
+        y = F.conv2d(img, kernel[None, None])          # one kernel for every channel, valid padding
+        return y.reshape(B, H, D, -1).transpose(-1, -2)
+
+    return sdpa(spec, conv(n["query"], n["conv_q"]), conv(n["key"], n["conv_k"]), conv(n["value"], n["conv_v"]))

@@ -1,0 +1,62 @@
+"""Head mixing modules: mixture-of-heads routing, knocking-heads, clustered heads (CHAI)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ir.ops import AttentionSpec, MaskSpec
+from ..ir.ops.attention_features import CHAI, KnockingHeads, MoH
+from ._base import check
+from ._projected import ProjectedAttention
+
+
+class MixtureOfHeadsAttention(ProjectedAttention):
+    """Mixture-of-head attention ("MoH: Multi-Head Attention as Mixture-of-Head Attention", Jin et al. 2024;
+    "Mixture of Attention Heads: Selecting Attention Heads Per Token", Zhang et al. 2022): a router scores the
+    heads per token, each token uses its top_k routed heads (softmax-weighted) plus `shared_heads` always-on
+    heads, and the output projection takes the weighted sum of head outputs."""
+
+    def __init__(self, embed_dim: int, num_heads: int, top_k: int, shared_heads: int = 0, causal: bool = False):
+        super().__init__(embed_dim, num_heads)
+        check(0 <= shared_heads < num_heads and 1 <= top_k <= num_heads - shared_heads,
+              f"need 0 <= shared_heads < num_heads and 1 <= top_k <= num_heads - shared_heads; "
+              f"got top_k={top_k}, shared_heads={shared_heads}, num_heads={num_heads}")
+        self.router = nn.Linear(embed_dim, num_heads, bias=False)
+        self.spec = AttentionSpec(num_heads, num_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
+                                  mask=MaskSpec(causal=causal), head_mixing=MoH(top_k, shared_heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(*self.heads(x), head_logits=self.router(x))
+
+
+class KnockingHeadsAttention(ProjectedAttention):
+    """Knocking-heads attention ("Knocking-Heads Attention", Zhou et al. 2025): a shared cross-head projection,
+    diagonal (identity) at initialization, mixes the heads of each of `targets` (q, k, v) before SDPA.
+    Works on MHA and GQA layouts."""
+
+    def __init__(self, embed_dim: int, num_heads: int, num_kv_heads: int | None = None, targets=("k", "v"), causal: bool = False):
+        super().__init__(embed_dim, num_heads, num_kv_heads)
+        self.targets = tuple(targets)
+        feat = KnockingHeads(self.targets)
+        self.knock = nn.ParameterDict({t: nn.Parameter(torch.eye(num_heads if t == "q" else self.num_kv_heads))
+                                       for t in self.targets})
+        self.spec = AttentionSpec(num_heads, self.num_kv_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
+                                  mask=MaskSpec(causal=causal), head_mixing=feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(*self.heads(x), **{f"knock_{t}": self.knock[t] for t in self.targets})
+
+
+class ClusteredHeadAttention(ProjectedAttention):
+    """Clustered head attention ("CHAI: Clustered Head Attention for Efficient LLM Inference", Agarwal et al. 2024):
+    heads with correlated attention share one score matrix, computed by the first head of each cluster
+    (`clusters[h]` = cluster id of head h); each head keeps its own values."""
+
+    def __init__(self, embed_dim: int, num_heads: int, clusters, causal: bool = True):
+        super().__init__(embed_dim, num_heads)
+        clusters = tuple(int(c) for c in clusters)
+        check(len(clusters) == num_heads, f"clusters has {len(clusters)} ids for {num_heads} heads")
+        self.spec = AttentionSpec(num_heads, num_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
+                                  mask=MaskSpec(causal=causal), head_mixing=CHAI(clusters))
