@@ -26,7 +26,8 @@ LIFT_PIPELINE = "canonicalize,constant-fold,lift-attention,canonicalize,dce"
 
 # aten ops kept whole through decomposition so they arrive as one recognizable op
 KEEP_WHOLE = (*SDPA_OVERLOADS, "aten.linear.default", "aten.layer_norm.default", "aten.rms_norm.default",
-              "aten.silu.default", "aten.dropout.default", "aten.gelu.default")
+              "aten.silu.default", "aten.dropout.default", "aten.gelu.default",
+              "aten.matmul.default")  # 4-D matmul stays one op instead of expand+view+bmm+view
 
 # runtime checks torch.export inserts; they compute nothing
 IGNORED = ("aten._assert_tensor_metadata.default", "aten._assert_scalar.default", "aten._assert_async.msg",
