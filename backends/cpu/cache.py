@@ -1,0 +1,96 @@
+"""Compile cache: a lowered plan + its built library, keyed by graph text, target, options and shapes.
+
+In memory for the process, and on disk under $ATTNCC_CACHE_DIR (default ~/.cache/attncc/cpu)
+as `<key>/plan.json` + `<key>/kernels.so`, so recompiling an unchanged model is near-instant.
+Constants are not part of the key: weights are bound at load, not compiled in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...ir import Graph, print_ir
+
+CACHE_VERSION = "cpu-1"
+
+
+def cache_dir() -> str:
+    return os.path.join(os.environ.get("ATTNCC_CACHE_DIR") or os.path.expanduser("~/.cache/attncc"), "cpu")
+
+
+def cache_key(graph: Graph, target: dict, options: dict, input_shapes) -> str:
+    """sha256 over the printed graph, the target, the options and the concrete input shapes."""
+    h = hashlib.sha256()
+    for part in (CACHE_VERSION, print_ir(graph), json.dumps(target, sort_keys=True),
+                 json.dumps({k: v for k, v in options.items() if k != "cache"}, sort_keys=True, default=str),
+                 json.dumps([list(s) for s in input_shapes])):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class CacheStats:
+    memory_hits: int = 0
+    disk_hits: int = 0
+    misses: int = 0
+
+    @property
+    def hits(self) -> int:
+        return self.memory_hits + self.disk_hits
+
+
+@dataclass
+class CompileCache:
+    """Entries are (plan, lib, kernels, references) tuples; the disk holds plan.json + kernels.so."""
+
+    memory: dict[str, Any] = field(default_factory=dict)
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def get_memory(self, key: str):
+        entry = self.memory.get(key)
+        if entry is not None:
+            self.stats.memory_hits += 1
+        return entry
+
+    def put_memory(self, key: str, entry) -> None:
+        self.memory[key] = entry
+
+    def disk_path(self, key: str) -> str:
+        return os.path.join(cache_dir(), key)
+
+    def load_disk(self, key: str):
+        """(plan_json, lib path or None) when the entry exists on disk, else None."""
+        path = self.disk_path(key)
+        plan_path = os.path.join(path, "plan.json")
+        if not os.path.exists(plan_path):
+            return None
+        lib = os.path.join(path, "kernels.so")
+        with open(plan_path) as f:
+            text = f.read()
+        return text, (lib if os.path.exists(lib) else None)
+
+    def save_disk(self, key: str, plan_json: str, lib) -> None:
+        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry."""
+        final = self.disk_path(key)
+        if os.path.exists(final):
+            return
+        os.makedirs(cache_dir(), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=cache_dir(), prefix=".tmp-")
+        if lib is not None:
+            lib.export_library(os.path.join(tmp, "kernels.so"))
+        with open(os.path.join(tmp, "plan.json"), "w") as f:
+            f.write(plan_json)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+GLOBAL_CACHE = CompileCache()

@@ -1,0 +1,243 @@
+"""Lowering of Attention nodes: the hand-scheduled flash kernels when the spec fits them, else
+correct fallbacks, each fallback recorded in the plan notes with its reason.
+
+Paths, in order of preference:
+1. kernel: RoPE (a Rotary prologue kernel), KV-cache concat (writes present_key/value) and bshd
+   transposes are lowered as small scheduled kernels around `build_attention_kernel`;
+2. te-fallback: the generic TE attention (kv_lengths, softcap after an additive mask, kernels
+   missing or failing to build);
+3. reference: variant features (kv_source / head_mixing / score_mods) that have a numpy
+   reference but no TVM lowering run the reference on the host.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tvm import te
+
+from ....ir import Node
+from ....ir.interpreter import FEATURE_REFERENCES, attention_reference
+from ....ir.ops import Rotary
+from . import te_layout
+from .errors import CpuLoweringError
+from .plan import Plan
+from .te_attention import attention_compute
+from .te_elementwise import load
+
+
+def kernels_available() -> tuple[bool, str]:
+    """Whether the flash attention kernel library imports (it is developed alongside this backend)."""
+    try:
+        from ..attention import build_attention_kernel  # noqa: F401
+    except Exception as e:  # noqa: BLE001
+        return False, f"{type(e).__name__}: {e}"
+    return True, ""
+
+
+class AttentionLowering:
+    """Emits plan steps for one Attention node. `groups` is the GroupBuilder (for naming, scheduling)."""
+
+    def __init__(self, plan: Plan, groups, shapes: dict[int, tuple], target: dict, options: dict):
+        self.plan, self.groups, self.shapes, self.target, self.options = plan, groups, shapes, target, options
+        self.kernels: dict[int, Any] = {}            # step index -> built AttentionKernel
+        self.references: dict[int, Node] = {}        # step index -> node run by the numpy reference
+
+    # ---- small kernels around the attention kernel ------------------------------------------
+    def emit(self, node: Node, label: str, fn, inputs: list[str], out_name: str, schedule=None) -> None:
+        """Compile `fn(*te_inputs) -> te.Tensor` (named "out") writing plan value `out_name`."""
+        from .schedules import schedule_injective
+
+        phs = [te.placeholder(tuple(self.plan.values[n]["shape"]), self.plan.values[n]["dtype"], name=f"in{i}")
+               for i, n in enumerate(inputs)]
+        try:
+            out = fn(*phs)
+            func = te.create_prim_func(phs + [out])
+        except Exception as e:
+            raise CpuLoweringError(node.name, "Attention", f"defining its {label} kernel failed", e) from e
+        func = self.groups.schedule(func, schedule or (lambda s: schedule_injective(s, "out")), node)
+        args = [self.plan.arg(n) for n in inputs] + [self.plan.arg(out_name)]
+        self.plan.add_call(self.groups.func_name(node) + "_" + label, func, args, node.name, f"Attention.{label}")
+
+    def temp(self, node: Node, label: str, shape, dtype: str) -> str:
+        return self.plan.add_value(self.plan.fresh(f"{node.name}.{label}"), shape, dtype, "buffer")
+
+    # ---- main entry ------------------------------------------------------------------------------
+    def lower(self, node: Node) -> None:
+        spec = node.op.spec
+        feats = spec.features_list()
+        if feats:
+            return self._reference(node, feats)
+        named = dict(zip(spec.input_names(), node.inputs))
+        names = {k: v.name for k, v in named.items()}
+        q, k, v = names["query"], names["key"], names["value"]
+        dtype = named["query"].dtype
+        bshd = spec.layout == "bshd"
+        if bshd:  # canonicalize to bhsd with transposes; the output is transposed back below
+            q, k, v = (self._transpose(node, n, lbl) for n, lbl in ((q, "q"), (k, "k"), (v, "v")))
+        if spec.rope is not None:
+            cos, sin = names["rope_cos"], names["rope_sin"]
+            rot = Rotary(style=spec.rope.style, rotary_dim=spec.rope.rotary_dim)
+            for lbl in ("q", "k"):
+                src = q if lbl == "q" else k
+                dst = self.temp(node, f"{lbl}_rope", self.plan.values[src]["shape"], dtype)
+                self.emit(node, f"rope_{lbl}", lambda x, c, s, d=dtype: te_layout.rotary(rot, [x, c, s], x.shape, d, "out"),
+                          [src, cos, sin], dst)
+                q, k = (dst, k) if lbl == "q" else (q, dst)
+        if spec.kv_cache:
+            k, v = self._cache(node, names, k, v, bshd)
+        out_value = node.outputs[0].name
+        out = self.temp(node, "out_bhsd", self._out_bhsd(node), dtype) if bshd else out_value
+        reason = self._kernel_blocker(spec)
+        if reason is None:
+            reason = self._try_kernel(node, q, k, v, names.get("mask"), out, dtype)
+        if reason is not None:
+            self.plan.notes.append(f"node '{node.name}' (Attention {spec.variant}): used the generic TE attention "
+                                   f"because {reason}")
+            self._te_fallback(node, q, k, v, names.get("mask"), names.get("kv_lengths"), out, dtype)
+        if bshd:
+            self.emit(node, "out_bshd", lambda x: te_layout.transpose(_Perm((0, 2, 1, 3)), [x], _perm_shape(x.shape),
+                                                                         x.dtype, "out"), [out], out_value)
+
+    # ---- pieces --------------------------------------------------------------------------------
+    def _out_bhsd(self, node: Node):
+        s = self.shapes[id(node.outputs[0])]
+        return (s[0], s[2], s[1], s[3])
+
+    def _transpose(self, node: Node, name: str, label: str) -> str:
+        shape = self.plan.values[name]["shape"]
+        dst = self.temp(node, f"{label}_bhsd", _perm_shape(shape), self.plan.values[name]["dtype"])
+        self.emit(node, f"{label}_bhsd", lambda x: te_layout.transpose(_Perm((0, 2, 1, 3)), [x], _perm_shape(x.shape),
+                                                                        x.dtype, "out"), [name], dst)
+        return dst
+
+    def _cache(self, node: Node, names: dict, k: str, v: str, bshd: bool) -> tuple[str, str]:
+        """present = concat(past, new) along the sequence; written straight into the node's outputs."""
+        outs = []
+        for past_name, new, out_v in ((names["past_key"], k, node.outputs[1]), (names["past_value"], v, node.outputs[2])):
+            past = self._transpose(node, past_name, "past") if bshd else past_name
+            ps, ns = self.plan.values[past]["shape"], self.plan.values[new]["shape"]
+            shape = (ps[0], ps[1], ps[2] + ns[2], ps[3])
+            dst = self.temp(node, "present_bhsd", shape, self.plan.values[new]["dtype"]) if bshd else out_v.name
+            self.emit(node, "kv_cache", lambda a, b, s=shape: te_layout.concat(_Axis(2), [a, b], s, a.dtype, "out"),
+                      [past, new], dst)
+            if bshd:
+                self.emit(node, "present_bshd", lambda x: te_layout.transpose(_Perm((0, 2, 1, 3)), [x],
+                                                                              _perm_shape(x.shape), x.dtype, "out"),
+                          [dst], out_v.name)
+            outs.append(dst)
+        return outs[0], outs[1]
+
+    def _kernel_blocker(self, spec) -> str | None:
+        if self.options.get("attention") == "generic":
+            return "options['attention'] == 'generic'"
+        if spec.mask.kv_lengths:
+            return "the flash kernels take no kv_lengths input"
+        if spec.softcap and spec.softcap_order == "after_mask" and spec.mask.input == "additive":
+            return "softcap after an additive mask is not a kernel score mod"
+        ok, why = kernels_available()
+        if not ok:
+            return f"the attention kernel library is unavailable ({why})"
+        return None
+
+    def _config(self, node: Node, q: str, k: str, dtype: str, mask_kind: str):
+        from ..attention import AttentionKernelConfig
+
+        spec, tiling = node.op.spec, node.op.tiling
+        b, hq, sq, d = self.plan.values[q]["shape"]
+        _, hkv, skv, _ = self.plan.values[k]["shape"]
+        base = dict(batch=b, q_heads=hq, kv_heads=hkv, q_len=sq, kv_len=skv, head_dim=d, v_head_dim=spec.v_head_dim,
+                    scale=float(spec.scale), dtype=dtype, causal=spec.mask.causal, alignment=spec.mask.alignment,
+                    window_left=spec.mask.window_left, window_right=spec.mask.window_right,
+                    softcap=spec.softcap, mask_input=mask_kind)
+        blocks = {}
+        if tiling is not None:
+            blocks = {f: getattr(tiling, f) for f in ("q_block", "kv_block", "num_splits") if getattr(tiling, f)}
+        try:
+            return AttentionKernelConfig(**base, **blocks)
+        except ValueError as e:
+            if not blocks:
+                raise
+            self.plan.notes.append(f"node '{node.name}': tiling {blocks} rejected by the kernel ({e}); default blocks used")
+            return AttentionKernelConfig(**base)
+
+    def _mask_arg(self, node: Node, mask: str, q: str, k: str, kind: str) -> list:
+        """The mask as the kernel wants it: (1|B, 1|Hq, Sq, Skv), uint8 keep-mask or fp32 bias."""
+        b, hq, sq, _ = self.plan.values[q]["shape"]
+        skv = self.plan.values[k]["shape"][2]
+        info = self.plan.values[mask]
+        shape = [1] * (4 - len(info["shape"])) + list(info["shape"])
+        want_dtype = "uint8" if kind == "bool" else "float32"
+        ok_shape = shape[2] == sq and shape[3] == skv and shape[0] in (1, b) and shape[1] in (1, hq)
+        src_dtype_ok = (kind == "bool" and info["dtype"] in ("bool", "uint8")) or info["dtype"] == "float32"
+        if ok_shape and src_dtype_ok:
+            return self.plan.arg(mask, shape, want_dtype)
+        full = (shape[0] if shape[0] in (1, b) else b, shape[1] if shape[1] in (1, hq) else hq, sq, skv)
+        dst = self.temp(node, "mask", full, "bool" if kind == "bool" else "float32")
+        self.emit(node, "mask", lambda m: te.compute(full, lambda *i: load(m, i, full).astype(
+            "bool" if kind == "bool" else "float32"), name="out"), [mask], dst)
+        return self.plan.arg(dst, full, want_dtype)
+
+    def _try_kernel(self, node: Node, q: str, k: str, v: str, mask: str | None, out: str, dtype: str) -> str | None:
+        from ..attention import build_attention_kernel
+
+        kind = node.op.spec.mask.input
+        try:
+            cfg = self._config(node, q, k, dtype, kind)
+            kernel = build_attention_kernel(cfg, target=self.target)  # build now: failures surface at compile time
+        except Exception as e:  # noqa: BLE001 - an unsupported case falls back, with the reason
+            return f"the flash kernel could not be built ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        step = {"kind": "attention", "config": dataclasses.asdict(cfg), "q": self.plan.arg(q), "k": self.plan.arg(k),
+                "v": self.plan.arg(v), "mask": self._mask_arg(node, mask, q, k, kind) if kind != "none" else None,
+                "out": self.plan.arg(out), "node": node.name, "op": "Attention"}
+        self.kernels[len(self.plan.steps)] = kernel
+        self.plan.steps.append(step)
+        return None
+
+    def _te_fallback(self, node, q, k, v, mask, kv_lengths, out, dtype) -> None:
+        from .schedules import schedule_generic
+
+        spec = node.op.spec
+        inputs = [q, k, v] + ([mask] if mask else []) + ([kv_lengths] if kv_lengths else [])
+
+        def fn(*ts):
+            qt, kt, vt = ts[:3]
+            rest = list(ts[3:])
+            mt = rest.pop(0) if mask else None
+            lt = rest.pop(0) if kv_lengths else None
+            return attention_compute(spec, qt, kt, vt, mt, lt, dtype, "out")
+
+        self.emit(node, "attention_te", fn, inputs, out, schedule=lambda s: schedule_generic(s, "out"))
+
+    def _reference(self, node: Node, feats) -> None:
+        spec = node.op.spec
+        missing = [f.kind for f in feats if f.kind not in FEATURE_REFERENCES]
+        if missing:
+            raise CpuLoweringError(node.name, "Attention", f"variant features {missing} have neither a CPU lowering "
+                                   f"nor a registered reference (known: {sorted(FEATURE_REFERENCES)})")
+        self.plan.notes.append(f"node '{node.name}' (Attention {spec.variant}): ran the numpy reference on the host "
+                               f"because variant features {[f.kind for f in feats]} have no TVM lowering yet")
+        self.references[len(self.plan.steps)] = node
+        self.plan.steps.append({"kind": "reference", "node": node.name, "op": "Attention",
+                                "inputs": [v.name for v in node.inputs], "outputs": [v.name for v in node.outputs]})
+
+
+def reference_callable(node: Node):
+    """fn(list of arrays) -> outputs for a node run by the numpy reference."""
+    spec = node.op.spec
+    return lambda arrays: attention_reference(spec, dict(zip(spec.input_names(), arrays)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Perm:
+    perm: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class _Axis:
+    axis: int
+
+
+def _perm_shape(shape):
+    s = [int(x) for x in shape]
+    return (s[0], s[2], s[1], s[3])

@@ -1,0 +1,103 @@
+"""Graph -> Plan + compiled library, for one set of concrete input shapes."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import tvm
+
+from .... import ir
+from ....ir.interpreter import bind_dims
+from .attention import AttentionLowering, reference_callable
+from .errors import CpuLoweringError
+from .fusion import classify, plan_groups
+from .groups import GroupBuilder
+from .plan import Plan
+
+
+class _Shaped:
+    def __init__(self, shape):
+        self.shape = shape
+
+
+def concrete_shapes(graph: ir.Graph, input_shapes: Sequence[tuple]) -> tuple[dict[int, tuple], dict[str, int]]:
+    """id(Value) -> concrete shape for every value, from the input shapes (symbolic dims solved)."""
+    env = bind_dims(graph, [_Shaped(tuple(s)) for s in input_shapes])
+    shapes: dict[int, tuple] = {}
+    for v, s in zip(graph.inputs, input_shapes):
+        shapes[id(v)] = tuple(int(d) for d in s)
+    for node in graph.topological():
+        for v in node.outputs:
+            try:
+                shapes[id(v)] = tuple(ir.dims.evaluate(d, env) for d in v.shape)
+            except KeyError as e:
+                raise CpuLoweringError(node.name, node.op.op_name,
+                                       f"output shape {v.shape} depends on a dim the inputs do not fix ({e})") from e
+    return shapes, env
+
+
+def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, options: dict[str, Any]):
+    """Lower `graph` for these input shapes. Returns (plan, attention kernels, reference callables)."""
+    shapes, dims = concrete_shapes(graph, input_shapes)
+    plan = Plan()
+    outputs = {id(v) for v in graph.outputs}
+    for v in graph.inputs:
+        plan.inputs.append(plan.add_value(v.name, shapes[id(v)], v.dtype, "input"))
+    order, group_of = plan_groups(graph, shapes)
+    groups = GroupBuilder(graph, plan, shapes, dims, graph.constants)
+    attn = AttentionLowering(plan, groups, shapes, target, options)
+    # declare every value first: kernels may write any node output (e.g. attention's present_key)
+    for node in order:
+        kind = classify(node)
+        g = group_of.get(node.name)
+        for v in node.outputs:
+            if kind == "const":
+                plan.add_value(v.name, shapes[id(v)], v.dtype, "const", source=node.op.key)
+            elif kind == "view":
+                base = node.inputs[0]
+                plan.add_value(v.name, shapes[id(v)], v.dtype, "view", base=_storage_base(plan, base.name))
+            elif g is not None and g.root is not node:
+                continue  # fused away: never materialized
+            else:
+                plan.add_value(v.name, shapes[id(v)], v.dtype, "output" if id(v) in outputs else "buffer")
+    for node in order:
+        kind = classify(node)
+        if kind == "unsupported":
+            raise CpuLoweringError(node.name, node.op.op_name, "this op has no CPU lowering; supported ops: "
+                                   "Linear, MatMul, Softmax, LayerNorm, RMSNorm, Reduce, Unary, Binary, Activation, "
+                                   "Where, Cast, Transpose, Concat, Slice, Gather, Expand, Rotary, Reshape, Attention")
+        if kind == "attention":
+            attn.lower(node)
+        elif kind in ("matmul", "rows", "injective") and group_of[node.name].root is node:
+            groups.build(group_of[node.name])
+    for v in graph.outputs:
+        if v.name not in plan.values:
+            raise CpuLoweringError(v.producer.name if v.producer else v.name, "output", "graph output was fused away")
+        plan.outputs.append(v.name)
+    references = {i: reference_callable(n) for i, n in attn.references.items()}
+    return plan, attn.kernels, references
+
+
+def _storage_base(plan: Plan, name: str) -> str:
+    """Views of views point at the storage that owns the memory."""
+    info = plan.values[name]
+    return info["base"] if info["storage"] == "view" else name
+
+
+def compile_funcs(plan: Plan, target: dict):
+    """Build every PrimFunc of the plan into one library; a failure names the node whose kernel broke."""
+    if not plan.funcs:
+        return None
+    mod = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in plan.funcs.items()})
+    try:
+        return tvm.compile(mod, target=tvm.target.Target(target))
+    except Exception as whole:  # find the culprit: build each function alone
+        for step in plan.steps:
+            if step["kind"] != "call":
+                continue
+            name = step["func"]
+            try:
+                tvm.compile(tvm.IRModule({name: plan.funcs[name].with_attr("global_symbol", name)}),
+                            target=tvm.target.Target(target))
+            except Exception as e:
+                raise CpuLoweringError(step["node"], step["op"], "TVM failed to compile its kernel", e) from e
+        raise CpuLoweringError("<module>", "-", "TVM failed to compile the module", whole) from whole

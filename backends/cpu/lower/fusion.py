@@ -1,0 +1,116 @@
+"""Fusion: decide which IR nodes become one compiled kernel.
+
+Rules (like Relay's, kept small):
+- an anchor (Linear/MatMul, or a row reduction: Softmax/LayerNorm/RMSNorm/Reduce) starts a group;
+- an elementwise op joins its producer's group as an epilogue when that producer is the
+  group's current last node, the value between them has no other user and is not a graph
+  output, and (for matmul anchors) its other operands are full-size or one row (a bias);
+- injective ops (elementwise and layout: Transpose, Concat, Slice, Gather, Expand, Rotary)
+  chain the same way among themselves;
+- Reshape is a view (no kernel), Constant is uploaded once, Attention is its own step.
+Producers are never fused into an anchor (a matmul would recompute them per tile).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ....ir import Graph, Node
+
+MATMUL_OPS = ("Linear", "MatMul")
+ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce")
+ELEMENTWISE_OPS = ("Unary", "Binary", "Activation", "Where", "Cast")
+LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Gather", "Expand", "Rotary")
+INJECTIVE_OPS = ELEMENTWISE_OPS + LAYOUT_OPS
+
+
+def classify(node: Node) -> str:
+    """'const' | 'view' | 'attention' | 'matmul' | 'rows' | 'injective' | 'unsupported'."""
+    name = node.op.op_name
+    if name == "Constant":
+        return "const"
+    if name == "Reshape":
+        return "view"
+    if name in ("Attention", "FusedAttention"):
+        return "attention"
+    if name in MATMUL_OPS:
+        return "matmul"
+    if name in ROW_OPS:
+        return "rows"
+    if name in INJECTIVE_OPS:
+        return "injective"
+    return "unsupported"
+
+
+@dataclass
+class Group:
+    """Nodes compiled as one kernel; `nodes[-1]` writes the group's only materialized value."""
+
+    kind: str                         # "matmul" | "rows" | "injective"
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[-1]
+
+    @property
+    def anchor(self) -> Node | None:
+        return self.nodes[0] if self.kind != "injective" else None
+
+
+def _row_like(shape, last) -> bool:
+    """All dims 1 except possibly the last, which equals `last` (a bias / scale row) or 1."""
+    return all(d == 1 for d in shape[:-1]) and (not shape or shape[-1] in (1, last))
+
+
+def _epilogue_ok(node: Node, group: Group, shapes: dict[int, tuple]) -> bool:
+    if node.op.op_name not in ELEMENTWISE_OPS:
+        return False
+    anchor_out = shapes[id(group.anchor.outputs[0])]
+    out = shapes[id(node.outputs[0])]
+    if out != anchor_out:
+        return False
+    if group.kind != "matmul":
+        return True
+    inside = {id(v) for n in group.nodes for v in n.outputs}
+    for v in node.inputs:
+        if id(v) in inside:
+            continue
+        s = shapes[id(v)]
+        if s != out and not _row_like(s, out[-1] if out else 1):
+            return False
+    return True
+
+
+def plan_groups(graph: Graph, shapes: dict[int, tuple]) -> tuple[list[Node], dict[str, Group]]:
+    """Topological nodes and the group of every kernel node (keyed by node name)."""
+    order = graph.topological()
+    users = graph.users()
+    outputs = {id(v) for v in graph.outputs}
+    group_of: dict[str, Group] = {}
+    for node in order:
+        kind = classify(node)
+        if kind in ("matmul", "rows"):
+            group_of[node.name] = Group(kind, [node])
+            continue
+        if kind != "injective":
+            continue
+        joined = None
+        for v in node.inputs:
+            p = v.producer if v is not None else None
+            g = group_of.get(p.name) if p is not None else None
+            if g is None or g.root is not p or len(node.outputs) != 1:
+                continue
+            if len(users.get(id(v), [])) != 1 or id(v) in outputs:
+                continue
+            if g.anchor is not None and not _epilogue_ok(node, g, shapes):
+                continue
+            if g.anchor is None and shapes[id(node.outputs[0])] == () :
+                continue
+            joined = g
+            break
+        if joined is not None:
+            joined.nodes.append(node)
+            group_of[node.name] = joined
+        else:
+            group_of[node.name] = Group("injective", [node])
+    return order, group_of

@@ -1,0 +1,203 @@
+"""Build one fused group (see fusion.py) into a scheduled TVM PrimFunc and its plan call."""
+from __future__ import annotations
+
+from tvm import te
+
+from .... import ir
+from ....ir import Node
+from ..matmul import matmul_compute, pack_weight, packed_shape, schedule_matmul
+from . import te_layout
+from .errors import CpuLoweringError
+from .fusion import Group
+from .plan import Plan
+from .schedules import schedule_generic, schedule_injective, schedule_rows
+from .te_ops import TE_OPS, batched_matmul_full
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+class GroupBuilder:
+    """Turns groups into PrimFuncs registered on a Plan. `shapes` maps id(Value) -> concrete shape."""
+
+    def __init__(self, graph: ir.Graph, plan: Plan, shapes: dict[int, tuple], dims: dict[str, int],
+                 constants: dict):
+        self.graph, self.plan, self.shapes, self.dims, self.constants = graph, plan, shapes, dims, constants
+        self.count = 0
+
+    # ---- helpers -------------------------------------------------------------------------
+    def func_name(self, node: Node) -> str:
+        self.count += 1
+        safe = "".join(c if c.isalnum() else "_" for c in node.name)[:40]
+        return f"k{self.count}_{safe}"
+
+    def _builder(self, node: Node):
+        if node.op.op_name == "Slice":
+            n = self.shapes[id(node.inputs[0])][node.op.axis]
+            start = ir.dims.evaluate(node.op.start, self.dims)
+            stop = None if node.op.stop is None else ir.dims.evaluate(node.op.stop, self.dims)
+            s0, _, step = slice(start, stop, node.op.step).indices(n)
+            return te_layout.make_slice(s0, step)
+        return TE_OPS[node.op.op_name]
+
+    def build(self, group: Group) -> None:
+        """Define, schedule and register the group's kernel; errors name the group's last node."""
+        root = group.root
+        try:
+            if group.kind == "matmul":
+                func, args, sched = self._matmul(group)
+            else:
+                func, args = self._plain(group)
+                sched = schedule_rows if group.kind == "rows" else schedule_injective
+                sched = (lambda f: (lambda s: f(s, "out")))(sched)
+        except CpuLoweringError:
+            raise
+        except Exception as e:
+            raise CpuLoweringError(root.name, root.op.op_name, "defining its TVM compute failed", e) from e
+        func = self.schedule(func, sched, root)
+        self.plan.add_call(self.func_name(root), func, args, root.name, "+".join(n.op.op_name for n in group.nodes))
+
+    def schedule(self, func, sched, root: Node):
+        """Apply `sched`; if it does not apply to this shape, fall back to the generic schedule (with a note)."""
+        from tvm import s_tir
+
+        try:
+            s = s_tir.Schedule(func)
+            sched(s)
+            return s.mod["main"]
+        except Exception as first:  # noqa: BLE001 - any schedule failure: fall back to a correct schedule
+            try:
+                s = s_tir.Schedule(func)
+                schedule_generic(s, "out")
+                self.plan.notes.append(f"node '{root.name}' ({root.op.op_name}): used the generic schedule "
+                                       f"({type(first).__name__}: {str(first).splitlines()[0][:120]})")
+                return s.mod["main"]
+            except Exception as e:
+                raise CpuLoweringError(root.name, root.op.op_name, "scheduling its kernel failed", e) from e
+
+    def _placeholder(self, tensors: dict, args: list, value, shape=None) -> te.Tensor:
+        key = (value.name, tuple(shape) if shape is not None else None)
+        if key not in tensors:
+            shp = tuple(shape if shape is not None else self.shapes[id(value)])
+            t = te.placeholder(shp, value.dtype, name=f"in{len(args)}")
+            tensors[key] = t
+            args.append((t, self.plan.arg(value.name, shp)))
+        return tensors[key]
+
+    def _finish(self, out: te.Tensor, ins: list, out_value, out_shape) -> tuple:
+        out = te.compute(out.shape, lambda *i: out(*i), name="out") if out.op.name != "out" else out
+        func = te.create_prim_func([t for t, _ in ins] + [out])
+        return func, [a for _, a in ins] + [self.plan.arg(out_value.name, out_shape)]
+
+    # ---- injective and row groups -------------------------------------------------------------
+    def _plain(self, group: Group):
+        inside: dict[int, te.Tensor] = {}
+        tensors: dict = {}
+        args: list = []
+        out = None
+        for node in group.nodes:
+            ins = [inside[id(v)] if id(v) in inside else self._placeholder(tensors, args, v) for v in node.inputs]
+            v = node.outputs[0]
+            name = "out" if node is group.root else f"t_{len(inside)}"
+            out = self._builder(node)(node.op, ins, tuple(self.shapes[id(v)]), v.dtype, name)
+            inside[id(v)] = out
+        return self._finish(out, args, group.root.outputs[0], self.shapes[id(group.root.outputs[0])])
+
+    # ---- matmul groups ---------------------------------------------------------------------------
+    def _matmul(self, group: Group):
+        anchor = group.anchor
+        a_v, b_v = anchor.inputs[0], anchor.inputs[1]
+        a_shape, b_shape = self.shapes[id(a_v)], self.shapes[id(b_v)]
+        out_v = anchor.outputs[0]
+        out_shape = self.shapes[id(out_v)]
+        tensors: dict = {}
+        args: list = []
+        k_len, n = a_shape[-1], out_shape[-1]
+        if anchor.op.op_name == "Linear":
+            m = _numel(a_shape[:-1])
+            bt = 1
+            a = self._placeholder(tensors, args, a_v, (1, m, k_len))
+            if b_v.producer is not None and b_v.producer.op.op_name == "Constant":
+                b = self._packed_weight(tensors, args, b_v)
+                packed = True
+            else:
+                b = self._placeholder(tensors, args, b_v, (1, k_len, n))
+                packed = False
+        else:
+            batch = out_shape[:-2]
+            bt, m = _numel(batch), out_shape[-2]
+            a_view = self._batch_view(a_shape, batch)
+            b_view = self._batch_view(b_shape, batch)
+            if a_view is None or b_view is None:  # irregular broadcasting: full-rank compute, generic schedule
+                return self._plain_matmul(group) + (lambda s: schedule_generic(s, "out"),)
+            a = self._placeholder(tensors, args, a_v, a_view)
+            b = self._placeholder(tensors, args, b_v, b_view)
+            packed = False
+        acc = matmul_compute(a, b, n, packed, "acc")
+        shape3 = (bt, m, n)
+        cur = te.compute(shape3, lambda *i: acc(*i).astype(out_v.dtype), name="t_anchor")
+        if anchor.op.op_name == "Linear" and anchor.op.has_bias:
+            bias = self._placeholder(tensors, args, anchor.inputs[2])
+            cur = te.compute(shape3, lambda bi, mi, ni: (acc[bi, mi, ni] + bias[ni].astype("float32")).astype(out_v.dtype),
+                             name="t_bias")
+        inside = {id(out_v): cur}
+        for node in group.nodes[1:]:
+            ins = []
+            for v in node.inputs:
+                if id(v) in inside:
+                    ins.append(inside[id(v)])
+                elif self.shapes[id(v)] == out_shape:
+                    ins.append(self._placeholder(tensors, args, v, shape3))
+                else:  # a row (bias/scale) or a scalar: right-aligned broadcast against (Bt, M, N)
+                    s = self.shapes[id(v)]
+                    ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
+            cur = self._builder(node)(node.op, ins, shape3, node.outputs[0].dtype, f"t_{len(inside)}")
+            inside[id(node.outputs[0])] = cur
+        return self._finish(cur, args, group.root.outputs[0], shape3) + (lambda s: schedule_matmul(s, "out", "acc"),)
+
+    def _batch_view(self, shape, batch):
+        """(B?, rows, cols) view of a matmul operand: batch dims equal the output's, or are all 1."""
+        lead = tuple(shape[:-2])
+        if lead == tuple(batch)[len(batch) - len(lead):] and _numel(lead) == _numel(batch):
+            return (_numel(batch), shape[-2], shape[-1])
+        if _numel(lead) == 1:
+            return (1, shape[-2], shape[-1])
+        return None
+
+    def _packed_weight(self, tensors, args, w_v):
+        name = f"{w_v.name}.panels"
+        k_len, n = self.shapes[id(w_v)]
+        if name not in self.plan.values:
+            self.plan.add_value(name, packed_shape(k_len, n), w_v.dtype, "const", source=w_v.producer.op.key, pack="panels")
+        key = (name, None)
+        if key not in tensors:
+            t = te.placeholder(packed_shape(k_len, n), w_v.dtype, name=f"in{len(args)}")
+            tensors[key] = t
+            args.append((t, self.plan.arg(name)))
+        return tensors[key]
+
+    def _plain_matmul(self, group: Group):
+        anchor = group.anchor
+        tensors: dict = {}
+        args: list = []
+        a = self._placeholder(tensors, args, anchor.inputs[0])
+        b = self._placeholder(tensors, args, anchor.inputs[1])
+        out_v = group.root.outputs[0]
+        if len(group.nodes) > 1:
+            raise CpuLoweringError(anchor.name, "MatMul", "internal: irregular-broadcast matmul with an epilogue")
+        out = batched_matmul_full(a, b, tuple(self.shapes[id(out_v)]), out_v.dtype, "out")
+        func = te.create_prim_func([t for t, _ in args] + [out])
+        return func, [x for _, x in args] + [self.plan.arg(out_v.name)]
+
+
+def materialize_constant(plan: Plan, constants: dict, name: str):
+    """The array behind a const plan value (weights repacked into panels)."""
+    info = plan.values[name]
+    arr = constants[info["source"]]
+    if info.get("pack") == "panels":
+        return pack_weight(arr)
+    return arr

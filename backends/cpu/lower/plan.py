@@ -1,0 +1,61 @@
+"""The execution plan: pure data (JSON-serializable) saying which buffers exist and which compiled
+function runs on which of them, plus the TVM PrimFuncs to build (kept out of the JSON).
+
+Values are named by their IR value names (derived values get a suffix). Storage kinds:
+  input   a graph input, bound per call (zero-copy from torch through DLPack)
+  output  a graph output written by a kernel, allocated fresh per call
+  buffer  an intermediate, allocated once per plan and reused across calls
+  const   a graph constant (optionally repacked, e.g. weight panels), uploaded once
+  view    another value's memory under a different shape/dtype (Reshape, 2-D matmul views)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Plan:
+    """What to allocate and what to call, in order, for one set of concrete input shapes."""
+
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    funcs: dict[str, Any] = field(default_factory=dict, repr=False)   # name -> tvm PrimFunc (not serialized)
+
+    def add_value(self, name: str, shape, dtype: str, storage: str, **extra) -> str:
+        """Declare a value; returns its name. Views name their `base` value."""
+        if name in self.values:
+            raise ValueError(f"plan value {name!r} declared twice")
+        self.values[name] = {"shape": [int(d) for d in shape], "dtype": dtype, "storage": storage, **extra}
+        return name
+
+    def fresh(self, hint: str) -> str:
+        """A value name not used yet, derived from `hint`."""
+        name, i = hint, 0
+        while name in self.values:
+            i += 1
+            name = f"{hint}.{i}"
+        return name
+
+    def arg(self, name: str, shape=None, dtype: str | None = None) -> list:
+        """A call argument: a value seen under `shape` (and `dtype`) — a zero-copy view when they differ."""
+        info = self.values[name]
+        return [name, [int(d) for d in (shape if shape is not None else info["shape"])], dtype or info["dtype"]]
+
+    def add_call(self, func_name: str, prim_func, args: list, node: str, op: str) -> None:
+        """Run compiled function `func_name` on `args` (outputs last)."""
+        self.funcs[func_name] = prim_func
+        self.steps.append({"kind": "call", "func": func_name, "args": args, "node": node, "op": op})
+
+    def to_json(self) -> str:
+        return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "values": self.values,
+                           "steps": self.steps, "notes": self.notes}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        d = json.loads(text)
+        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], d["notes"])

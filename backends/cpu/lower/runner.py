@@ -1,0 +1,135 @@
+"""Runs a Plan: binds inputs (zero-copy through DLPack), calls the compiled functions in order.
+
+Outputs are allocated as torch tensors (64-byte aligned, so TVM accepts them without a copy)
+and returned as torch tensors or zero-copy numpy views of them.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import tvm
+
+from .errors import CpuLoweringError
+from .plan import Plan
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int8": torch.int8,
+                "uint8": torch.uint8, "bool": torch.bool}
+ALIGN = 64
+
+
+def to_torch(x: Any, dtype: str) -> torch.Tensor:
+    """A contiguous, 64-byte aligned torch tensor of `dtype` holding x (no copy when x already is one)."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        a = np.asarray(x)
+        if "bfloat16" in str(a.dtype):
+            t = torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(a))
+    want = TORCH_DTYPES[dtype]
+    if t.dtype != want:
+        t = t.to(want)
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if not t.is_contiguous() or t.data_ptr() % ALIGN:
+        fresh = torch.empty(t.shape, dtype=t.dtype)
+        fresh.copy_(t)
+        t = fresh
+    return t
+
+
+def torch_to_numpy(t: torch.Tensor) -> np.ndarray:
+    """Zero-copy numpy view of a CPU torch tensor (bfloat16 through ml_dtypes)."""
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+class PlanRunner:
+    """A Plan bound to its compiled library, constants and attention kernels; call with a list of arrays."""
+
+    def __init__(self, plan: Plan, lib, constants: dict[str, np.ndarray],
+                 kernels: dict[int, Callable], references: dict[int, Callable]):
+        self.plan = plan
+        self.lib = lib
+        self.kernels = kernels
+        self.references = references
+        self._funcs = {s["func"]: lib[s["func"]] for s in plan.steps if s["kind"] == "call"}
+        self._persistent: dict[str, Any] = {}
+        self._keepalive: list[torch.Tensor] = []
+        for name, info in plan.values.items():
+            if info["storage"] == "const" and name in constants:
+                t = to_torch(constants[name], info["dtype"])
+                self._keepalive.append(t)
+                self._persistent[name] = tvm.runtime.from_dlpack(t)
+            elif info["storage"] == "buffer":
+                t = torch.empty(info["shape"], dtype=TORCH_DTYPES[info["dtype"]])
+                self._keepalive.append(t)
+                self._persistent[name] = tvm.runtime.from_dlpack(t)
+
+    def _view(self, env: dict, name: str, shape: list[int], dtype: str):
+        t = env[name]
+        if list(t.shape) == shape and t.dtype == dtype:
+            return t
+        return t._create_view(tuple(shape), dtype)
+
+    def __call__(self, inputs: Sequence[Any], as_torch: bool = False) -> list[Any]:
+        plan = self.plan
+        env: dict[str, Any] = dict(self._persistent)
+        held: dict[str, torch.Tensor] = {}
+        for name, x in zip(plan.inputs, inputs):
+            info = plan.values[name]
+            t = to_torch(x, info["dtype"])
+            if list(t.shape) != info["shape"]:
+                raise ValueError(f"input '{name}' has shape {tuple(t.shape)}; this plan was built for {tuple(info['shape'])}")
+            held[name] = t
+            env[name] = tvm.runtime.from_dlpack(t)
+        for name, info in plan.values.items():
+            if info["storage"] == "output":
+                t = torch.empty(info["shape"], dtype=TORCH_DTYPES[info["dtype"]])
+                held[name] = t
+                env[name] = tvm.runtime.from_dlpack(t)
+        for name, info in plan.values.items():
+            if info["storage"] == "view" and info["base"] in env:
+                env[name] = self._view(env, info["base"], info["shape"], info["dtype"])
+        for i, step in enumerate(plan.steps):
+            try:
+                self._run_step(i, step, env)
+            except CpuLoweringError:
+                raise
+            except Exception as e:  # a TVM or kernel failure: name the node, keep the cause chained
+                raise CpuLoweringError(step.get("node", "?"), step.get("op", "?"), "running its kernel failed", e) from e
+        outs = []
+        for name in plan.outputs:
+            info = plan.values[name]
+            if info["storage"] == "output":
+                t = held[name]
+            else:  # an input, constant, view or reused buffer: hand out a private copy
+                t = torch.from_dlpack(env[name]).clone()
+            outs.append(t if as_torch else torch_to_numpy(t))
+        return outs
+
+    def _run_step(self, i: int, step: dict, env: dict) -> None:
+        kind = step["kind"]
+        if kind == "call":
+            args = [self._view(env, n, s, d) for n, s, d in step["args"]]
+            self._funcs[step["func"]](*args)
+        elif kind == "attention":
+            q, k, v = (torch.from_dlpack(self._view(env, *step[x])) for x in ("q", "k", "v"))
+            mask = torch.from_dlpack(self._view(env, *step["mask"])) if step.get("mask") else None
+            out = torch.from_dlpack(self._view(env, *step["out"]))
+            self.kernels[i](q, k, v, mask=mask, out=out)
+        elif kind == "reference":
+            arrays = [torch_to_numpy(torch.from_dlpack(env[n])) for n in step["inputs"]]
+            results = self.references[i](arrays)
+            for n, a in zip(step["outputs"], results):
+                dst = torch.from_dlpack(env[n])
+                dst.copy_(to_torch(a, self.plan.values[n]["dtype"]).reshape(dst.shape))
+        else:
+            raise ValueError(f"unknown plan step kind {kind!r}")

@@ -1,0 +1,62 @@
+"""Generic attention in TE: the reference semantics, used when the flash kernels cannot take a spec.
+
+Materializes the (B, H, Sq, Skv) fp32 score matrix, so it is correct but not fast; the node
+that uses it is reported in `Executable.notes`.
+"""
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from .te_elementwise import load
+
+
+def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.Tensor | None,
+                      kv_lengths: te.Tensor | None, out_dtype: str, name: str = "out") -> te.Tensor:
+    """softmax(mask(softcap(scale q kᵀ))) v on bhsd tensors (RoPE and the KV cache already applied)."""
+    B, H, SQ, D = (int(x) for x in q.shape)
+    HKV, SK, DV = int(k.shape[1]), int(k.shape[2]), int(v.shape[3])
+    g = H // HKV
+    f32 = "float32"
+    m = spec.mask
+    offset = SK - SQ if m.alignment == "bottom_right" else 0
+    left, right = m.window_left, m.effective_window_right
+    full = (B, H, SQ, SK)
+    d = te.reduce_axis((0, D), "d")
+    raw = te.compute(full, lambda b, h, i, j: te.sum(q[b, h, i, d].astype(f32) * k[b, h // g, j, d].astype(f32), axis=d),
+                     name="qk")
+    cap = tirx.const(spec.softcap or 1.0, f32)
+
+    def score(b, h, i, j):
+        s = raw[b, h, i, j] * tirx.const(spec.scale, f32)
+        if spec.softcap and spec.softcap_order == "before_mask":
+            s = cap * te.tanh(s / cap)
+        if m.input == "additive":
+            s = s + load(mask, (b, h, i, j), full).astype(f32)
+        if spec.softcap and spec.softcap_order == "after_mask":
+            s = cap * te.tanh(s / cap)
+        keep = tirx.const(True, "bool")
+        pos = i + offset
+        if left is not None:
+            keep = tirx.And(keep, j >= pos - left)
+        if right is not None:
+            keep = tirx.And(keep, j <= pos + right)
+        if m.input == "bool":
+            keep = tirx.And(keep, load(mask, (b, h, i, j), full) != tirx.const(0, mask.dtype))
+        if kv_lengths is not None:
+            keep = tirx.And(keep, j < kv_lengths[b].astype("int32"))
+        return tirx.Select(tirx.And(keep, tirx.isfinite(s)), s, -tirx.max_value(f32))
+
+    scores = te.compute(full, score, name="scores")
+    j1 = te.reduce_axis((0, SK), "j1")
+    mx = te.compute((B, H, SQ), lambda b, h, i: te.max(scores[b, h, i, j1], axis=j1), name="rowmax")
+    neg = -tirx.max_value(f32)
+    p = te.compute(full, lambda b, h, i, j: tirx.Select(scores[b, h, i, j] == neg, tirx.const(0, f32),
+                                                        te.exp(scores[b, h, i, j] - mx[b, h, i])), name="probs")
+    j2 = te.reduce_axis((0, SK), "j2")
+    denom = te.compute((B, H, SQ), lambda b, h, i: te.sum(p[b, h, i, j2], axis=j2), name="denom")
+    j3 = te.reduce_axis((0, SK), "j3")
+    acc = te.compute((B, H, SQ, DV), lambda b, h, i, e: te.sum(p[b, h, i, j3] * v[b, h // g, j3, e].astype(f32), axis=j3),
+                     name="pv")
+    return te.compute((B, H, SQ, DV), lambda b, h, i, e: tirx.Select(denom[b, h, i] > tirx.const(0, f32),
+                                                                     acc[b, h, i, e] / denom[b, h, i],
+                                                                     tirx.const(0, f32)).astype(out_dtype), name=name)

@@ -1,0 +1,123 @@
+"""TE definitions of the row reductions: Softmax, LayerNorm, RMSNorm, Reduce (math in fp32 for narrow floats)."""
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from .te_elementwise import compute_dtype
+
+
+def _up(t: te.Tensor, *i):
+    v = t[i]
+    return v.astype("float32") if compute_dtype(t.dtype) != t.dtype else v
+
+
+def softmax(op, ins, out_shape, out_dtype, name):
+    (x,) = ins
+    ax = op.axis % len(out_shape)
+    n = int(out_shape[ax])
+    cd = compute_dtype(x.dtype)
+    red_shape = [d for i, d in enumerate(out_shape) if i != ax]
+
+    def at(rest, j):
+        idx = list(rest[:ax]) + [j] + list(rest[ax:])
+        return _up(x, *idx)
+
+    k = te.reduce_axis((0, n), "k")
+    mx = te.compute(red_shape, lambda *r: te.max(at(r, k), axis=k), name=name + "_max")
+    # rows that are entirely -inf subtract 0 instead of -inf so they give 0, not NaN (reference semantics)
+    safe = te.compute(red_shape, lambda *r: tirx.Select(tirx.isfinite(mx[r]), mx[r], tirx.const(0, cd)),
+                      name=name + "_safe")
+
+    def ex(r, j):
+        return te.exp(at(r, j) - safe[r])
+
+    k2 = te.reduce_axis((0, n), "k2")
+    sm = te.compute(red_shape, lambda *r: te.sum(ex(r, k2), axis=k2), name=name + "_sum")
+
+    def f(*i):
+        r = tuple(i[:ax]) + tuple(i[ax + 1:])
+        s = sm[r]
+        return tirx.Select(s > tirx.const(0, cd), ex(r, i[ax]) / s, tirx.const(0, cd)).astype(out_dtype)
+
+    return te.compute(out_shape, f, name=name)
+
+
+def layer_norm(op, ins, out_shape, out_dtype, name):
+    x = ins[0]
+    n = int(out_shape[-1])
+    rows = out_shape[:-1]
+    k = te.reduce_axis((0, n), "k")
+    mean = te.compute(rows, lambda *r: te.sum(_up(x, *r, k), axis=k) / tirx.const(n, "float32"), name=name + "_mean")
+    k2 = te.reduce_axis((0, n), "k2")
+    var = te.compute(rows, lambda *r: te.sum((_up(x, *r, k2) - mean[r]) * (_up(x, *r, k2) - mean[r]), axis=k2)
+                     / tirx.const(n, "float32"), name=name + "_var")
+    w = ins[1] if op.has_weight else None
+    b = ins[1 + op.has_weight] if op.has_bias else None
+
+    def f(*i):
+        r = i[:-1]
+        y = (_up(x, *i) - mean[r]) * te.rsqrt(var[r] + tirx.const(op.eps, "float32"))
+        if w is not None:
+            y = y * _up(w, i[-1])
+        if b is not None:
+            y = y + _up(b, i[-1])
+        return y.astype(out_dtype)
+
+    return te.compute(out_shape, f, name=name)
+
+
+def rms_norm(op, ins, out_shape, out_dtype, name):
+    x = ins[0]
+    n = int(out_shape[-1])
+    rows = out_shape[:-1]
+    k = te.reduce_axis((0, n), "k")
+    ss = te.compute(rows, lambda *r: te.sum(_up(x, *r, k) * _up(x, *r, k), axis=k), name=name + "_sumsq")
+    w = ins[1] if op.has_weight else None
+
+    def f(*i):
+        y = _up(x, *i) * te.rsqrt(ss[i[:-1]] / tirx.const(n, "float32") + tirx.const(op.eps, "float32"))
+        if w is not None:
+            y = y * _up(w, i[-1])
+        return y.astype(out_dtype)
+
+    return te.compute(out_shape, f, name=name)
+
+
+def _prod_reducer():
+    return te.comm_reducer(lambda a, b: a * b, lambda t: tirx.const(1, t), name="prod")
+
+
+def reduce(op, ins, out_shape, out_dtype, name):
+    (x,) = ins
+    rank = len(x.shape)
+    axes = sorted({a % rank for a in op.axes})
+    raxes = [te.reduce_axis((0, int(x.shape[a])), f"r{a}") for a in axes]
+    count = 1
+    for a in axes:
+        count *= int(x.shape[a])
+    cd = compute_dtype(x.dtype)
+
+    def src(o):
+        idx, oi, ri = [], 0, 0
+        for a in range(rank):
+            if a in axes:
+                idx.append(raxes[ri])
+                ri += 1
+                if op.keepdims:
+                    oi += 1
+            else:
+                idx.append(o[oi])
+                oi += 1
+        return _up(x, *idx)
+
+    fn = op.fn
+    reducer = {"sum": te.sum, "mean": te.sum, "max": te.max, "min": te.min, "prod": _prod_reducer()}[fn]
+    acc = te.compute(out_shape, lambda *o: reducer(src(o), axis=raxes), name=name + "_acc")
+
+    def f(*o):
+        v = acc[o]
+        if fn == "mean":
+            v = v / tirx.const(count, cd)
+        return v.astype(out_dtype)
+
+    return te.compute(out_shape, f, name=name)

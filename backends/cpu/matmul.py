@@ -1,0 +1,91 @@
+"""Scheduled matrix products for the CPU backend: Linear with packed weights and batched MatMul.
+
+Why packing: with B stored as 32-wide column panels [N/32, K, 32] the inner loop reads one
+contiguous 128-byte row of the panel per k, so an 8 x 32 register tile (16 AVX-512
+accumulators) streams B from L1/L2 while A is broadcast; measured here 105-110 GFLOP/s
+fp32 on 2 cores (numpy/MKL 170-180), where TVM's unscheduled default is ~100x slower.
+Weights are packed once at load time; activations x activations use the same tile over
+an unpacked B (rows of B are contiguous in n, so the vector loads stay contiguous).
+"""
+from __future__ import annotations
+
+import numpy as np
+from tvm import s_tir, te
+
+PANEL = 32       # columns per packed weight panel = 2 AVX-512 fp32 vectors
+TILE_ROWS = 8    # rows of the register tile
+
+
+def pack_weight(w: np.ndarray) -> np.ndarray:
+    """(K, N) -> (ceil(N/32), K, 32) zero-padded column panels (same dtype)."""
+    k, n = w.shape
+    npanel = -(-n // PANEL)
+    padded = np.zeros((k, npanel * PANEL), dtype=w.dtype)
+    padded[:, :n] = w
+    return np.ascontiguousarray(padded.reshape(k, npanel, PANEL).transpose(1, 0, 2))
+
+
+def packed_shape(k: int, n: int) -> tuple[int, int, int]:
+    return (-(-n // PANEL), k, PANEL)
+
+
+def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) -> te.Tensor:
+    """fp32 accumulator C (Bt, M, N) = A (Ba, M, K) @ B, where B is packed panels (NP, K, 32)
+    shared by every batch, or (Bb, K, N) with Bb in {1, Bt}."""
+    ba, m, k_len = (int(d) for d in a.shape)
+    bt = ba if packed else max(ba, int(b.shape[0]))
+    k = te.reduce_axis((0, k_len), "k")
+
+    def a_at(bi, mi, ki):
+        v = a[0 if ba == 1 else bi, mi, ki]
+        return v.astype("float32") if v.dtype != "float32" else v
+
+    if packed:
+        def b_at(bi, ki, ni):
+            v = b[ni // PANEL, ki, ni % PANEL]
+            return v.astype("float32") if v.dtype != "float32" else v
+    else:
+        bb = int(b.shape[0])
+
+        def b_at(bi, ki, ni):
+            v = b[0 if bb == 1 else bi, ki, ni]
+            return v.astype("float32") if v.dtype != "float32" else v
+
+    return te.compute((bt, m, n), lambda bi, mi, ni: te.sum(a_at(bi, mi, k) * b_at(bi, k, ni), axis=k), name=name)
+
+
+def _largest_divisor(n: int, choices) -> int:
+    for c in choices:
+        if n % c == 0:
+            return c
+    return 1
+
+
+def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str) -> None:
+    """Register-tile the accumulator block `acc` under the epilogue block `root` (both (Bt, M, N)).
+
+    Tile rows/cols divide M/N exactly (no predicates, so the columns vectorize); the
+    (batch, column panel, row tile) loops are fused and run in parallel.
+    """
+    from .lower.schedules import inline_injective
+
+    inline_injective(sch, {root})
+    o, c = sch.get_sblock(root), sch.get_sblock(acc)
+    b, m, n = sch.get_loops(o)
+    m_len, n_len = (int(sch.get(x).extent) for x in (m, n))
+    mr = _largest_divisor(m_len, (TILE_ROWS, 4, 2))
+    nr = _largest_divisor(n_len, (PANEL, 16, 8))
+    mo, mi = sch.split(m, [None, mr])
+    no, ni = sch.split(n, [None, nr])
+    sch.reorder(b, no, mo, mi, ni)
+    sch.compute_at(c, mo)
+    sch.set_scope(c, 0, "local")
+    cm, cn, ck = sch.get_loops(c)[-3:]
+    sch.reorder(ck, cm, cn)
+    sch.unroll(cm)
+    if nr > 1:
+        sch.vectorize(cn)
+        sch.vectorize(ni)
+    fused = sch.fuse(b, no, mo)
+    sch.parallel(fused)
+    sch.decompose_reduction(c, ck)
