@@ -26,7 +26,7 @@ from ..graph import Graph, Node, Value
 from ..ops import Attention, AttentionSpec, MaskSpec, SpecError, Unary
 from .base import Pass, register_pass
 from .recognize.axis_map import plan_batch
-from .recognize.common import Emitter, MatchContext, NotAttention, need, producer_kind
+from .recognize.common import Emitter, MatchContext, NotAttention, is_batch_view, need, producer_kind, same_shape
 from .recognize.kv_cache import split_cache
 from .recognize.repeat_kv import unrepeat
 from .recognize.rope import fold_rope
@@ -43,8 +43,9 @@ class Site:
     q: Value  # β + (Sq, D), scale removed
     k: Value  # β_k + (Skv, D): K itself (the Transpose undone), scale removed
     v: Value  # β_k + (Skv, Dv)
-    out: Value  # β + (Sq, Dv): the value the Attention op replaces
+    out: Value  # β_m + (Sq, Dv): the value the Attention op replaces
     scale: float
+    scores: Value  # β + (Sq, Skv): the scores as the softmax sees them
 
 
 def _through_casts(v: Value) -> Value:
@@ -54,8 +55,13 @@ def _through_casts(v: Value) -> Value:
 
 
 def _untranspose(em: Emitter, kt: Value) -> Value:
-    """K from kᵀ: kᵀ must be Transpose(x, perm) with x's last axis (head dim) moved to the contraction slot."""
+    """K from kᵀ: kᵀ must be Transpose(x, perm) with x's last axis (head dim) moved to the contraction slot
+    (possibly under batch-axis views, which commute with swapping the last two axes)."""
     base = _through_casts(kt)
+    if is_batch_view(base):
+        inner = _untranspose(em, base.producer.inputs[0])
+        k = em.reshape(inner, tuple(base.shape[:-2]) + (base.shape[-1], base.shape[-2]))
+        return em.cast(k, kt.dtype)
     need(producer_kind(base) == "Transpose",
          f"the key operand '{kt.name}' of q·kᵀ is not a transpose of K (it is made by {producer_kind(base) or 'a graph input'})")
     x, perm = base.producer.inputs[0], list(base.producer.op.perm)
@@ -77,7 +83,8 @@ def _probs_to_pv(ctx: MatchContext, sm: Node) -> Node:
         if user.op.op_name == "MatMul":
             need(slot == 0, f"the probabilities are the right operand of MatMul '{user.name}', not probs @ V")
             return user
-        need(user.op.op_name == "Cast" or (user.op.op_name == "Unary" and user.op.fn == "identity"),
+        need(user.op.op_name == "Cast" or (user.op.op_name == "Unary" and user.op.fn == "identity")
+             or is_batch_view(user.outputs[0]),
              f"the probabilities feed {user.op.op_name} '{user.name}', not a MatMul with V")
         v = user.outputs[0]
     need(False, "no MatMul with V after the softmax")
@@ -97,12 +104,21 @@ def match_site(ctx: MatchContext, em: Emitter, sm: Node) -> Site:
     k, fk = peel_scale(ctx, k)
     scale = chain.scale * fq * fkt * fk
     need(math.isfinite(scale) and scale > 0, f"the combined scale {scale} is not a positive number")
-    return Site(sm, chain, q, k, pv.inputs[1], pv.outputs[0], scale)
+    v = pv.inputs[1]
+    scores = chain.matmul.outputs[0]
+    if not same_shape(scores.shape, x.shape):
+        # torch.export's bmm form: q/k/v merged to (B*H, S, D) around the MatMuls, scores viewed back
+        beta_m, beta_s = tuple(scores.shape[:-2]), tuple(x.shape[:-2])
+        for name, t in (("query", q), ("key", k), ("value", v)):
+            need(same_shape(t.shape[:-2], beta_m), f"{name} batch axes {t.shape[:-2]} are broadcast in the batched MatMul {beta_m}")
+        q, k, v = (em.reshape(t, beta_s + tuple(t.shape[-2:])) for t in (q, k, v))
+        need(same_shape(pv.outputs[0].shape[:-2], beta_m), "the probs·V MatMul batches differently from q·kᵀ")
+    return Site(sm, chain, q, k, v, pv.outputs[0], scale, x)
 
 
 def build(ctx: MatchContext, em: Emitter, site: Site) -> tuple[Node, list[tuple[Value, Value]]]:
     """Insert the Attention node for `site`; returns it and (old value, new value) pairs to rewire."""
-    chain, scores = site.chain, site.chain.matmul.outputs[0]
+    chain, scores = site.chain, site.scores
     plan = plan_batch(scores, site.q, site.k, site.v)
     kvh = plan.kv_heads(tuple(site.k.shape[:len(plan.beta)]))
     dtype = site.out.dtype

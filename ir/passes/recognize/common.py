@@ -103,6 +103,10 @@ class Emitter:
         self.graph, self.hint, self.source = graph, hint, source
 
     def reshape(self, v: Value, shape) -> Value:
+        # reshape from the value under earlier reshapes / no-op expands, so chains stay short
+        while producer_kind(v) in ("Reshape", "Expand") and not same_shape(v.shape, shape) and (
+                producer_kind(v) == "Reshape" or same_shape(v.producer.inputs[0].shape, v.shape)):
+            v = v.producer.inputs[0]
         if same_shape(v.shape, shape):
             return v
         return self.graph.add1(Reshape(tuple(shape)), [v], name=f"{self.hint}_reshape", source=self.source)
@@ -128,3 +132,17 @@ class Emitter:
     def swap_last_two(self, v: Value) -> Value:
         r = v.rank
         return self.transpose(v, list(range(r - 2)) + [r - 1, r - 2])
+
+
+def is_batch_view(v: Value | None) -> bool:
+    """Whether `v` is a Reshape, or an Expand that changes nothing, keeping the last two axes: the
+    batched-matmul views torch.export writes (expand, view to (B*H, S, D), bmm, view back)."""
+    kind = producer_kind(v)
+    if kind not in ("Reshape", "Expand"):
+        return False
+    x = v.producer.inputs[0]
+    if x.rank < 2 or v.rank < 2 or not same_shape(x.shape[-2:], v.shape[-2:]):
+        return False
+    if kind == "Expand":
+        return same_shape(x.shape, v.shape)
+    return D.equal(D.product(x.shape), D.product(v.shape))

@@ -14,7 +14,7 @@ import numpy as np
 from ... import dims as D
 from ...graph import Value
 from ...ops import MaskSpec
-from .common import LARGE_NEGATIVE, MatchContext, producer_kind
+from .common import LARGE_NEGATIVE, MatchContext, is_batch_view, producer_kind
 
 
 @dataclass
@@ -179,7 +179,7 @@ def reaches_matmul(v: Value, depth: int = 0) -> bool:
     kind = n.op.op_name
     if kind == "MatMul":
         return True
-    if kind in ("Cast", "Unary"):
+    if kind in ("Cast", "Unary") or is_batch_view(v):
         return reaches_matmul(n.inputs[0], depth + 1)
     if kind == "Binary" and n.op.fn in ("add", "sub", "mul", "div"):
         return any(reaches_matmul(x, depth + 1) for x in n.inputs)

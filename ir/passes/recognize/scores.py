@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ...graph import Node, Value
 from ...ops import MaskSpec
-from .common import MatchContext, need
+from .common import MatchContext, is_batch_view, need
 from .mask import is_fill, position_mask, reaches_matmul, trace_keep
 from .scale import scalar_factor
 from .softcap import match_softcap
@@ -45,7 +45,7 @@ def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
             need(n.inputs[0].dtype.startswith(("float", "bfloat")), f"Cast '{n.name}' converts from {n.inputs[0].dtype}, not a float")
             v = n.inputs[0]
             continue
-        if kind == "Unary" and n.op.fn == "identity":
+        if (kind == "Unary" and n.op.fn == "identity") or is_batch_view(v):
             v = n.inputs[0]
             continue
         if kind == "Binary" and n.op.fn in ("mul", "div"):
