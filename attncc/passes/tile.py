@@ -60,8 +60,10 @@ def choose_attention_tiling(spec, batch: int, q_len: int, kv_len: int, dtype: st
                             q_block: int | None = None, kv_block: int | None = None):
     """(Tiling, predicted OpCost) of the fastest fitting (q_block, kv_block); overrides pin a dimension."""
     rows = q_len * spec.group_size
-    qbs = [q_block] if q_block else _pow2_upto(max(rows, 1))
-    kbs = [kv_block] if kv_block else _pow2_upto(max(kv_len, 16), 16)
+    # powers of two plus the exact extents (the untiled plan is a candidate whenever it fits)
+    # (a superset of the cost model's default search, so the choice is never predicted slower than it)
+    qbs = [q_block] if q_block else sorted(set(_pow2_upto(min(max(2 * rows, 16), 4096))) | {rows})
+    kbs = [kv_block] if kv_block else sorted(set(_pow2_upto(4096)) | {kv_len})
     best = None
     for qb in qbs:
         for kb in kbs:
@@ -86,8 +88,8 @@ def choose_matmul_tiling(m: int, n: int, k: int, batch: int, dtype: str, hw: Har
 
     elem = DTYPE_BYTES[dtype]
     best = None
-    for tm in ([m_block] if m_block else _pow2_upto(m)):
-        for tn in ([n_block] if n_block else _pow2_upto(n)):
+    for tm in ([m_block] if m_block else sorted(set(_pow2_upto(m)) | {m})):
+        for tn in ([n_block] if n_block else sorted(set(_pow2_upto(n)) | {n})):
             if matmul_footprint(tm, tn, k, elem) > hw.on_chip_bytes and not (m_block and n_block):
                 continue
             cost = matmul_cost(m, n, k, batch, dtype, hw, Tiling(q_block=tm, kv_block=tn))
