@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnx_helpers import run_ir, run_ort, single_node_model
+try:
+    from .onnx_helpers import run_ir, run_ort, single_node_model
+except ImportError:  # tests/frontends is not a package
+    from onnx_helpers import run_ir, run_ort, single_node_model
 
 rng = np.random.default_rng(0)
 B, H, KV, D = 2, 4, 2, 16

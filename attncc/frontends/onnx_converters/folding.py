@@ -34,12 +34,21 @@ def fold_node(ctx: ImportContext, node: onnx.NodeProto) -> bool:
         outs = fold_symbolic(ctx, node)
         if outs is None:
             return False
+        outs = [o if isinstance(o, np.ndarray) and o.dtype != object else _tidy(np.asarray(o, dtype=object))
+                for o in outs]
     else:
         outs = _reference_eval(ctx, node)
     for name, arr in zip(node.output, outs):
         if name:
             ctx.known[name] = arr
     return True
+
+
+def _tidy(arr: np.ndarray) -> np.ndarray:
+    """A shape tensor whose dims all became ints again is an ordinary int64 tensor."""
+    if all(not isinstance(x, str) for x in arr.reshape(-1).tolist()):
+        return arr.astype(np.int64)
+    return arr
 
 
 def _reference_eval(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray]:
