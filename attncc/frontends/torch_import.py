@@ -9,6 +9,7 @@ Every converted value is checked against the shape and dtype torch recorded for 
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 from typing import Any
@@ -45,14 +46,19 @@ class _Unavailable:
         self.what = what
 
 
-def decomposition_table() -> dict:
-    """torch.export's default decompositions minus the ops in KEEP_WHOLE."""
+@functools.lru_cache(maxsize=1)
+def _table() -> dict:
     table = torch.export.default_decompositions()
     keep = set(KEEP_WHOLE)
     for op in list(table.keys()):
         if str(op) in keep:
             del table[op]
     return table
+
+
+def decomposition_table() -> dict:
+    """torch.export's default decompositions minus the ops in KEEP_WHOLE (a fresh copy; building it is slow)."""
+    return _table().copy()
 
 
 def export_model(model: torch.nn.Module, example_inputs: Any, dynamic_shapes: Any = None,
