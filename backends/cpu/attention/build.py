@@ -82,7 +82,7 @@ class AttentionKernel:
                 raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {shapes[name]}")
             if _dtype_name(x) != cfg.dtype:
                 raise ValueError(f"{name} has dtype {_dtype_name(x)}, expected {cfg.dtype}")
-            arrs[name] = _contig(x)
+            arrs[name] = _aligned(_contig(x))
         args = [_to_tvm(arrs["q"]), _to_tvm(arrs["k"]), _to_tvm(arrs["v"])]
         if cfg.mask_input == "none":
             if mask is not None:
@@ -90,19 +90,23 @@ class AttentionKernel:
         else:
             if mask is None:
                 raise ValueError(f"cfg.mask_input is {cfg.mask_input!r} but no mask was given")
-            args.append(_to_tvm(self._prep_mask(mask)))
+            args.append(_to_tvm(_aligned(self._prep_mask(mask))))
         oshape = (B, HQ, QL, DV)
         if out is None:
             if torch_mode:
                 import torch
                 out = torch.empty(oshape, dtype=getattr(torch, cfg.dtype))
             else:
-                out = np.empty(oshape, dtype=_np_dtype(cfg.dtype))
+                out = _aligned_empty_np(oshape, _np_dtype(cfg.dtype))
         else:
             if tuple(out.shape) != oshape or _dtype_name(out) != cfg.dtype:
                 raise ValueError(f"out must have shape {oshape} and dtype {cfg.dtype}")
             if not _is_contig(out):
                 raise ValueError("out must be contiguous")
+        if _data_ptr(out) % ALIGN:      # kernels assume 64-byte aligned tensors
+            tmp = _aligned(out, force=True)
+            args.append(_to_tvm(tmp))
+            return args, (out, tmp)
         args.append(_to_tvm(out))
         return args, out
 
@@ -142,6 +146,9 @@ class AttentionKernel:
     def __call__(self, q, k, v, mask=None, out=None):
         args, out = self.prepare(q, k, v, mask, out)
         self._fn(*args)
+        if isinstance(out, tuple):          # unaligned user output: copy back
+            out, tmp = out
+            out[...] = tmp
         return out
 
 
@@ -169,6 +176,32 @@ def _contig(x):
     if _is_torch(x):
         return x.contiguous()
     return np.ascontiguousarray(x)
+
+
+ALIGN = 64
+
+
+def _data_ptr(x) -> int:
+    return x.data_ptr() if _is_torch(x) else x.ctypes.data
+
+
+def _aligned_empty_np(shape, dtype):
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(n + ALIGN, dtype=np.uint8)
+    off = (-raw.ctypes.data) % ALIGN
+    return raw[off:off + n].view(dtype).reshape(shape)
+
+
+def _aligned(x, force=False):
+    """x if its data is 64-byte aligned, else an aligned contiguous copy."""
+    if not force and _data_ptr(x) % ALIGN == 0:
+        return x
+    if _is_torch(x):
+        return x.clone(memory_format=__import__("torch").contiguous_format)
+    y = _aligned_empty_np(x.shape, x.dtype)
+    y[...] = x
+    return y
 
 
 def _to_tvm(x):

@@ -34,13 +34,13 @@ class DecodeSchedule:
 
 
 def choose_schedule(cfg: AttentionKernelConfig, threads: int = 2) -> DecodeSchedule:
-    bk = cfg.kv_block or (128 if cfg.kv_len >= 128 else -(-cfg.kv_len // 16) * 16)
+    bk = cfg.kv_block or (256 if cfg.kv_len >= 256 else -(-cfg.kv_len // 16) * 16)
     if cfg.num_splits:
         ns = cfg.num_splits
     else:
         tasks = cfg.batch * cfg.kv_heads
-        # enough tasks for every thread (x4 for balance), splits of >= 512 keys
-        ns = max(1, min(cfg.kv_len // 512, -(-4 * threads // tasks)))
+        # enough tasks for every thread (x8 for balance), splits of >= 512 keys
+        ns = max(1, min(cfg.kv_len // 512, -(-8 * threads // tasks)))
     ns = max(1, min(ns, -(-cfg.kv_len // bk)))
     return DecodeSchedule(ns, bk, 0, 0)
 
