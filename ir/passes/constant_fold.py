@@ -18,6 +18,15 @@ from ..interpreter.kernels import KERNELS
 from .base import Pass, register_pass
 
 
+def _symbolic_attrs(op) -> bool:
+    """Whether a shape/slice attribute names a symbolic dim (its value is only known at run time)."""
+    for name in ("shape", "start", "stop"):
+        v = getattr(op, name, None)
+        if any(isinstance(x, str) for x in (v if isinstance(v, tuple) else (v,))):
+            return True
+    return False
+
+
 @register_pass
 @dataclass(frozen=True)
 class ConstantFold(Pass):
@@ -33,7 +42,7 @@ class ConstantFold(Pass):
                 continue
             if not all(v is not None and v.producer is not None and v.producer.op.op_name == "Constant" for v in n.inputs):
                 continue
-            if not all(D.is_static(v.shape) for v in n.outputs):
+            if not all(D.is_static(v.shape) for v in n.outputs) or _symbolic_attrs(n.op):
                 continue
             if any(int(np.prod(v.shape)) > self.max_elements for v in n.outputs):
                 continue
