@@ -98,13 +98,27 @@ class TorchContext:
             dt = dtype or ("bool" if isinstance(x, bool) else "int64" if isinstance(x, int) else "float32")
             return self.constant(np.array(x, dtype=_np_dtype(dt)), name="scalar")
         elif isinstance(x, str):
-            raise self.error(f"symbolic size {x!r} used as a tensor value; only static sizes can become tensors here")
+            v = self.symbolic_scalar(x)
         else:
             raise self.error(f"cannot use {type(x).__name__} {x!r} as a tensor")
         if dtype is not None and v.dtype != dtype:
             v = self.graph.add1(Cast(dtype), [v], name=f"{self.node.name}_cast" if self.node is not None else "cast",
                                 source=self.source)
         return v
+
+    def symbolic_scalar(self, d: str) -> Value:
+        """A 0-d int64 tensor holding symbolic size `d` (e.g. `positions + past_len`): one entry of a
+        constant arange spanning the dim's declared range."""
+        missing = [s for s in D.symbols(d) if self.dim_bounds.get(s) is None]
+        if missing:
+            raise self.error(f"symbolic size {d!r} is used as a tensor value; declare a maximum for dim "
+                             f"'{missing[0]}' (torch.export.Dim('{missing[0]}', max=...)) so it can be tabulated")
+        from ...ir.ops import Reshape, Slice
+
+        upper = D.evaluate(d, {s: self.dim_bounds[s] for s in D.symbols(d)})
+        table = self.constant(np.arange(upper + 1, dtype=np.int64), name="size_table")
+        one = self.graph.add1(Slice(0, d, D.add(d, 1), 1), [table], name="size_value", source=self.source)
+        return self.graph.add1(Reshape(()), [one], name="size_scalar", source=self.source)
 
     def const_array(self, x: Any) -> np.ndarray | None:
         """The numpy value of x when it is known at import time, else None."""

@@ -47,22 +47,20 @@ def _new(ctx, args):
 
 @register_torch_converter("aten.arange.default", "aten.arange.start", "aten.arange.start_step")
 def _arange(ctx, args):
-    """arange with a symbolic bound: a slice of a constant arange as long as the dim's declared maximum."""
-    start, end, step = args.get("start", 0), args["end"], args.get("step", 1)
-    if not isinstance(start, int) or step != 1:
-        raise ctx.error(f"arange({start}, {end}, {step}) with symbolic bounds needs an int start and step 1")
-    stop = D.add(ctx.dim(end), -start)
-    bound = 0
-    for sym in D.symbols(stop):
-        b = ctx.dim_bounds.get(sym)
-        if b is None:
-            raise ctx.error(f"arange up to symbolic size {stop}: declare a maximum for dim '{sym}' "
-                            f"(torch.export.Dim('{sym}', max=...)) so its positions can be tabulated")
-        bound = max(bound, b)
-    upper = D.evaluate(stop, {s: ctx.dim_bounds[s] for s in D.symbols(stop)})
+    """arange with symbolic bounds (positions): a slice of a constant arange that spans every value the
+    bounds can take, given each dim's declared maximum."""
+    start, end, step = ctx.dim(args.get("start", 0)), ctx.dim(args["end"]), args.get("step", 1)
+    if step != 1:
+        raise ctx.error(f"arange({start}, {end}, {step}) with symbolic bounds needs step 1")
+    for sym in D.symbols(end):
+        if ctx.dim_bounds.get(sym) is None:
+            raise ctx.error(f"arange up to symbolic size {end}: declare a maximum for dim '{sym}' "
+                            f"(torch.export.Dim('{sym}', max=...)) so its values can be tabulated")
+    upper = D.evaluate(end, {s: ctx.dim_bounds[s] for s in D.symbols(end)})  # sizes only grow with their dims
+    base = start if isinstance(start, int) and start < 0 else 0
     dt = ir_dtype(args.get("dtype") or torch.int64, ctx.where())
-    table = ctx.constant(np.arange(start, start + max(upper, bound), dtype=dt), name=f"{ctx.node.name}_table")
-    return ctx.emit(Slice(0, 0, stop, 1), [table])
+    table = ctx.constant(np.arange(base, max(upper, base + 1), dtype=dt), name=f"{ctx.node.name}_table")
+    return ctx.emit(Slice(0, D.add(start, -base), D.add(end, -base), 1), [table])
 
 
 @register_torch_converter("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten._to_dtype.default")
