@@ -107,7 +107,9 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
             b = T.bind(t // (HQ * NQB))
             h = T.bind(t // NQB % HQ)
             hk = T.bind(h // G)
-            q0 = T.bind(t % NQB * BQ)
+            # zig-zag order of query blocks (0, n-1, 1, n-2, ...): any contiguous chunk of
+            # tasks (TVM splits parallel loops statically) gets balanced causal work
+            q0 = T.bind(T.Select(t % NQB % 2 == 0, t % NQB // 2, NQB - 1 - t % NQB // 2) * BQ)
             q1 = T.bind(T.min(q0 + BQ, QL) - 1)
             for i in range(BQ):
                 for d in T.vectorized(D):
