@@ -134,6 +134,9 @@ def global_query(spec, n):
 @variant("grouped")
 def grouped(spec, n):
     g = spec.kv_source.group_size
+    for x in ("query", "key"):
+        if n[x].shape[2] % g:
+            raise ValueError(f"grouped: {x} length {n[x].shape[2]} is not divisible by group_size {g}; pad first")
     q, k, v = (n[x].reshape(n[x].shape[0], n[x].shape[1], n[x].shape[2] // g, -1) for x in ("query", "key", "value"))
     o = sdpa(spec, q, k, v)
     return o.reshape(o.shape[0], o.shape[1], o.shape[2] * g, -1)

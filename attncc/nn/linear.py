@@ -4,12 +4,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..ir.ops import AttentionSpec, MaskSpec
 from ..ir.ops.attention_features import LinearAttn
-from ._base import merge_heads, split_heads
 from ._projected import ProjectedAttention
 
 
@@ -33,10 +31,10 @@ class LinearAttention(ProjectedAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.heads(x)
         if "delta" in self.spec.kv_source.update_rule:
-            k = k / k.norm(dim=-1, keepdim=True)  # the delta rule needs unit keys to stay stable
+            k = k * torch.rsqrt((k * k).sum(-1, keepdim=True))  # the delta rule needs unit keys to stay stable
         extra = {}
         if "decay" in self.uses:
-            extra["decay"] = F.logsigmoid(self.decay_proj(x)).transpose(1, 2)
+            extra["decay"] = torch.log(torch.sigmoid(self.decay_proj(x))).transpose(1, 2)  # log σ: decay in (0, 1)
         if "beta" in self.uses:
             extra["beta"] = torch.sigmoid(self.beta_proj(x)).transpose(1, 2)
         return self.attend(q, k, v, **extra)
