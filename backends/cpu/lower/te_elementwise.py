@@ -22,27 +22,27 @@ def load(t: te.Tensor, idx, out_shape) -> tirx.PrimExpr:
     off = len(out_shape) - len(t.shape)
     sub = [0 if int(t.shape[i]) == 1 and int(out_shape[i + off]) != 1 else idx[i + off] for i in range(len(t.shape))]
     v = t[tuple(sub)] if sub else t()
-    return v.astype("float32") if t.dtype in NARROW else v
+    return v.astype("float32") if str(t.dtype) in NARROW else v
 
 
-def _c(x, v: float):
-    return tirx.const(v, x.dtype)
+def _c(cd: str, v: float):
+    return tirx.const(v, cd)
 
 
 UNARY = {
-    "neg": lambda x: -x, "exp": te.exp, "log": te.log, "sqrt": te.sqrt, "rsqrt": te.rsqrt, "tanh": te.tanh,
-    "sigmoid": te.sigmoid, "abs": te.abs, "reciprocal": lambda x: _c(x, 1.0) / x, "erf": te.erf, "sin": te.sin,
-    "cos": te.cos, "not": lambda x: tirx.Not(x), "floor": te.floor, "ceil": te.ceil, "identity": lambda x: x,
+    "neg": lambda x, cd: -x, "exp": lambda x, cd: te.exp(x), "log": lambda x, cd: te.log(x), "sqrt": lambda x, cd: te.sqrt(x), "rsqrt": lambda x, cd: te.rsqrt(x), "tanh": lambda x, cd: te.tanh(x),
+    "sigmoid": lambda x, cd: te.sigmoid(x), "abs": lambda x, cd: te.abs(x), "reciprocal": lambda x, cd: _c(cd, 1.0) / x, "erf": lambda x, cd: te.erf(x), "sin": lambda x, cd: te.sin(x),
+    "cos": lambda x, cd: te.cos(x), "not": lambda x, cd: tirx.Not(x), "floor": lambda x, cd: te.floor(x), "ceil": lambda x, cd: te.ceil(x), "identity": lambda x, cd: x,
 }
 
 ACTIVATIONS = {
-    "relu": lambda x: tirx.max(x, _c(x, 0.0)),
-    "gelu": lambda x: _c(x, 0.5) * x * (_c(x, 1.0) + te.erf(x * _c(x, 1 / math.sqrt(2)))),
-    "gelu_tanh": lambda x: _c(x, 0.5) * x * (_c(x, 1.0) + te.tanh(_c(x, math.sqrt(2 / math.pi)) * (x + _c(x, 0.044715) * x * x * x))),
-    "silu": lambda x: x / (_c(x, 1.0) + te.exp(-x)),
-    "sigmoid": lambda x: _c(x, 1.0) / (_c(x, 1.0) + te.exp(-x)),
-    "tanh": te.tanh,
-    "quick_gelu": lambda x: x / (_c(x, 1.0) + te.exp(_c(x, -1.702) * x)),
+    "relu": lambda x, cd: tirx.max(x, _c(cd, 0.0)),
+    "gelu": lambda x, cd: _c(cd, 0.5) * x * (_c(cd, 1.0) + te.erf(x * _c(cd, 1 / math.sqrt(2)))),
+    "gelu_tanh": lambda x, cd: _c(cd, 0.5) * x * (_c(cd, 1.0) + te.tanh(_c(cd, math.sqrt(2 / math.pi)) * (x + _c(cd, 0.044715) * x * x * x))),
+    "silu": lambda x, cd: x / (_c(cd, 1.0) + te.exp(-x)),
+    "sigmoid": lambda x, cd: _c(cd, 1.0) / (_c(cd, 1.0) + te.exp(-x)),
+    "tanh": lambda x, cd: te.tanh(x),
+    "quick_gelu": lambda x, cd: x / (_c(cd, 1.0) + te.exp(_c(cd, -1.702) * x)),
 }
 
 
@@ -60,17 +60,17 @@ def _binary_fn(fn: str, is_int: bool):
 
 def unary(op, ins, out_shape, out_dtype, name):
     (x,) = ins
-    return te.compute(out_shape, lambda *i: UNARY[op.fn](load(x, i, out_shape)).astype(out_dtype), name=name)
+    return te.compute(out_shape, lambda *i: UNARY[op.fn](load(x, i, out_shape), compute_dtype(str(x.dtype))).astype(out_dtype), name=name)
 
 
 def activation(op, ins, out_shape, out_dtype, name):
     (x,) = ins
-    return te.compute(out_shape, lambda *i: ACTIVATIONS[op.kind](load(x, i, out_shape)).astype(out_dtype), name=name)
+    return te.compute(out_shape, lambda *i: ACTIVATIONS[op.kind](load(x, i, out_shape), compute_dtype(str(x.dtype))).astype(out_dtype), name=name)
 
 
 def binary(op, ins, out_shape, out_dtype, name):
     a, b = ins
-    f = _binary_fn(op.fn, a.dtype.startswith(("int", "uint")))
+    f = _binary_fn(op.fn, str(a.dtype).startswith(("int", "uint")))
     return te.compute(out_shape, lambda *i: f(load(a, i, out_shape), load(b, i, out_shape)).astype(out_dtype), name=name)
 
 
@@ -86,7 +86,7 @@ def cast(op, ins, out_shape, out_dtype, name):
     def f(*i):
         v = load(x, i, out_shape)
         if out_dtype == "bool":
-            return v != tirx.const(0, v.dtype)
+            return v != tirx.const(0, compute_dtype(str(x.dtype)))
         return v.astype(out_dtype)
 
     return te.compute(out_shape, f, name=name)

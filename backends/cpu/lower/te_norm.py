@@ -8,14 +8,14 @@ from .te_elementwise import compute_dtype
 
 def _up(t: te.Tensor, *i):
     v = t[i]
-    return v.astype("float32") if compute_dtype(t.dtype) != t.dtype else v
+    return v.astype("float32") if compute_dtype(str(t.dtype)) != str(t.dtype) else v
 
 
 def softmax(op, ins, out_shape, out_dtype, name):
     (x,) = ins
     ax = op.axis % len(out_shape)
     n = int(out_shape[ax])
-    cd = compute_dtype(x.dtype)
+    cd = compute_dtype(str(x.dtype))
     red_shape = [d for i, d in enumerate(out_shape) if i != ax]
 
     def at(rest, j):
@@ -46,17 +46,21 @@ def layer_norm(op, ins, out_shape, out_dtype, name):
     x = ins[0]
     n = int(out_shape[-1])
     rows = out_shape[:-1]
+    inv_n = tirx.const(1.0 / n, "float32")
     k = te.reduce_axis((0, n), "k")
-    mean = te.compute(rows, lambda *r: te.sum(_up(x, *r, k), axis=k) / tirx.const(n, "float32"), name=name + "_mean")
+    total = te.compute(rows, lambda *r: te.sum(_up(x, *r, k), axis=k), name=name + "_sum")
     k2 = te.reduce_axis((0, n), "k2")
-    var = te.compute(rows, lambda *r: te.sum((_up(x, *r, k2) - mean[r]) * (_up(x, *r, k2) - mean[r]), axis=k2)
-                     / tirx.const(n, "float32"), name=name + "_var")
+
+    def centered(r, j):
+        return _up(x, *r, j) - total[r] * inv_n
+
+    sq = te.compute(rows, lambda *r: te.sum(centered(r, k2) * centered(r, k2), axis=k2), name=name + "_sqsum")
     w = ins[1] if op.has_weight else None
     b = ins[1 + op.has_weight] if op.has_bias else None
 
     def f(*i):
         r = i[:-1]
-        y = (_up(x, *i) - mean[r]) * te.rsqrt(var[r] + tirx.const(op.eps, "float32"))
+        y = centered(r, i[-1]) * te.rsqrt(sq[r] * inv_n + tirx.const(op.eps, "float32"))
         if w is not None:
             y = y * _up(w, i[-1])
         if b is not None:
@@ -95,7 +99,7 @@ def reduce(op, ins, out_shape, out_dtype, name):
     count = 1
     for a in axes:
         count *= int(x.shape[a])
-    cd = compute_dtype(x.dtype)
+    cd = compute_dtype(str(x.dtype))
 
     def src(o):
         idx, oi, ri = [], 0, 0
