@@ -110,13 +110,19 @@ def _swa():
     return _sdpa_case(1, 8, 8, 4096, 64, window=256)
 
 
-def torch_copy_bandwidth(nbytes=256 << 20) -> float:
+def copy_bandwidth(nbytes=256 << 20) -> tuple[float, float]:
+    """(numpy, torch) large-copy bandwidth in GB/s, counting read + write bytes
+    (ANCHORS.md's "numpy large copy, read+write" figure)."""
+    import numpy as np
     import torch
     src = torch.empty(nbytes // 4, dtype=torch.float32).normal_()
     dst = torch.empty_like(src)
     dst.copy_(src)
-    best = min(_time1(lambda: dst.copy_(src)) for _ in range(5))
-    return 2 * nbytes / best / 1e9
+    t_torch = min(_time1(lambda: dst.copy_(src)) for _ in range(7))
+    a, b = src.numpy(), dst.numpy()
+    np.copyto(b, a)
+    t_np = min(_time1(lambda: np.copyto(b, a)) for _ in range(7))
+    return 2 * nbytes / t_np / 1e9, 2 * nbytes / t_torch / 1e9
 
 
 def _time1(f):
@@ -139,6 +145,23 @@ def _decode():
     return fa, fb, ("byte", nbytes)
 
 
+# --------------------------------------------------------------- future cases
+# Hook for cases that need pieces other engineers are building (attncc.ir / compiler):
+#
+#   @register_case("MLA decode absorbed 128h 512+64 KV4096")
+#   def _mla_decode():
+#       ...build the absorbed-MLA kernel (q_heads=128, kv_heads=1, head_dim=576,
+#       v_head_dim=512) with build_attention_kernel, and a torch eager reference...
+#       return attncc_fn, torch_fn, ("byte", kv_cache_bytes)
+#
+#   @register_case("whole transformer block", quick=False)
+#   def _block(): ...
+#
+# ``add_case(name, setup)`` does the same without a decorator.
+def add_case(name: str, setup: Callable[[], tuple], quick: bool = True, note: str = "") -> None:
+    CASES.append(Case(name, setup, note, quick))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TVM_NUM_THREADS", "2")))
@@ -149,8 +172,9 @@ def main(argv=None):
     import torch
     torch.set_num_threads(args.threads)
     print(f"threads={args.threads} torch={torch.__version__}")
-    bw = torch_copy_bandwidth()
-    print(f"torch copy bandwidth (read+write): {bw:.1f} GB/s")
+    bw, bw_torch = copy_bandwidth()
+    print(f"copy bandwidth (read+write bytes): numpy {bw:.1f} GB/s, torch {bw_torch:.1f} GB/s;"
+          f" decode % is vs numpy's")
     hdr = f"{'case':44s} {'attncc ms':>10s} {'torch ms':>10s} {'ratio':>7s} {'attncc':>14s} {'torch':>14s}"
     print(hdr)
     print("-" * len(hdr))
