@@ -39,16 +39,19 @@ def _static(ctx, d, what):
 def position_mask_of_constant(keep, q_len, kv_len) -> MaskSpec | None:
     """The causal/sliding-window MaskSpec whose keep pattern equals the constant bool `keep`, if any.
 
-    `keep` must broadcast over batch and heads (leading dims 1). Checked elementwise against the
+    `keep` must be the same for every batch entry and head. Checked elementwise against the
     reference semantics, so a match is exact; top-left alignment is preferred when both fit.
     """
     if keep is None or not isinstance(q_len, int) or not isinstance(kv_len, int) or keep.ndim < 2:
         return None
-    if any(d != 1 for d in keep.shape[:-2]) or keep.shape[-2:] != (q_len, kv_len):
+    if keep.shape[-2:] != (q_len, kv_len):
+        return None
+    first = keep.reshape(-1, q_len, kv_len)[0]
+    if not (keep == first).all():  # differs across batch or heads: not a position pattern
         return None
     from ...ir.interpreter.attention_ref import position_keep_mask
 
-    keep = keep.reshape(q_len, kv_len).astype(bool)
+    keep = first.astype(bool)
     if not keep.any(axis=1).all():
         return None
     for alignment in ("top_left", "bottom_right"):
