@@ -172,7 +172,7 @@ def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: A
                                "cache; return the new tensors (torch.cat(past, new)) instead")
     ctx.node = None
     outs = []
-    for i, a in enumerate(torch.fx.node.map_arg(node.args[0], lambda n: n) if node.op == "output" else []):
+    for i, a in enumerate(node.args[0]):  # `node` is the output node here
         v = env[a] if isinstance(a, torch.fx.Node) else a
         if isinstance(v, (TorchConst, bool, int, float)):
             v = ctx.value(v)
