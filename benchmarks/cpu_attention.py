@@ -37,7 +37,7 @@ def register_case(name: str, quick: bool = True, note: str = ""):
     return deco
 
 
-def timeit_pair(fa, fb, min_time=0.25, rounds=5):
+def timeit_pair(fa, fb, min_time=0.2, rounds=9):
     """Interleaved timing (robust to noisy neighbours): min over rounds of the mean per call."""
     fa(); fb()
     def one(f):
