@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 TORCH_VARIANTS: dict[str, Callable] = {}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..attention_ref import masked_softmax_attention, position_keep_mask, register_reference, repeat_kv
+from ..attention_ref import masked_softmax_attention, position_keep_mask, register_reference
 from ._common import as_f64, finish, softmax_attention
 
 
