@@ -5,9 +5,11 @@ see recognize/scores.py) down to scores = MatMul(q, kᵀ), where kᵀ must be a 
 last (head-dim) axis in the contraction slot; scales on q / k are folded too. Forwards: probs (through
 casts) must feed only out = MatMul(probs, v). Then the batch axes are mapped to (batch, heads)
 (recognize/axis_map.py), and on 4-D K/V: repeat_kv -> num_kv_heads, Concat(past, new) -> kv_cache,
-RoPE on q and new k -> spec.rope. Every failed check leaves the softmax alone and records
+RoPE on q and new k -> spec.rope. A fully-masked-row guard
+Where(Equal(ReduceMax(bias), -inf), 0, probs) on the probabilities is absorbed when it tests the bias added
+to the scores (recognize/row_guard.py). Every failed check leaves the softmax alone and records
 {"kind": "attention-not-lifted", "node", "source", "reason"} in graph.diagnostics; every lift records
-{"kind": "attention-lifted", "node", "spec"}.
+{"kind": "attention-lifted", "node", "spec"}; an entry of the same kind for the same node is not repeated.
 Requires: nothing (constant-fold/canonicalize first help). Guarantees: same outputs; every lifted site
 is one Attention node whose inputs are bhsd (Reshape/Transpose ops inserted where the graph used
 another arrangement; `canonicalize` folds them).
@@ -30,6 +32,7 @@ from .recognize.common import Emitter, MatchContext, NotAttention, is_batch_view
 from .recognize.kv_cache import split_cache
 from .recognize.repeat_kv import unrepeat
 from .recognize.rope import fold_rope
+from .recognize.row_guard import check_row_guard
 from .recognize.scale import peel_scale
 from .recognize.scores import ScoreChain, walk_scores
 
@@ -72,17 +75,23 @@ def _untranspose(em: Emitter, kt: Value) -> Value:
     return em.cast(k, kt.dtype)
 
 
-def _probs_to_pv(ctx: MatchContext, sm: Node) -> Node:
-    """The MatMul(probs, v) the softmax output feeds (through float casts / identity), used nowhere else."""
+def _probs_to_pv(ctx: MatchContext, sm: Node, chain: ScoreChain) -> Node:
+    """The MatMul(probs, v) the softmax output feeds (through float casts / identity / the fully-masked-row
+    guard, see recognize/row_guard.py), used nowhere else."""
     v = sm.outputs[0]
     for _ in range(8):
         uses = ctx.users_of(v)
-        need(len(uses) == 1 and not ctx.is_graph_output(v),
-             f"the attention probabilities '{v.name}' are also used elsewhere ({len(uses)} readers)")
+        need(not ctx.is_graph_output(v), f"the attention probabilities '{v.name}' are also a graph output "
+             "(e.g. ONNX Attention's qk_matmul_output_mode 3), which the Attention op does not return")
+        need(len(uses) == 1, f"the attention probabilities '{v.name}' are also used elsewhere ({len(uses)} readers)")
         user, slot = uses[0]
         if user.op.op_name == "MatMul":
             need(slot == 0, f"the probabilities are the right operand of MatMul '{user.name}', not probs @ V")
             return user
+        if user.op.op_name == "Where":
+            check_row_guard(ctx, user, slot, v, chain.biases, chain.biases_before_softcap)
+            v = user.outputs[0]
+            continue
         need(user.op.op_name == "Cast" or (user.op.op_name == "Unary" and user.op.fn == "identity")
              or is_batch_view(user.outputs[0]),
              f"the probabilities feed {user.op.op_name} '{user.name}', not a MatMul with V")
@@ -96,7 +105,7 @@ def match_site(ctx: MatchContext, em: Emitter, sm: Node) -> Site:
     x = sm.inputs[0]
     need(x.rank >= 2 and sm.op.axis % x.rank == x.rank - 1, f"softmax over axis {sm.op.axis} of a rank-{x.rank} tensor, not the last axis")
     chain = walk_scores(ctx, x)
-    pv = _probs_to_pv(ctx, sm)
+    pv = _probs_to_pv(ctx, sm, chain)
     q_side, kt = chain.matmul.inputs
     q, fq = peel_scale(ctx, q_side)
     kt, fkt = peel_scale(ctx, kt)
@@ -182,6 +191,13 @@ def _apply(graph: Graph, node: Node, rewire: list[tuple[Value, Value]]) -> None:
         graph.outputs = [new if x is old else x for x in graph.outputs]
 
 
+def _note(graph: Graph, entry: dict) -> None:
+    """Record a diagnostic unless one of the same kind for the same node is there already: frontends run
+    this pass at import and the default pipelines run it again."""
+    if not any(d.get("kind") == entry["kind"] and d.get("node") == entry["node"] for d in graph.diagnostics):
+        graph.diagnostics.append(entry)
+
+
 @register_pass
 @dataclass(frozen=True)
 class LiftAttention(Pass):
@@ -199,10 +215,9 @@ class LiftAttention(Pass):
                 node, rewire = build(ctx, em, site)
             except (NotAttention, IRError) as e:
                 del graph.nodes[mark:]  # drop the layout ops inserted for a failed match
-                graph.diagnostics.append({"kind": "attention-not-lifted", "node": sm.name, "source": sm.source,
-                                          "reason": str(e)})
+                _note(graph, {"kind": "attention-not-lifted", "node": sm.name, "source": sm.source, "reason": str(e)})
                 continue
             _apply(graph, node, rewire)
-            graph.diagnostics.append({"kind": "attention-lifted", "node": sm.name, "spec": node.spec.summary()})
+            _note(graph, {"kind": "attention-lifted", "node": sm.name, "spec": node.spec.summary()})
         graph.dead_code_elimination()
         return graph

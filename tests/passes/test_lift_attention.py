@@ -108,7 +108,7 @@ def test_probabilities_returned_too_are_not_lifted():
     g = basic()
     sm = g.find("Softmax")[0]
     g.set_outputs(g.outputs + [sm.outputs[0]])
-    assert "also used elsewhere" in not_lifted_reason(lift(g))
+    assert "also a graph output" in not_lifted_reason(lift(g))
 
 
 def test_classifier_softmax_is_left_alone_with_diagnostic():

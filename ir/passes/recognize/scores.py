@@ -29,6 +29,10 @@ class ScoreChain:
     mask_input: Value | None = None  # broadcastable to the scores
     mask_kind: str = "none"  # "bool" (True = attend) or "additive"
     mask_inverted: bool = False  # the bool mask marks masked-out entries (masked_fill)
+    # every additive bias on the scores (position masks included), split by whether a softcap follows it
+    # (tanh makes a -inf entry finite): the fully-masked-row guard may only test the ones after
+    biases: list[Value] = field(default_factory=list)
+    biases_before_softcap: list[Value] = field(default_factory=list)
 
 
 def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
@@ -107,6 +111,8 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
             continue
         value = step[1]
         additive = kind == "bias"
+        if additive:
+            chain.biases.append(value)
         pattern = trace_keep(ctx, value, additive)
         if pattern is not None and kind == "keep" and step[2]:
             pattern.buffer = ~pattern.buffer
@@ -123,4 +129,14 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
         seen_keep |= not additive
         chain.mask_input, chain.mask_kind = value, "additive" if additive else "bool"
         chain.mask_inverted = kind == "keep" and step[2]
+    if chain.softcap is not None and chain.softcap_order == "after_mask":
+        _split_at_softcap(chain, steps)
     return chain
+
+
+def _split_at_softcap(chain: ScoreChain, steps: list[tuple]) -> None:
+    """Move the biases added before the softcap (steps run softmax -> MatMul) to biases_before_softcap."""
+    cap = next(i for i, s in enumerate(steps) if s[0] == "softcap")
+    before = [s[1] for s in steps[cap + 1:] if s[0] == "bias"]
+    chain.biases_before_softcap = [b for b in chain.biases if any(b is x for x in before)]
+    chain.biases = [b for b in chain.biases if not any(b is x for x in before)]
