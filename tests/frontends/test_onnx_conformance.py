@@ -36,11 +36,6 @@ def test_expanded_case_imports_and_matches(name):
     assert r.status == "pass", r.detail
 
 
-# Strict: this XPASSes (and so fails) as soon as lift-attention accepts the guard; then drop the marker.
-@pytest.mark.xfail(strict=True, reason=(
-    "lift-attention does not yet accept the expanded form's fully-masked-row guard "
-    "Where(Equal(ReduceMax(bias, axis=-1, keepdims), -inf), 0, Softmax(scores + bias)) between the softmax and "
-    "the PV MatMul (57 of 93 cases); with it accepted, 87/93 re-fuse with matching outputs"))
 def test_expanded_attention_cases_refuse_into_one_attention_op():
     """>= 90% of the spelled-out Attention twins become exactly one Attention op with matching outputs."""
     from attncc.ir.passes import PASS_REGISTRY
