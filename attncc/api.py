@@ -35,7 +35,10 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
     source = import_model(model, example_inputs)
     graph = run_pipeline(source, pipeline, dump_dir=dump_dir)
     executable = backend.lower(graph, dict(options or {}))
-    return CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source)
+    compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source)
+    if example_inputs is not None and any(isinstance(d, str) for v in graph.inputs for d in v.shape):
+        compiled.bind_dims(example_inputs if isinstance(example_inputs, (list, tuple)) else [example_inputs])
+    return compiled
 
 
 def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "host-cpu", **options):

@@ -59,6 +59,8 @@ class CompiledModel:
         self.hardware = hardware
         self.source_graph = source_graph
         self._report = None
+        # symbol values (e.g. {"batch": 2, "seq": 128}) from the example inputs or the latest call, for pricing
+        self.dims: dict[str, int] = {}
 
     @property
     def diagnostics(self) -> list[dict]:
@@ -70,8 +72,16 @@ class CompiledModel:
         if self._report is None:
             from .api import analyze
 
-            self._report = analyze(self.graph, hardware=self.hardware)
+            self._report = analyze(self.graph, hardware=self.hardware, dims=dict(self.dims))
         return self._report
+
+    def bind_dims(self, inputs) -> None:
+        """Record symbolic dim values from concrete inputs (the report prices these shapes)."""
+        from .ir.interpreter import bind_dims
+
+        dims = bind_dims(self.graph, [to_numpy(a) if _is_torch(a) else np.asarray(a) for a in inputs])
+        if dims != self.dims:
+            self.dims, self._report = dims, None
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -83,6 +93,8 @@ class CompiledModel:
         if len(args) != len(self.graph.inputs):
             raise TypeError(f"the model takes {len(self.graph.inputs)} inputs "
                             f"({[v.name for v in self.graph.inputs]}), got {len(args)}")
+        if not self.dims and any(isinstance(d, str) for v in self.graph.inputs for d in v.shape):
+            self.bind_dims(args)
         as_torch = any(_is_torch(a) for a in args)
         if as_torch and self.executable.accepts_torch and all(_is_torch(a) for a in args):
             outs = self.executable(list(args))
@@ -114,8 +126,8 @@ class CompiledModel:
             with open(rpath, "w") as f:
                 f.write(self.report.to_json())
             manifest["files"].append("report.json")
-        except NotImplementedError:
-            pass
+        except (NotImplementedError, KeyError, ValueError) as e:  # e.g. symbolic dims never bound by a call
+            manifest["report"] = f"not written: {e}"
         mpath = os.path.join(directory, "manifest.json")
         with open(mpath, "w") as f:
             json.dump(manifest, f, indent=2)

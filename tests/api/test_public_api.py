@@ -49,10 +49,13 @@ def test_compile_reference_runs_numpy_and_torch():
 
 def test_compiled_model_exposes_attention_ops_and_exports(tmp_path):
     cm = attncc.compile(attention_graph(), target="reference", passes="dce")
+    cm(*[np.ones((1, h, 4, 8), np.float32) for h in (2, 1, 1)])  # binds batch=1, seq=4 for the report
+    assert cm.dims == {"batch": 1, "seq": 4}
+    assert cm.report.rows
     assert [n.spec.variant for n in cm.graph.attention_ops()] == ["mqa"]
     files = cm.export(str(tmp_path / "out"))
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["target"] == "reference" and "graph.json" in manifest["files"]
+    assert manifest["target"] == "reference" and "graph.json" in manifest["files"] and "report.json" in manifest["files"]
     g = ir.graph_from_json((tmp_path / "out" / "graph.json").read_text())
     assert ir.print_ir(g) == ir.print_ir(cm.graph)
     assert len(files) >= 2
