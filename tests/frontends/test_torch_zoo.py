@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import torch
 
-from torch_helpers import assert_matches_eager, import_torch
+from torch_helpers import assert_matches_eager, import_torch, run_graph
 from tests.models import ZOO
 
+from attncc.compiled import to_numpy
 from attncc.ir.passes import PASS_REGISTRY
 
 S8 = 1 / math.sqrt(8)
@@ -66,3 +69,21 @@ def test_eager_form_is_lifted_with_expected_attention(name):
     for node, want, more in zip(sites, EXPECTED[name], extra):
         check_spec(node.spec, {**want, **more})
     assert not graph.find("Softmax"), "a softmax was left outside Attention"
+
+
+@pytest.mark.parametrize("name,dtype", [("llama_block", torch.float16), ("gemma2_block", torch.bfloat16)])
+def test_half_precision_eager_forms_lift(name, dtype):
+    model, inputs = ZOO[name]("eager")
+    model = model.to(dtype)
+    inputs = tuple(t.to(dtype) if t.is_floating_point() else t for t in inputs)
+    graph = import_torch(model, inputs)
+    assert graph.inputs[0].dtype == str(dtype).removeprefix("torch.")
+    if "lift-attention" not in PASS_REGISTRY:
+        pytest.xfail("the lift-attention pass is not registered")
+    assert len(graph.attention_ops()) == len(EXPECTED[name]), graph.diagnostics
+    got = run_graph(graph, [to_numpy(t) for t in inputs])
+    with torch.no_grad():
+        want = model(*inputs)
+    want = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.astype(np.float32), w.float().numpy(), rtol=5e-2, atol=2e-2)
