@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attncc.ir.interpreter import run_graph
-from attncc.ir.ops import Reduce
+from attncc.ir.ops import Reduce, Softmax
 from attncc.ir.passes import run_pipeline
 
 from .lift_attention_graphs import Cast, Graph, Unary, Where, bin_, kt, lift, mm, not_lifted_reason, only_spec, scalar
@@ -40,8 +40,6 @@ def _guarded(guard_reads: str = "bias", fill: float = 0.0, casts: bool = False, 
     g.set_outputs([mm(g, safe, v, "pv")])
     return g
 
-
-from attncc.ir.ops import Softmax  # noqa: E402
 
 
 def _masked_inputs(g: Graph, seed: int = 0) -> list[np.ndarray]:
