@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.export import Dim
 
-from torch_helpers import assert_matches_eager, import_torch, run_graph
+from torch_helpers import assert_matches_eager, import_torch
 from tests.models import make_gpt2_block, make_llama_block
 
 import attncc

@@ -3,7 +3,6 @@ graph, GQA (repeat_kv in eager, enable_gqa in sdpa), functional KV cache (cat pa
 bottom-right causal bool mask from positions, SiLU-gated MLP."""
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
