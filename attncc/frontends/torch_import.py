@@ -12,10 +12,14 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import warnings
 from typing import Any
 
 import torch
 import torch.fx
+
+# torch 2.13's own export/pytree code warns about its deprecated LeafSpec; nothing a user can act on
+warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
 
 from ..ir import Graph, Value, dims as D
 from ..ir.passes import PASS_REGISTRY, run_pipeline
