@@ -12,6 +12,13 @@ grouped attention trades length for width, ...). Then one counter prices every v
              g query heads sharing a KV head into the same block (rows = g·Lq), so decode reads
              each KV head once.
   tile bytes per (q tile, kv tile) the working set (attention_tile_footprint) at the tiled level.
+
+Pricing sees the kernel the tiles describe (`executed_tiles`): a prefill kernel runs one task per
+(batch, query head, query block) and visits whole kv blocks, so causal and window masks execute
+the visited blocks, not the ideal triangle; a split-KV decode kernel (a tiling with num_splits,
+or every query row of a kv head in one block) runs one task per (batch, kv head, split) and
+merges the splits' partial outputs. The two are priced with their own efficiency factors
+("attention.prefill" / "attention.decode" in the spec's efficiency.by_op).
 """
 from __future__ import annotations
 
@@ -144,6 +151,45 @@ def default_tiling(work: AttentionWork, hw: HardwareSpec) -> Tiling:
     return Tiling(q_block=best[1], kv_block=best[2], target=hw.name)
 
 
+@dataclass
+class ExecutedTiles:
+    """What the kernel for a tiling really runs (per query head, plain masks)."""
+
+    decode: bool
+    pairs_per_head: int      # (query, key) pairs in the visited tiles, padded rows included
+    tasks: int               # parallel tasks
+    num_splits: int = 1      # decode: KV splits merged at the end
+
+
+def executed_tiles(work: AttentionWork, tiling: Tiling) -> ExecutedTiles:
+    """Pairs computed by the tiled kernel: whole kv blocks inside each block's visible key range."""
+    qb, kb = tiling.q_block or 1, tiling.kv_block or 16
+    rows = work.group * work.q_len
+    kv_len = work.kv_len
+    if tiling.num_splits or rows <= qb:  # split-KV decode: all query rows of a kv head together
+        pos = np.arange(work.q_len, dtype=np.int64)
+        lo_all, hi_all = visible_key_range(work.mask, work.q_len, kv_len, pos)
+        lo, hi = int(lo_all.min()), int(hi_all.max()) + 1
+        ns = max(1, min(tiling.num_splits or 1, -(-kv_len // kb)))
+        chunk = -(-(-(-kv_len // ns)) // kb) * kb       # split boundaries on kv-block boundaries
+        ns = -(-kv_len // chunk)
+        keys = 0
+        for s in range(ns):
+            a, b = max(s * chunk, lo), min(s * chunk + chunk, hi)
+            if b > a:
+                keys += min(-(-b // kb) * kb, kv_len) - (a // kb) * kb
+        return ExecutedTiles(True, work.q_len * keys, work.batch * work.kv_heads * ns, ns)
+    nqb = -(-work.q_len // qb)
+    q0 = np.arange(nqb, dtype=np.int64) * qb
+    q1 = np.minimum(q0 + qb, work.q_len) - 1
+    lo, _ = visible_key_range(work.mask, work.q_len, kv_len, q0)
+    _, hi = visible_key_range(work.mask, work.q_len, kv_len, q1)
+    first = lo // kb
+    end = np.minimum(-(-(hi + 1) // kb) * kb, kv_len)
+    keys = np.where(hi >= lo, end - first * kb, 0)
+    return ExecutedTiles(False, int(qb * keys.sum()), work.batch * work.q_heads * nqb)
+
+
 # ---- counting -------------------------------------------------------------------------
 def plain_work(spec: AttentionSpec, batch: int, q_len: int, kv_len: int, dtype: str) -> AttentionWork:
     """The work of `spec` before its features: MHA/GQA/MQA by head ratio with its mask."""
@@ -212,6 +258,19 @@ def count_work(work: AttentionWork, tiling: Tiling, hw: HardwareSpec, spec: Atte
     cost.kv_read_bytes = kv_read
     once, _ = _kv_tokens_read(work, max(1, work.q_len * work.group))  # union of visible keys, each read once
     cost.details["kv_unique_bytes"] = work.batch * work.kv_heads * once * token_bytes * work.kv_read_scale
+    run = executed_tiles(work, Tiling(q_block=q_block, kv_block=kv_block, num_splits=tiling.num_splits))
+    # waste of whole tiles over the ideal pairs (variants that override pairs keep their own count)
+    ideal = visible_pairs(work.mask, work.q_len, work.kv_len)
+    waste = run.pairs_per_head / ideal if work.pairs_per_head is None and work.flops_override is None and ideal else 1.0
+    cost.executed_flops = core * waste + work.extra_flops
+    cost.executed_vector_flops = vec + (waste - 1.0) * (pairs * work.qk_fraction * per_score) + work.extra_vector_flops
+    cost.parallel_tasks = run.tasks
+    if run.decode and run.num_splits > 1:  # each split writes a partial output + log-sum-exp; a merge reads them
+        rows = work.batch * work.kv_heads * work.group * work.q_len
+        cost.bytes[hw.main_memory.name] += 2.0 * rows * run.num_splits * (work.v_dim + 1) * 4
+        cost.executed_vector_flops += 3.0 * rows * run.num_splits * work.v_dim
+    cost.details.update(kernel="attention.decode" if run.decode else "attention.prefill", executed_pairs_per_head=run.pairs_per_head,
+                        tile_waste=waste, parallel_tasks=run.tasks, num_splits=run.num_splits)
     cost.notes.extend(work.notes)
     cost.details.update(core_flops=core, pairs=pairs, q_blocks=nblk, kv_tokens_read_per_head=tokens,
                         tiling={"q_block": q_block, "kv_block": kv_block}, tile_footprint_bytes=footprint,
@@ -235,4 +294,4 @@ def attention_cost(spec: AttentionSpec, batch: int, q_len: int, kv_len: int, dty
     if tiling is None or not (tiling.q_block and tiling.kv_block):
         cost.details["tiling_source"] = "cost model default (min main-memory bytes that fit)"
     cost.details["variant"] = spec.variant
-    return price(cost, hw, dtype, "attention")
+    return price(cost, hw, dtype, cost.details["kernel"])

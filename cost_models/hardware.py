@@ -105,9 +105,27 @@ class HardwareSpec:
         return self.peak_flops(dtype) / self.main_memory.bandwidth_bytes_per_s
 
     def efficiency_for(self, op_kind: str, resource: str) -> float:
-        """Fraction of peak reached for `resource` ("compute" | "memory") by ops of `op_kind`."""
-        by_op = self.efficiency.get("by_op", {}).get(op_kind, {})
-        return float(by_op.get(resource, self.efficiency.get(resource, 1.0)))
+        """Fraction of peak reached for `resource` ("compute" | "vector" | "memory") by ops of `op_kind`.
+
+        A dotted kind ("attention.decode") falls back to its parent ("attention"), then to the
+        spec-wide factor; "vector" (softmax/norm work) falls back to "compute".
+        """
+        by_op = self.efficiency.get("by_op", {})
+        parts = op_kind.split(".")
+        for key in [".".join(parts[:i]) for i in range(len(parts), 0, -1)]:
+            entry = by_op.get(key, {})
+            for res in (resource, "compute") if resource == "vector" else (resource,):
+                if res in entry:
+                    return float(entry[res])
+        if resource == "vector" and "vector" not in self.efficiency:
+            resource = "compute"
+        return float(self.efficiency.get(resource, 1.0))
+
+    @property
+    def parallel_units(self) -> int | None:
+        """Cores / SMs a kernel's parallel tasks are spread over (None: not modelled)."""
+        n = self.extra.get("parallel_units")
+        return int(n) if n else None
 
     def to_dict(self) -> dict[str, Any]:
         return {

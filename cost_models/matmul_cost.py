@@ -1,8 +1,12 @@
 """Counting a (batched) matrix product C[m, n] = A[m, k] @ B[k, n] with output-stationary tiling.
 
-FLOPs = 2·batch·m·n·k. Main-memory bytes with tiles (tm, tn) resident on chip: A is re-read
-once per column of output tiles and B once per row of output tiles:
-    batch·(m·k·⌈n/tn⌉ + k·n·⌈m/tm⌉ + m·n)·bytes
+FLOPs = 2·batch·m·n·k. With output tiles (tm, tn), A is re-read once per column of output
+tiles and B once per row of output tiles: batch·(m·k·⌈n/tn⌉ + k·n·⌈m/tm⌉ + m·n)·bytes.
+Those re-reads come from main memory only when the reused data does not stay on chip: B's
+k x tn panel is reused by every row tile (it stays when it fits the tiled level), A is reused by
+every column of tiles (it stays when it fits the largest on-chip level, e.g. the CPU's L3);
+re-reads that stay on chip are priced at that level. So a large-m product is compute-bound
+and a small-m one (decode's Linear) streams its weight once: memory-bound.
 (a Linear flattens its leading dims into m, batch 1). Without a tiling the
 largest square tiles whose A, B panels and C tile fit the tiled level are assumed.
 """
@@ -36,15 +40,23 @@ def count_matmul(m: int, n: int, k: int, batch: int, dtype: str, hw: HardwareSpe
         tm, tn = tiling.q_block, tiling.kv_block
     else:
         tm = tn = _square_tile(m, n, k, elem, hw.on_chip_bytes)
-    a = batch * m * k * math.ceil(n / tn)
-    bb = batch * k * n * math.ceil(m / tm)
-    c = batch * m * n
-    # never below compulsory traffic (each operand once)
-    main = max(a + bb + c, batch * (m * k + k * n) + c) * elem
+    a_once, b_once, c = batch * m * k, batch * k * n, batch * m * n
+    a = a_once * math.ceil(n / tn)
+    bb = b_once * math.ceil(m / tm)
+    reuse = max(hw.on_chip_levels, key=lambda lv: lv.capacity_bytes * (lv.units if lv.per_unit else 1))
+    a_stays = m * k * elem <= reuse.capacity_bytes
+    b_stays = k * tn * elem <= hw.on_chip_bytes
+    main = (a_once if a_stays else a) + (b_once if b_stays else bb) + c
+    on_chip_rereads = ((a - a_once) if a_stays else 0) + ((bb - b_once) if b_stays else 0)
     cost = OpCost(flops=2.0 * batch * m * n * k, main_level=hw.main_memory.name)
-    cost.bytes[hw.main_memory.name] = float(main)
-    cost.bytes[hw.tile_level] = 2.0 * batch * m * n * k * elem / max(1, min(tm, tn))  # operand panel reads on chip
-    cost.details.update(m=m, n=n, k=k, batch=batch, tile=(tm, tn))
+    cost.bytes[hw.main_memory.name] = float(main * elem)
+    cost.bytes[hw.tile_level] = float((a + bb + c) * elem)  # every operand panel read passes the tiled level
+    if on_chip_rereads and reuse.name != hw.tile_level:
+        cost.bytes[reuse.name] = cost.bytes.get(reuse.name, 0.0) + on_chip_rereads * elem
+    cost.parallel_tasks = batch * math.ceil(m / tm) * math.ceil(n / tn)
+    # whole output tiles are computed: a tile that does not divide m or n pads its last row/column
+    cost.executed_flops = 2.0 * batch * math.ceil(m / tm) * tm * math.ceil(n / tn) * tn * k
+    cost.details.update(m=m, n=n, k=k, batch=batch, tile=(tm, tn), a_stays_on_chip=a_stays, b_panel_stays_on_chip=b_stays)
     return cost
 
 

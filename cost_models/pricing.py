@@ -3,10 +3,15 @@
 Counting and pricing are separate: counting fills `flops` (matrix FLOPs, 2 per MAC),
 `vector_flops` (exp/max/sum of softmax and norms, counted explicitly) and `bytes`
 per memory level; `price` turns them into time with a roofline:
-    compute = flops / (peak * eff_c) + vector_flops / (vector peak * eff_c)
+    compute = flops / (peak * eff_c) + vector_flops / (vector peak * eff_v)
     memory  = max over levels of bytes[level] / (bandwidth * eff_m)
-    time    = max(compute, memory) + launch overhead
+    time    = max(compute, memory) * imbalance + launch overhead
 and names the bound: compute, memory, or latency when the launch overhead dominates.
+Compute is priced on the FLOPs a kernel executes (`executed_flops`: whole tiles, so causal
+and window masks cost the key blocks the kernel visits, not the ideal triangle) when the
+counter knows them; `flops` stays the algorithmic count that reports and intensity use.
+`imbalance` = ceil(tasks / units) · units / tasks when the spec names its parallel units and
+the counter its parallel tasks (one task on a 2-core CPU runs on one core).
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ class OpCost:
     kv_cache_bytes: float = 0.0          # KV cache resident after this op (all tokens, this layer)
     kv_bytes_per_token: float = 0.0      # per token per layer
     kv_read_bytes: float = 0.0           # main-memory bytes of K/V read by this op
+    executed_flops: float | None = None  # matrix FLOPs the kernel executes (whole tiles); None: = flops
+    executed_vector_flops: float | None = None
+    parallel_tasks: int | None = None    # independent tasks the kernel splits into (None: unknown)
     compute_s: float = 0.0
     memory_s: float = 0.0
     launch_s: float = 0.0
@@ -67,13 +75,23 @@ def price(cost: OpCost, hardware: HardwareSpec | str, dtype: str, op_kind: str, 
     hw = get_hardware(hardware)
     cost.main_level = hw.main_memory.name
     eff_c = hw.efficiency_for(op_kind, "compute")
+    eff_v = hw.efficiency_for(op_kind, "vector")
     eff_m = hw.efficiency_for(op_kind, "memory")
-    cost.compute_s = cost.flops / (hw.peak_flops(dtype) * eff_c) + cost.vector_flops / (hw.vector_flops(dtype) * eff_c)
+    flops = cost.flops if cost.executed_flops is None else cost.executed_flops
+    vflops = cost.vector_flops if cost.executed_vector_flops is None else cost.executed_vector_flops
+    cost.compute_s = flops / (hw.peak_flops(dtype) * eff_c) + vflops / (hw.vector_flops(dtype) * eff_v)
     per_level = {}
     for name, b in cost.bytes.items():
         lv = hw.level(name)
         per_level[name] = b / (lv.bandwidth_bytes_per_s * eff_m)
     cost.memory_s = max(per_level.values(), default=0.0)
+    imbalance = 1.0
+    units = hw.parallel_units
+    if units and cost.parallel_tasks:
+        t = cost.parallel_tasks
+        imbalance = -(-t // units) * units / t
+        cost.compute_s *= imbalance
+        cost.memory_s *= imbalance
     cost.launch_s = hw.launch_overhead_s * launches
     cost.time_s = max(cost.compute_s, cost.memory_s) + cost.launch_s
     if cost.time_s == 0.0:
@@ -86,5 +104,7 @@ def price(cost: OpCost, hardware: HardwareSpec | str, dtype: str, op_kind: str, 
         slowest = max(per_level, key=per_level.get)
         cost.bound = "memory" if slowest == cost.main_level else f"memory({slowest})"
     cost.details["ridge_point"] = hw.ridge_point(dtype)
-    cost.details["efficiency"] = {"compute": eff_c, "memory": eff_m}
+    cost.details["efficiency"] = {"kernel_class": op_kind, "compute": eff_c, "vector": eff_v, "memory": eff_m}
+    if imbalance != 1.0:
+        cost.details["parallel_imbalance"] = imbalance
     return cost
