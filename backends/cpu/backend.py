@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import tvm
 
 from ...ir import Graph, graph_from_json, graph_to_json
+from ...ir.passes import run_pipeline
 from ..base import Capabilities, Executable
 from .cache import GLOBAL_CACHE, CompileCache, cache_key
 from .lower.attention import reference_callable
@@ -107,6 +108,21 @@ def rebuild_kernels(plan: Plan, target: dict) -> dict[int, Any]:
             for i, s in enumerate(plan.steps) if s["kind"] == "attention"}
 
 
+# variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind
+DECOMPOSE_PIPELINE = "decompose-variants,canonicalize,dce"
+
+
+def decompose_variants(graph: Graph) -> Graph:
+    """The graph with variant-feature Attention ops rewritten for the flash kernels (a copy; `graph` is unchanged).
+
+    Runs here, not in the default pipeline, so the cost report and tiling still see the features. Nodes the
+    pass cannot rewrite keep their features (the host-reference fallback; its note gives the pass's reason).
+    """
+    if not any(n.op.spec.features_list() for n in graph.nodes if n.op.op_name == "Attention"):
+        return graph
+    return run_pipeline(graph, DECOMPOSE_PIPELINE)
+
+
 class CpuBackend:
     """Host CPU through TVM/LLVM: fused scheduled kernels + flash attention, fp32 and bf16."""
 
@@ -129,9 +145,11 @@ class CpuBackend:
         """Lower `graph`; static graphs build now, graphs with symbolic dims build per shape at first call.
 
         Options: cache (bool, default True), attention ("auto" | "generic"), mcpu, num_cores.
+        Variant features are first decomposed into plain Attention + IR ops (`decompose_variants`).
         """
         options = dict(options or {})
         notes: list[str] = []
+        graph = decompose_variants(graph)
         program = CpuProgram(graph, self.target(options), options, self.cache, notes)
         static = all(isinstance(d, int) for v in graph.inputs for d in v.shape)
         if static:
@@ -192,4 +210,4 @@ class CpuBackend:
                           notes=notes, accepts_torch=True)
 
 
-__all__ = ["CpuBackend", "CpuLoweringError", "CpuProgram"]
+__all__ = ["CpuBackend", "CpuLoweringError", "CpuProgram", "decompose_variants"]

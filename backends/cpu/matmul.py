@@ -73,17 +73,23 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str) -> None:
     o, c = sch.get_sblock(root), sch.get_sblock(acc)
     b, m, n = sch.get_loops(o)
     m_len, n_len = (int(sch.get(x).extent) for x in (m, n))
-    mr = _largest_divisor(m_len, (TILE_ROWS, 4, 2))
-    nr = _largest_divisor(n_len, (PANEL, 16, 8))
+    mr = _largest_divisor(m_len, range(TILE_ROWS, 0, -1))
+    # a column tile of 1 leaves no vector loop to reorder: any exact divisor <= PANEL vectorizes (LLVM pads the tail)
+    nr = _largest_divisor(n_len, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1)))
     mo, mi = sch.split(m, [None, mr])
     no, ni = sch.split(n, [None, nr])
     sch.reorder(b, no, mo, mi, ni)
     sch.compute_at(c, mo)
     sch.set_scope(c, 0, "local")
-    cm, cn, ck = sch.get_loops(c)[-3:]
-    sch.reorder(ck, cm, cn)
-    sch.unroll(cm)
-    if nr > 1:
+    # the tile's own loops under (b, no, mo); compute_at drops a row or column loop of extent 1 (decode rows, N = 1)
+    own = sch.get_loops(c)[3:]
+    cm = own[0] if mr > 1 else None
+    cn = own[-2] if nr > 1 else None
+    ck = own[-1]
+    sch.reorder(ck, *[x for x in (cm, cn) if x is not None])
+    if cm is not None:
+        sch.unroll(cm)
+    if cn is not None:
         sch.vectorize(cn)
         sch.vectorize(ni)
     fused = sch.fuse(b, no, mo)

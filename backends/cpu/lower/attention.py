@@ -6,8 +6,9 @@ Paths, in order of preference:
    transposes are lowered as small scheduled kernels around `build_attention_kernel`;
 2. te-fallback: the generic TE attention (kv_lengths, softcap after an additive mask, kernels
    missing or failing to build);
-3. reference: variant features (kv_source / head_mixing / score_mods) that have a numpy
-   reference but no TVM lowering run the reference on the host.
+3. reference: variant features (kv_source / head_mixing / score_mods) are normally decomposed into
+   plain Attention + IR ops before lowering (backend.decompose_variants); the ones the pass could not
+   rewrite run their numpy reference on the host, the note quoting the pass's reason.
 """
 from __future__ import annotations
 
@@ -73,16 +74,21 @@ class AttentionLowering:
         q, k, v = names["query"], names["key"], names["value"]
         dtype = named["query"].dtype
         bshd = spec.layout == "bshd"
-        if bshd:  # canonicalize to bhsd with transposes; the output is transposed back below
-            q, k, v = (self._transpose(node, n, lbl) for n, lbl in ((q, "q"), (k, "k"), (v, "v")))
+        # bshd: canonicalize to bhsd with transposes (the RoPE kernel reads bshd q/k itself, one pass fewer);
+        # the output is transposed back below
+        if bshd:
+            q, k, v = (n if spec.rope is not None and lbl != "v" else self._transpose(node, n, lbl)
+                       for n, lbl in ((q, "q"), (k, "k"), (v, "v")))
         if spec.rope is not None:
             cos, sin = names["rope_cos"], names["rope_sin"]
             rot = Rotary(style=spec.rope.style, rotary_dim=spec.rope.rotary_dim)
             for lbl in ("q", "k"):
                 src = q if lbl == "q" else k
-                dst = self.temp(node, f"{lbl}_rope", self.plan.values[src]["shape"], dtype)
-                self.emit(node, f"rope_{lbl}", lambda x, c, s, d=dtype: te_layout.rotary(rot, [x, c, s], x.shape, d, "out"),
-                          [src, cos, sin], dst)
+                shape = self.plan.values[src]["shape"]
+                dst = self.temp(node, f"{lbl}_rope", _perm_shape(shape) if bshd else shape, dtype)
+                self.emit(node, f"rope_{lbl}", lambda x, c, s, d=dtype: te_layout.rotary(
+                    rot, [_bhsd_view(x) if bshd else x, c, s], _perm_shape(x.shape) if bshd else x.shape, d, "out"),
+                    [src, cos, sin], dst)
                 q, k = (dst, k) if lbl == "q" else (q, dst)
         if spec.kv_cache:
             k, v = self._cache(node, names, k, v, bshd)
@@ -215,8 +221,11 @@ class AttentionLowering:
         if missing:
             raise CpuLoweringError(node.name, "Attention", f"variant features {missing} have neither a CPU lowering "
                                    f"nor a registered reference (known: {sorted(FEATURE_REFERENCES)})")
+        why = [d["reason"] for d in self.groups.graph.diagnostics
+               if d.get("pass") == "decompose-variants" and d.get("node") == node.name]
         self.plan.notes.append(f"node '{node.name}' (Attention {spec.variant}): ran the numpy reference on the host "
-                               f"because variant features {[f.kind for f in feats]} have no TVM lowering yet")
+                               f"because variant features {[f.kind for f in feats]} have no TVM lowering yet"
+                               + (f" (decompose-variants: {why[-1]})" if why else ""))
         self.references[len(self.plan.steps)] = node
         self.plan.steps.append({"kind": "reference", "node": node.name, "op": "Attention",
                                 "inputs": [v.name for v in node.inputs], "outputs": [v.name for v in node.outputs]})
@@ -236,6 +245,11 @@ class _Perm:
 @dataclasses.dataclass(frozen=True)
 class _Axis:
     axis: int
+
+
+def _bhsd_view(x: te.Tensor) -> te.Tensor:
+    """x (B, S, H, D) read as (B, H, S, D); an injective stage the kernel's schedule inlines."""
+    return te.compute(_perm_shape(x.shape), lambda b, h, s, d: x[b, s, h, d], name="bhsd")
 
 
 def _perm_shape(shape):

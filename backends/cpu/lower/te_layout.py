@@ -67,7 +67,8 @@ def gather(op, ins, out_shape, out_dtype, name):
 
     def f(*i):
         j = idx[tuple(i[ax:ax + k])] if k else idx()
-        j = j.astype("int64")
+        # te.compute loop indices are int32: match them, or a fused consumer (Concat) mixes int32/int64 compares
+        j = j.astype("int32" if n < 2 ** 31 else "int64")
         j = tirx.Select(j < 0, j + n, j)  # numpy take: negative indices count from the end
         src = list(i[:ax]) + [j] + list(i[ax + k:])
         return data[tuple(src)]

@@ -1,0 +1,179 @@
+"""Variant Attention graphs (one featured op each) for the decomposition tests: spec + random inputs per shape."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from attncc.ir import Graph
+from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
+from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, BlockedLocal, ConvShare, GlobalQuery,
+                                              Grouped, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow, Strided,
+                                              TopkSparse, Uniform)
+
+
+@dataclass(frozen=True)
+class Case:
+    """`build(shape_index)` -> (spec, {input name: array}); shape 0 has batch 2, shape 1 batch 3 and odd lengths."""
+
+    name: str
+    build: Callable[[int], tuple]
+
+
+def _rng(i: int):
+    return np.random.default_rng(100 + i)
+
+
+def qkv(i, B, H, Hkv, Sq, Skv, D, Dv=None, q_batch=None):
+    r = _rng(i)
+    f = lambda *s: r.standard_normal(s).astype(np.float32)  # noqa: E731
+    return {"query": f(q_batch or B, H, Sq, D), "key": f(B, Hkv, Skv, D), "value": f(B, Hkv, Skv, Dv or D)}
+
+
+SIZES = [(2, 12), (3, 21)]          # (batch, sequence): non-power-of-two lengths, batch > 1
+
+
+def mla(absorbed: bool, causal: bool):
+    def build(i):
+        B, S = SIZES[i]
+        L, r, nope, H, Dv = 16, 4, 8, 4, 6
+        spec = AttentionSpec(4, 1, nope + r, v_head_dim=Dv, mask=MaskSpec(causal=causal, alignment="bottom_right"),
+                             kv_source=MLA(L, r, absorbed))
+        g = _rng(i)
+        cache = g.standard_normal((B, 1, S, L + r)).astype(np.float32)
+        ins = {"query": g.standard_normal((B, H, S - 2 * causal * i, nope + r)).astype(np.float32), "key": cache,
+               "value": np.ascontiguousarray(cache[..., :L]),
+               "w_uk": (0.3 * g.standard_normal((L, H, nope))).astype(np.float32),
+               "w_uv": (0.3 * g.standard_normal((L, H, Dv))).astype(np.float32)}
+        return spec, ins
+    return build
+
+
+def mtla(i):
+    B, S = SIZES[i]
+    ins = qkv(i, B, 4, 2, S, S, 8)
+    ins["merge_weights"] = _rng(i).uniform(0.2, 1.0, (B, S)).astype(np.float32)
+    return AttentionSpec(4, 2, 8, mask=MaskSpec(causal=True), kv_source=MTLA(2 + i)), ins
+
+
+def global_query(i):
+    B, S = SIZES[i]
+    return AttentionSpec(4, 2, 8, v_head_dim=6, kv_source=GlobalQuery(3, key_rank=4)), qkv(i, B, 4, 2, 3, S, 8, 6, q_batch=1)
+
+
+def grouped(i):
+    B, S = SIZES[i]
+    S = S - S % 3
+    return AttentionSpec(4, 4, 8, v_head_dim=6, mask=MaskSpec(causal=True), kv_source=Grouped(3)), qkv(i, B, 4, 4, S, S, 8, 6)
+
+
+def strided(i):
+    B, S = SIZES[i]
+    return AttentionSpec(4, 2, 8, kv_source=Strided(2 + i)), qkv(i, B, 4, 2, S, S, 8)
+
+
+def hilo(local_heads):
+    def build(i):
+        B, _ = SIZES[i]
+        image, window = [((4, 6), (2, 3)), ((6, 4), (3, 2))][i]
+        S = image[0] * image[1]
+        return AttentionSpec(4, 4, 8, kv_source=HiLo(image, window, local_heads)), qkv(i, B, 4, 4, S, S, 8)
+    return build
+
+
+def conv_share(i):
+    B, _ = SIZES[i]
+    image, kernel = [((4, 5), (2, 3)), ((5, 5), (3, 3))][i]
+    S = image[0] * image[1]
+    ins = qkv(i, B, 2, 2, S, S, 8)
+    for n in "qkv":
+        ins[f"conv_{n}"] = _rng(i + ord(n)).standard_normal(kernel).astype(np.float32)
+    return AttentionSpec(2, 2, 8, kv_source=ConvShare(image, kernel)), ins
+
+
+def linear(rule: str, fmap: str = "identity", normalize: bool = False, causal: bool = True):
+    def build(i):
+        B, S = SIZES[i]
+        ins = qkv(i, B, 4, 2, S, S, 8, 6)
+        if fmap == "identity" and normalize:   # keep the normalizer away from zero
+            ins = {k: np.abs(a) for k, a in ins.items()}
+        feat = LinearAttn(rule, fmap, normalize)
+        for name in feat.extra_inputs():
+            ins[name] = (-_rng(i).uniform(0.0, 0.5, (B, 2, S))).astype(np.float32)
+        return AttentionSpec(4, 2, 8, v_head_dim=6, mask=MaskSpec(causal=causal), kv_source=feat), ins
+    return build
+
+
+def moh(i):
+    B, S = SIZES[i]
+    ins = qkv(i, B, 5, 5, S, S, 8)
+    logits = _rng(i).standard_normal((B, S, 5)).astype(np.float32)
+    logits[0, 0, 2:4] = logits[0, 0, 1]              # ties: lower head index wins
+    ins["head_logits"] = logits
+    return AttentionSpec(5, 5, 8, head_mixing=MoH(top_k=2, shared_heads=1)), ins
+
+
+def knocking(i):
+    B, S = SIZES[i]
+    ins = qkv(i, B, 4, 2, S, S, 8)
+    g = _rng(i)
+    ins["knock_q"] = (np.eye(4) + 0.2 * g.standard_normal((4, 4))).astype(np.float32)
+    ins["knock_v"] = (np.eye(2) + 0.2 * g.standard_normal((2, 2))).astype(np.float32)
+    return AttentionSpec(4, 2, 8, mask=MaskSpec(causal=True), head_mixing=KnockingHeads(("q", "v"))), ins
+
+
+def chai(i):
+    B, S = SIZES[i]
+    return (AttentionSpec(6, 6, 8, v_head_dim=4, softcap=20.0, mask=MaskSpec(causal=True),
+                          head_mixing=CHAI((0, 1, 0, 2, 1, 0))), qkv(i, B, 6, 6, S, S, 8, 4))
+
+
+def score_mods(*mods, causal=False, extras=()):
+    def build(i):
+        B, S = SIZES[i]
+        Sq = S - 3 * i
+        ins = qkv(i, B, 4, 2, Sq, S, 8)
+        g = _rng(i)
+        if "connectivity" in extras:
+            ins["connectivity"] = g.standard_normal((B, 1, Sq, S)).astype(np.float32)
+        if "block_mask" in extras:
+            nb = lambda n: -(-n // 4)  # noqa: E731
+            ins["block_mask"] = g.random((1, 4, nb(Sq), nb(S))) < 0.5
+        return AttentionSpec(4, 2, 8, mask=MaskSpec(causal=causal, alignment="bottom_right"), score_mods=mods), ins
+    return build
+
+
+CASES = [
+    Case("mla-absorbed", mla(True, True)),
+    Case("mla-naive", mla(False, False)),
+    Case("mtla", mtla),
+    Case("global_query", global_query),
+    Case("grouped", grouped),
+    Case("strided", strided),
+    Case("hilo", hilo(2)),
+    Case("hilo-all-local", hilo(4)),
+    Case("conv_share", conv_share),
+    Case("linear-global-normalized", linear("linear", "elu_plus_one", True, causal=False)),
+    Case("linear-causal", linear("linear", normalize=True)),
+    Case("linear-gated", linear("gated", "elu_plus_one")),
+    Case("moh", moh),
+    Case("knocking_heads", knocking),
+    Case("chai", chai),
+    Case("multi_window", score_mods(MultiWindow((2, None, 5, 0)), causal=True)),
+    Case("sliding_window", score_mods(MultiWindow((3, 3, 3, 3)))),
+    Case("blocked_local+uniform", score_mods(BlockedLocal(4, 1), Uniform(0.5), causal=True)),
+    Case("topk_sparse", score_mods(TopkSparse(5), extras=("connectivity",))),
+    Case("block_sparse", score_mods(BlockSparse(4), causal=True, extras=("block_mask",))),
+    Case("uniform", score_mods(Uniform(1.0))),
+]
+
+UNDECOMPOSABLE = [Case("linear-delta", linear("delta")), Case("linear-gated_delta", linear("gated_delta"))]
+
+
+def graph_of(spec: AttentionSpec, inputs: dict) -> Graph:
+    """One Attention op over graph inputs named like the spec's inputs."""
+    g = Graph("variant")
+    vals = [g.add_input(n, str(inputs[n].dtype), inputs[n].shape) for n in spec.input_names()]
+    g.set_outputs([g.add1(Attention(spec=spec), vals, name="attention")])
+    return g
