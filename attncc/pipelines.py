@@ -8,10 +8,12 @@ from __future__ import annotations
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
 from .ir.passes import PASS_REGISTRY, parse_pipeline
 
-# Order matters: clean up, lift spelled-out attention, fold layout/repeat_kv/RoPE into the op, pack
-# projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
-_FUSE = ("canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,fuse-attention,"
-         "fuse-qkv,cse,canonicalize,dce")
+# Order matters: clean up, lift spelled-out attention, peel what SDPA-made ops read off their key
+# (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
+# ops, fold layout/repeat_kv/RoPE into the op (fold-repeat-kv again for repeats a layout flip exposes),
+# pack projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
+_FUSE = ("canonicalize,constant-fold,lift-attention,fold-repeat-kv,fold-kv-cache,lift-rotary,canonicalize-attention,"
+         "fold-repeat-kv,fuse-attention,fuse-qkv,cse,canonicalize,dce")
 
 
 def _for(hardware: str, parallel_units: int) -> str:

@@ -6,6 +6,8 @@ import numpy as np
 from attncc.ir import (Attention, AttentionSpec, Binary, Expand, Graph, Linear, MaskSpec, Reshape, Rotary,
                        Transpose)
 
+from .rope_graphs import sdpa_with_kv_cache, sdpa_with_rope
+
 SWAP = (0, 2, 1, 3)
 
 
@@ -139,6 +141,8 @@ GOLDEN_CASES = {
     ("fuse-attention{epilogue=residual}", "epilogue"): None,  # filled below
     ("decode-split-kv{parallel_units=16}", "decode_step"): decode_step,
     ("cse", "duplicate_subexpressions"): duplicate_subexpressions,
+    ("lift-rotary", "spelled_out_rope"): sdpa_with_rope,
+    ("fold-kv-cache", "kv_cache_concat"): sdpa_with_kv_cache,
 }
 
 

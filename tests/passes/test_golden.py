@@ -45,7 +45,8 @@ def test_golden_before_after(pipeline, case):
 
 
 FUSION_PASSES = ["canonicalize-attention", "fold-repeat-kv", "fuse-qkv", "fuse-attention",
-                 "fuse-attention{epilogue=residual}", "decode-split-kv", "cse", "mla-absorb"]
+                 "fuse-attention{epilogue=residual}", "decode-split-kv", "cse", "mla-absorb", "fold-kv-cache",
+                 "lift-rotary"]
 
 
 @pytest.mark.parametrize("pipeline", FUSION_PASSES)

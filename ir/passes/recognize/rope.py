@@ -4,8 +4,9 @@
   interleaved: y = x*cos + flatten(stack(-x[..., 1::2], x[..., 0::2])) * sin   (GPT-J)
   partial:     y = cat(rope(x[..., :rd]), x[..., rd:])
 Tables broadcast to (B|1, 1, S, rd) and must hold each frequency twice (halves equal for
-rotate-half, pairs equal for interleaved): checked on constants, or structurally as
-cat(f, f) for computed rotate-half tables. The Attention op wants (B|1, S, rd/2).
+rotate-half, pairs equal for interleaved): checked on constants, or structurally for tables
+computed in the graph (cat(f, f) for rotate-half, f repeated per pair for interleaved; through
+slices along the sequence, casts, cos/sin, views). The Attention op wants (B|1, S, rd/2).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ... import dims as D
 from ...graph import Value
-from ...ops import RopeSpec
+from ...ops import RopeSpec, Slice
 from .common import Emitter, MatchContext, is_binary, is_unary, producer_kind
 
 
@@ -112,11 +113,14 @@ def _duplicated(ctx: MatchContext, t: Value, style: str, depth: int = 0) -> bool
         a = np.asarray(a, np.float64)
         h = a.shape[-1] // 2
         return np.array_equal(a[..., :h], a[..., h:]) if style == "rotate_half" else np.array_equal(a[..., 0::2], a[..., 1::2])
-    if style != "rotate_half" or depth > 12 or t.producer is None:
+    if depth > 12 or t.producer is None:
         return False
     n, kind = t.producer, producer_kind(t)
-    if kind == "Concat" and n.op.axis % t.rank == t.rank - 1 and len(n.inputs) == 2 and n.inputs[0] is n.inputs[1]:
-        return True
+    if style == "rotate_half" and kind == "Concat" and n.op.axis % t.rank == t.rank - 1 and len(n.inputs) == 2 \
+            and n.inputs[0] is n.inputs[1]:
+        return True  # cat(freqs, freqs)
+    if style == "interleaved" and kind == "Reshape" and _pairs_repeated(n.inputs[0]):
+        return True  # stack(freqs, freqs, -1).flatten(-2) or freqs[..., None].expand(..., 2).flatten(-2)
     if kind in ("Cast", "Unary"):
         return _duplicated(ctx, n.inputs[0], style, depth + 1)
     if kind in ("Reshape", "Expand") and D.equal(n.inputs[0].shape[-1], t.shape[-1]):
@@ -128,15 +132,39 @@ def _duplicated(ctx: MatchContext, t: Value, style: str, depth: int = 0) -> bool
     return False
 
 
+def _pairs_repeated(p: Value) -> bool:
+    """Whether `p` (..., F, 2) holds one value per pair: Concat of one (..., F, 1) tensor with itself, or its Expand."""
+    if p.rank < 2 or p.shape[-1] != 2:
+        return False
+    n, kind = p.producer, producer_kind(p)
+    if kind == "Concat" and n.op.axis % p.rank == p.rank - 1 and len(n.inputs) == 2 and n.inputs[0] is n.inputs[1]:
+        return True
+    return kind == "Expand" and n.inputs[0].shape[-1] == 1
+
+
 def half_table(ctx: MatchContext, em: Emitter, t: Value, m: RopeMatch, seq) -> Value | None:
-    """The (B|1, S, rd/2) table the Attention op reads, or None when `t` is not a valid RoPE table."""
+    """The (B|1, S, rd/2) table the Attention op reads, or None when `t` is not a valid RoPE table.
+    A constant table becomes a constant half table; a constant sliced to a symbolic sequence length
+    becomes the half constant sliced the same way; anything else is sliced by IR ops."""
     if t.rank > 4 or not D.equal(t.shape[-1], m.rotary_dim) or not _duplicated(ctx, t, m.style):
         return None
-    t4 = em.reshape(t, (1,) * (4 - t.rank) + tuple(t.shape)) if t.rank < 4 else t
-    if t4.shape[1] != 1 or not D.equal(t4.shape[2], seq):
+    full = (1,) * (4 - t.rank) + tuple(t.shape)
+    if full[1] != 1 or not D.equal(full[2], seq):
         return None
-    t3 = em.reshape(t4, (t4.shape[0], seq, m.rotary_dim))
     h = m.rotary_dim // 2
+    pick = slice(0, h) if m.style == "rotate_half" else slice(0, None, 2)
+    out_shape = (full[0], seq, h)
+    data = ctx.const(t)
+    if data is not None:
+        return em.graph.add_constant(np.ascontiguousarray(np.asarray(data)[..., pick].reshape(out_shape)),
+                                     name=f"{em.hint}_table")
+    sl = t.producer if producer_kind(t) == "Slice" else None
+    base = ctx.const(sl.inputs[0]) if sl is not None and sl.op.axis % t.rank != t.rank - 1 else None
+    if base is not None:  # slice the half of the buffer to the sequence instead of the whole buffer
+        half = em.graph.add_constant(np.ascontiguousarray(np.asarray(base)[..., pick]), name=f"{em.hint}_table")
+        return em.reshape(em.graph.add1(Slice(sl.op.axis, sl.op.start, sl.op.stop, sl.op.step), [half],
+                                        name=f"{em.hint}_slice", source=em.source), out_shape)
+    t3 = em.reshape(t, (full[0], seq, m.rotary_dim))
     return em.slice(t3, -1, 0, h) if m.style == "rotate_half" else em.slice(t3, -1, 0, None, 2)
 
 

@@ -1,0 +1,67 @@
+"""lift-rotary: rewrite RoPE spelled out in primitive ops on an Attention op's query and key into Rotary ops.
+
+Models write RoPE as `q * cos + rotate_half(q) * sin` (or the interleaved GPT-J form, or on the first
+rotary_dim channels only) before calling SDPA; lift-attention folds it for attention it lifts itself,
+but an Attention op that came from SDPA still reads the rotated tensors. This pass matches the same
+spellings (recognize/rope.py) on query and new key (the key after fold-kv-cache split off the past)
+and replaces each by Rotary(x, cos, sin), which fuse-attention absorbs into `spec.rope`.
+The tables must hold each frequency twice (checked on constants, structurally for tables computed
+from inv_freq in the graph) and are turned into the (B|1, S, rotary_dim/2) half tables Rotary reads:
+a half constant when they are constant (sliced to the sequence when its length is symbolic), else
+Reshape/Slice ops on the computed table.
+Every rewritten value is replaced for all its readers, so results match exactly (the interpreter's
+Rotary computes the same products and sums). Sites whose q/k look rotated but do not qualify are
+recorded in graph.diagnostics as {"kind": "rope-not-lifted", "node", "reason"}.
+Requires: fold-kv-cache (for ops with a cache). Guarantees: same outputs; a query/key of a bhsd
+Attention op without spec.rope is not a spelled-out RoPE this pass recognizes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..graph import Graph, Node, Value
+from ..ops import Rotary
+from .base import Pass, register_pass
+from .recognize.common import Emitter, MatchContext
+from .recognize.rope import fold_rope, match_rope
+
+
+def lift_node(graph: Graph, node: Node) -> bool:
+    """Replace the spelled-out RoPE on `node`'s query and key by Rotary ops; whether it did."""
+    spec = node.spec
+    if spec.rope is not None or spec.features_list() or spec.layout != "bhsd":
+        return False
+    named = node.op.named_inputs(node)
+    q, k = named["query"], named["key"]
+    ctx = MatchContext(graph)
+    em = Emitter(graph, f"{node.name}_rope", node.source)
+    mark = len(graph.nodes)
+    got = fold_rope(ctx, em, q, k)
+    if got is None:
+        del graph.nodes[mark:]  # half-table ops emitted for a failed match
+        if match_rope(q) is not None or match_rope(k) is not None:
+            graph.diagnostics.append({"kind": "rope-not-lifted", "node": node.name, "reason": "query and key "
+                                      "are not rotated alike by duplicated cos/sin tables of the sequence"})
+        return False
+    xq, xk, cos, sin, rope = got
+    op = Rotary(rope.style, rope.rotary_dim)
+    rq = graph.add1(op, [xq, cos, sin], name=f"{q.name}_rotary", source=node.source)
+    rk = graph.add1(op, [xk, cos, sin], name=f"{k.name}_rotary", source=node.source)
+    graph.replace_all_uses(q, rq)
+    graph.replace_all_uses(k, rk)
+    return True
+
+
+@register_pass
+@dataclass(frozen=True)
+class LiftRotary(Pass):
+    """Rewrite spelled-out RoPE on attention query/key (rotate-half, interleaved, partial) into Rotary ops."""
+
+    name: ClassVar[str] = "lift-rotary"
+
+    def run(self, graph: Graph) -> Graph:
+        for node in graph.find("Attention"):
+            lift_node(graph, node)
+        graph.dead_code_elimination()
+        return graph
