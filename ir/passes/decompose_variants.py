@@ -42,10 +42,11 @@ def decompose_node(graph: Graph, node: Node) -> str | None:
     if len(outs) != len(old) or any(tuple(n.shape) != tuple(o.shape) or n.dtype != o.dtype for n, o in zip(outs, old)):
         raise AssertionError(f"decompose-variants: the {kind} rewrite of node '{node.name}' produced "
                              f"{[str(n.type) for n in outs]}, the node has {[str(o.type) for o in old]}")
+    added = {id(n) for n in graph.nodes[mark:]}
     release(graph, node)
     for new, o in zip(outs, old):
         graph.replace_all_uses(o, new)
-        if new.producer is not None and new.producer in graph.nodes[mark:] and o.name not in graph._names:
+        if new.producer is not None and id(new.producer) in added and o.name not in graph._names:
             graph._names.add(o.name)   # the result keeps the attention's output name (dumps and plans stay readable)
             new.name = o.name
     return None
