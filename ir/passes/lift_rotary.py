@@ -4,7 +4,9 @@ Models write RoPE as `q * cos + rotate_half(q) * sin` (or the interleaved GPT-J 
 rotary_dim channels only) before calling SDPA; lift-attention folds it for attention it lifts itself,
 but an Attention op that came from SDPA still reads the rotated tensors. This pass matches the same
 spellings (recognize/rope.py) on query and new key (the key after fold-kv-cache split off the past)
-and replaces each by Rotary(x, cos, sin), which fuse-attention absorbs into `spec.rope`.
+and replaces each by Rotary(x, cos, sin), which fuse-attention absorbs into `spec.rope`. RoPE applied
+to (B, S, H, D) tensors before transpose(1, 2) (GPT-J) becomes Rotary(transpose(x)), whose
+transpose fuse-attention then folds into the op's layout.
 The tables must hold each frequency twice (checked on constants, structurally for tables computed
 from inv_freq in the graph) and are turned into the (B|1, S, rotary_dim/2) half tables Rotary reads:
 a half constant when they are constant (sliced to the sequence when its length is symbolic), else
@@ -22,9 +24,14 @@ from typing import ClassVar
 
 from ..graph import Graph, Node, Value
 from ..ops import Rotary
+from ._rewrite import SWAP_SEQ_HEADS, is_swap_transpose
 from .base import Pass, register_pass
 from .recognize.common import Emitter, MatchContext
 from .recognize.rope import fold_rope, match_rope
+
+
+def _under_transpose(v: Value) -> Value:
+    return v.producer.inputs[0] if is_swap_transpose(v) else v
 
 
 def lift_node(graph: Graph, node: Node) -> bool:
@@ -38,9 +45,14 @@ def lift_node(graph: Graph, node: Node) -> bool:
     em = Emitter(graph, f"{node.name}_rope", node.source)
     mark = len(graph.nodes)
     got = fold_rope(ctx, em, q, k)
+    if got is None and is_swap_transpose(q) and is_swap_transpose(k):
+        # RoPE on (B, S, H, D) before transpose(1, 2) (GPT-J): rotate the transposed tensor instead
+        got = fold_rope(ctx, em, q.producer.inputs[0], k.producer.inputs[0], seq_axis=1)
+        if got is not None:
+            got = (em.transpose(got[0], SWAP_SEQ_HEADS), em.transpose(got[1], SWAP_SEQ_HEADS)) + got[2:]
     if got is None:
         del graph.nodes[mark:]  # half-table ops emitted for a failed match
-        if match_rope(q) is not None or match_rope(k) is not None:
+        if any(match_rope(x) is not None for x in (q, k, _under_transpose(q), _under_transpose(k))):
             graph.diagnostics.append({"kind": "rope-not-lifted", "node": node.name, "reason": "query and key "
                                       "are not rotated alike by duplicated cos/sin tables of the sequence"})
         return False

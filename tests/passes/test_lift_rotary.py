@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import attncc  # noqa: F401  (registers every pass)
-from attncc.ir import Attention, AttentionSpec, Binary, Concat, Graph, MaskSpec, Reshape, Unary, print_ir, run_graph
+from attncc.ir import (Attention, AttentionSpec, Binary, Concat, Graph, MaskSpec, Reshape, Transpose, Unary, print_ir,
+                       run_graph)
+from attncc.ir.passes._rewrite import SWAP_SEQ_HEADS
 from attncc.ir.passes import run_pipeline
 from attncc.pipelines import default_pipeline
 
@@ -60,6 +62,24 @@ def test_tables_computed_from_inv_freq_in_the_graph():
     assert att.spec.rope is not None and not after.find("Rotary")
     assert att.op.named_inputs(att)["rope_cos"].shape == (1, "S", 4)
     _same_outputs(g, after, S=9)
+
+
+def test_rope_before_the_head_transpose_gpt_j_style():
+    """GPT-J rotates (B, S, H, D) q/k with tables (1, S, 1, D), then transposes to (B, H, S, D)."""
+    g = Graph("gptj_rope")
+    q, k, v = (g.add_input(n, "float32", (2, 6, 4, 8)) for n in "qkv")
+    c, s = rope_tables(6, 8, "interleaved")
+    cos, sin = (g.add_constant(t.reshape(1, 6, 1, 8)) for t in (c, s))
+    qr, kr = (g.add1(Transpose(SWAP_SEQ_HEADS), [apply_rope(g, x, cos, sin, "interleaved")]) for x in (q, k))
+    vt = g.add1(Transpose(SWAP_SEQ_HEADS), [v])
+    o = g.add1(Attention(spec=AttentionSpec(num_heads=4, num_kv_heads=4, head_dim=8, mask=MaskSpec(causal=True))),
+               [qr, kr, vt])
+    g.set_outputs([g.add1(Transpose(SWAP_SEQ_HEADS), [o])])
+    after = run_pipeline(g, default_pipeline("cpu"))
+    (att,) = after.attention_ops()
+    assert att.spec.rope.style == "interleaved" and att.spec.layout == "bshd"
+    assert not after.find("Rotary") and not after.find("Transpose")
+    _same_outputs(g, after)
 
 
 def test_tables_not_duplicated_are_left_alone_with_a_reason():

@@ -1,9 +1,9 @@
-"""RoPE applied identically to q and k (bhsd, 4-D) -> spec.rope with half-size cos/sin inputs.
+"""RoPE applied identically to q and k (4-D, bhsd or bshd) -> spec.rope with half-size cos/sin inputs.
 
   rotate-half: y = x*cos + cat(-x[..., h:], x[..., :h]) * sin           (Llama, GPT-NeoX)
   interleaved: y = x*cos + flatten(stack(-x[..., 1::2], x[..., 0::2])) * sin   (GPT-J)
   partial:     y = cat(rope(x[..., :rd]), x[..., rd:])
-Tables broadcast to (B|1, 1, S, rd) and must hold each frequency twice (halves equal for
+Tables broadcast to (B|1, 1, S, rd) (bhsd; (B|1, S, 1, rd) for bshd) and must hold each frequency twice (halves equal for
 rotate-half, pairs equal for interleaved): checked on constants, or structurally for tables
 computed in the graph (cat(f, f) for rotate-half, f repeated per pair for interleaved; through
 slices along the sequence, casts, cos/sin, views). The Attention op wants (B|1, S, rd/2).
@@ -142,14 +142,15 @@ def _pairs_repeated(p: Value) -> bool:
     return kind == "Expand" and n.inputs[0].shape[-1] == 1
 
 
-def half_table(ctx: MatchContext, em: Emitter, t: Value, m: RopeMatch, seq) -> Value | None:
+def half_table(ctx: MatchContext, em: Emitter, t: Value, m: RopeMatch, seq, seq_axis: int = 2) -> Value | None:
     """The (B|1, S, rd/2) table the Attention op reads, or None when `t` is not a valid RoPE table.
+    `seq_axis` is the sequence axis of the rotated 4-D tensor: 2 for bhsd, 1 for RoPE applied to bshd.
     A constant table becomes a constant half table; a constant sliced to a symbolic sequence length
     becomes the half constant sliced the same way; anything else is sliced by IR ops."""
     if t.rank > 4 or not D.equal(t.shape[-1], m.rotary_dim) or not _duplicated(ctx, t, m.style):
         return None
     full = (1,) * (4 - t.rank) + tuple(t.shape)
-    if full[1] != 1 or not D.equal(full[2], seq):
+    if full[3 - seq_axis] != 1 or not D.equal(full[seq_axis], seq):
         return None
     h = m.rotary_dim // 2
     pick = slice(0, h) if m.style == "rotate_half" else slice(0, None, 2)
@@ -168,8 +169,10 @@ def half_table(ctx: MatchContext, em: Emitter, t: Value, m: RopeMatch, seq) -> V
     return em.slice(t3, -1, 0, h) if m.style == "rotate_half" else em.slice(t3, -1, 0, None, 2)
 
 
-def fold_rope(ctx: MatchContext, em: Emitter, q: Value, k: Value) -> tuple[Value, Value, Value, Value, RopeSpec] | None:
-    """(q, k before RoPE, cos, sin, RopeSpec) when q and k get the same RoPE; None otherwise."""
+def fold_rope(ctx: MatchContext, em: Emitter, q: Value, k: Value,
+              seq_axis: int = 2) -> tuple[Value, Value, Value, Value, RopeSpec] | None:
+    """(q, k before RoPE, cos, sin, RopeSpec) when q and k get the same RoPE; None otherwise.
+    q and k are bhsd (seq_axis 2) or bshd (seq_axis 1, GPT-J rotates before moving heads forward)."""
     mq, mk = match_rope(q), match_rope(k)
     if mq is None or mk is None or (mq.style, mq.rotary_dim) != (mk.style, mk.rotary_dim):
         return None
@@ -178,11 +181,11 @@ def fold_rope(ctx: MatchContext, em: Emitter, q: Value, k: Value) -> tuple[Value
             ca, cb = ctx.const(a), ctx.const(b)
             if ca is None or cb is None or not np.array_equal(ca, cb):
                 return None
-    seq = q.shape[2]
-    if not D.equal(k.shape[2], seq):
+    seq = q.shape[seq_axis]
+    if not D.equal(k.shape[seq_axis], seq):
         return None
-    cos = half_table(ctx, em, mq.cos, mq, seq)
-    sin = half_table(ctx, em, mq.sin, mq, seq)
+    cos = half_table(ctx, em, mq.cos, mq, seq, seq_axis)
+    sin = half_table(ctx, em, mq.sin, mq, seq, seq_axis)
     if cos is None or sin is None:
         return None
     return mq.x, mk.x, cos, sin, RopeSpec(mq.style, mq.rotary_dim)
