@@ -145,14 +145,52 @@ def _decode():
     return fa, fb, ("byte", nbytes)
 
 
+@register_case("MLA decode absorbed 128h 512+64 KV4096")
+def _mla_decode():
+    """DeepSeek-V3 MLA decode step (absorbed): one IR Attention op with kv_source=mla compiled by attncc (the
+    cpu backend decomposes it into q·W_uk per head, the flash decode kernel with Dqk 576 / Dv 512 / 1 kv head,
+    and ·W_uv) vs the same absorbed math in torch eager. Bytes = the minimum traffic: latent+rope cache and
+    both up-projection weights (fp32)."""
+    import numpy as np
+    import torch
+    import attncc
+    from attncc.ir import Graph
+    from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
+    from attncc.ir.ops.attention_features import MLA
+    B, H, L, R, NOPE, DV, KV = 1, 128, 512, 64, 128, 128, 4096
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(B, H, 1, NOPE + R, generator=g)
+    cache = torch.randn(B, 1, KV, L + R, generator=g)
+    latent = cache[..., :L].contiguous()                 # attncc's value input (the spec's c_kv)
+    w_uk = torch.randn(L, H, NOPE, generator=g) * L ** -0.5
+    w_uv = torch.randn(L, H, DV, generator=g) * L ** -0.5
+    spec = AttentionSpec(H, 1, NOPE + R, v_head_dim=DV, mask=MaskSpec(causal=True, alignment="bottom_right"),
+                         kv_source=MLA(L, R, absorbed=True))
+    graph = Graph("mla_decode")
+    ins = [graph.add_input(n, "float32", tuple(t.shape)) for n, t in (("q", q), ("cache", cache), ("latent", latent))]
+    ws = [graph.add_constant(w.numpy(), n) for n, w in (("w_uk", w_uk), ("w_uv", w_uv))]
+    graph.set_outputs([graph.add1(Attention(spec=spec), ins + ws, name="mla")])
+    cm = attncc.compile(graph, target="cpu", passes="dce")
+    assert not [n for n in cm.executable.notes if "numpy reference" in n], cm.executable.notes
+    w_uk_h = w_uk.permute(1, 2, 0).contiguous()          # (H, nope, L): weights laid out once, as attncc does
+    w_uv_h = w_uv.permute(1, 0, 2).contiguous()          # (H, L, Dv)
+    scale = spec.scale
+
+    def torch_absorbed():
+        q_lat = q[..., :NOPE] @ w_uk_h                                        # (B, H, 1, L)
+        s = torch.cat([q_lat, q[..., NOPE:]], -1) @ cache.transpose(-1, -2) * scale
+        return (torch.softmax(s, -1) @ cache[..., :L]) @ w_uv_h              # (B, H, 1, Dv)
+
+    args = [q, cache, latent]
+    np.testing.assert_allclose(cm(*args).numpy(), torch_absorbed().numpy(), rtol=1e-3, atol=1e-4)
+    nbytes = 4 * (cache.numel() + w_uk.numel() + w_uv.numel())
+    # 128 heads share each cache row: ~1.1 GFLOP per step, so this decode is compute-bound, not bandwidth-bound
+    flops = 2 * B * H * KV * (L + R + L) + 2 * B * H * L * (NOPE + DV)
+    return (lambda: cm(*args)), torch_absorbed, ("byte", nbytes, flops)
+
+
 # --------------------------------------------------------------- future cases
 # Hook for cases that need pieces other engineers are building (attncc.ir / compiler):
-#
-#   @register_case("MLA decode absorbed 128h 512+64 KV4096")
-#   def _mla_decode():
-#       ...build the absorbed-MLA kernel (q_heads=128, kv_heads=1, head_dim=576,
-#       v_head_dim=512) with build_attention_kernel, and a torch eager reference...
-#       return attncc_fn, torch_fn, ("byte", kv_cache_bytes)
 #
 #   @register_case("whole transformer block", quick=False)
 #   def _block(): ...
@@ -184,7 +222,7 @@ def main(argv=None):
             continue
         if not (case.quick or args.all):
             continue
-        fa, fb, (unit, amount) = case.setup()
+        fa, fb, (unit, amount, *flops) = case.setup()   # a byte case may add its FLOPs (compute-bound decode)
         ta, tb = timeit_pair(fa, fb)
         ratio = tb / ta
         ratios.append(ratio)
@@ -193,7 +231,8 @@ def main(argv=None):
         else:
             ra = f"{amount / ta / 1e9:6.1f} GB/s ({100 * amount / ta / 1e9 / bw:3.0f}%)"
             rb = f"{amount / tb / 1e9:6.1f} GB/s"
-        print(f"{case.name:44s} {ta * 1e3:10.3f} {tb * 1e3:10.3f} {ratio:7.2f} {ra:>14s} {rb:>14s}")
+        print(f"{case.name:44s} {ta * 1e3:10.3f} {tb * 1e3:10.3f} {ratio:7.2f} {ra:>14s} {rb:>14s}"
+              + (f"  ({flops[0] / ta / 1e9:.1f} vs {flops[0] / tb / 1e9:.1f} GFLOP/s)" if flops else ""))
         sys.stdout.flush()
     if ratios:
         gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))

@@ -108,8 +108,9 @@ def rebuild_kernels(plan: Plan, target: dict) -> dict[int, Any]:
             for i, s in enumerate(plan.steps) if s["kind"] == "attention"}
 
 
-# variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind
-DECOMPOSE_PIPELINE = "decompose-variants,canonicalize,dce"
+# variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold
+# pre-lays out weights the rewrites transpose, e.g. MLA's per-head W_uk / W_uv, once at compile time)
+DECOMPOSE_PIPELINE = "decompose-variants,constant-fold,canonicalize,dce"
 
 
 def decompose_variants(graph: Graph) -> Graph:
