@@ -101,3 +101,25 @@ def test_example_block_compiles_for_cpu_with_fused_rope_and_qkv():
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(cm(x), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["sdpa", "eager"])
+def test_llama_with_dynamic_dims_keeps_rope_tables_computed_in_the_graph(variant):
+    """Symbolic batch/seq/past: the RoPE tables stay IR ops (positions past..past+seq) and still fold into spec.rope."""
+    from torch.export import Dim
+
+    from attncc.frontends.torch_import import import_torch
+
+    model, inputs = make_llama_block(variant)
+    b, s, p = Dim("batch", max=8), Dim("seq", max=64), Dim("past", max=64)
+    before = import_torch(model, inputs, dynamic_shapes=({0: b, 1: s}, {0: b, 2: p}, {0: b, 2: p}))
+    after = attncc.optimize(before, target="cpu")
+    (att,) = after.attention_ops()
+    assert att.spec.rope is not None and att.spec.kv_cache and len(_packed_qkv(after)) == 1
+    assert att.op.named_inputs(att)["rope_cos"].shape[1] == "seq"
+    assert not after.find("Rotary") and not after.find("Expand")
+    _, new = make_llama_block(variant, batch=3, seq=5, past=7)
+    with torch.no_grad():
+        expected = model(*new)
+    for g, e in zip(run_graph(after, [x.numpy() for x in new]), expected):
+        np.testing.assert_allclose(g, e.numpy(), rtol=1e-5, atol=1e-5)
