@@ -18,14 +18,42 @@ from ...ir import Graph, print_ir
 CACHE_VERSION = "cpu-1"
 
 
+def _code_fingerprint() -> str:
+    """Hash of the backend's and the IR's source files, so a code change never reuses a stale plan."""
+    import attncc
+
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # backends/
+             os.path.dirname(os.path.abspath(attncc.ir.__file__))]         # ir/ (decompositions, passes)
+    h = hashlib.sha256(attncc.__version__.encode())
+    for root in roots:
+        for folder, dirs, files in sorted(os.walk(root)):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+_FINGERPRINT: str | None = None
+
+
+def code_fingerprint() -> str:
+    """`_code_fingerprint()`, computed once per process."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        _FINGERPRINT = _code_fingerprint()
+    return _FINGERPRINT
+
+
 def cache_dir() -> str:
     return os.path.join(os.environ.get("ATTNCC_CACHE_DIR") or os.path.expanduser("~/.cache/attncc"), "cpu")
 
 
 def cache_key(graph: Graph, target: dict, options: dict, input_shapes) -> str:
-    """sha256 over the printed graph, the target, the options and the concrete input shapes."""
+    """sha256 over the code version, the printed graph, the target, the options and the concrete input shapes."""
     h = hashlib.sha256()
-    for part in (CACHE_VERSION, print_ir(graph), json.dumps(target, sort_keys=True),
+    for part in (CACHE_VERSION, code_fingerprint(), print_ir(graph), json.dumps(target, sort_keys=True),
                  json.dumps({k: v for k, v in options.items() if k != "cache"}, sort_keys=True, default=str),
                  json.dumps([list(s) for s in input_shapes])):
         h.update(part.encode())
