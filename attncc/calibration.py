@@ -55,13 +55,19 @@ def load_average() -> float:
 
 
 # ---- the kernels ------------------------------------------------------------------------------
-PREFILL = [  # (B, Hq, Hkv, N, D, causal, window, softcap)
-    (1, 8, 8, 256, 64, False, None, None), (1, 8, 8, 512, 64, True, None, None), (1, 8, 8, 1024, 64, True, None, None),
-    (1, 4, 4, 1024, 64, False, None, None), (2, 8, 2, 512, 64, True, None, None), (1, 8, 1, 512, 128, False, None, None),
-    (1, 4, 4, 2048, 64, True, 256, None), (1, 4, 4, 1024, 128, True, None, None), (1, 2, 2, 512, 64, False, None, 30.0),
-    (1, 8, 8, 128, 64, False, None, None), (4, 4, 4, 256, 64, True, None, None), (1, 16, 4, 512, 64, True, None, None),
-    (1, 4, 4, 1024, 64, True, 128, None), (1, 8, 8, 384, 96, False, None, None), (1, 2, 2, 2048, 64, True, None, None),
-    (2, 4, 4, 768, 64, False, None, None), (1, 4, 4, 200, 64, True, None, None), (1, 2, 2, 64, 32, False, None, None),
+PREFILL = [  # (B, Hq, Hkv, N, D, causal, window, softcap); ordered so that the even (calibration) and odd
+    # (held-out) kernels each mix head dims 32-128, causal/full, windows, softcap and small/large
+    (1, 8, 8, 256, 64, False, None, None), (1, 8, 8, 512, 64, True, None, None),
+    (1, 8, 1, 512, 128, False, None, None), (1, 4, 4, 1024, 128, True, None, None),
+    (1, 4, 4, 2048, 64, True, 256, None), (1, 4, 4, 1024, 64, True, 128, None),
+    (1, 8, 8, 384, 96, False, None, None), (1, 4, 2, 1024, 96, True, None, None),
+    (1, 2, 2, 64, 32, False, None, None), (1, 8, 8, 256, 32, True, None, None),
+    (1, 8, 8, 1024, 64, True, None, None), (1, 4, 4, 1024, 64, False, None, None),
+    (2, 8, 2, 512, 64, True, None, None), (1, 2, 2, 512, 64, False, None, 30.0),
+    (1, 16, 4, 512, 64, True, None, None), (4, 4, 4, 256, 64, True, None, None),
+    (1, 4, 4, 512, 128, False, None, None), (1, 8, 8, 128, 64, False, None, None),
+    (1, 2, 2, 2048, 64, True, None, None), (2, 4, 4, 768, 64, False, None, None),
+    (1, 4, 4, 200, 64, True, None, None), (1, 2, 2, 1024, 64, True, 512, 30.0),
 ]
 DECODE = [  # (B, Hq, Hkv, KV, D)
     (1, 8, 8, 1024, 64), (1, 8, 8, 4096, 64), (4, 8, 8, 2048, 64), (1, 32, 8, 4096, 128), (8, 32, 8, 2048, 128),
@@ -140,16 +146,22 @@ def _matmul_case(m: int, n: int, k: int, packed: bool, rng) -> tuple[KernelSampl
     return KernelSample(label, ("matmul", m, n, k, tiles)), lambda: fn(ta, tb, tc)
 
 
-def tiny_kernel_case(rng) -> tuple[KernelSample, Callable[[], None]]:
-    """A kernel doing almost nothing (decode, 1 head, 16 keys of dim 16): its time is the call overhead."""
+def tiny_kernel_cases(rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]:
+    """Kernels doing almost nothing; their time (cold, like the others) is the fixed cost of a call:
+    "launch" (the smallest possible kernel) and one per kernel class (its code, workspace, two
+    parallel stages), each with real head dims so the code is as large as a real kernel's."""
     from attncc.backends.cpu.attention import AttentionKernelConfig as C
 
-    return _attention_case(C(1, 1, 1, 1, 16, 16, 16, 0.25), rng)
+    return {"launch": _attention_case(C(1, 1, 1, 1, 16, 16, 16, 0.25), rng),
+            "attention.prefill": _attention_case(C(1, 1, 1, 16, 32, 64, 64, 0.125), rng),
+            "attention.decode": _attention_case(C(1, 1, 1, 1, 32, 64, 64, 0.125), rng),
+            "matmul": _matmul_case(8, 32, 64, True, rng)}
 
 
 def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,
                     wait_s: float = 60.0, log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Build and time the suite. Returns {"samples", "launch_s", "loads", "date"}.
+    """Build and time the suite. Returns {"samples", "launch_s" ({"launch" or a
+    kernel class: seconds of a tiny kernel}), "loads", "date"}.
 
     Before each round, waits up to `wait_s` for the load average to drop below `max_load`
     (other sessions' tests), then goes on anyway; the loads seen are returned.
@@ -158,7 +170,7 @@ def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_loa
     cases = [_attention_case(cfg, rng) for cfg in attention_configs(quick)]
     for m, n, k, packed in (MATMUL[::3] if quick else MATMUL):
         cases.append(_matmul_case(m, n, k, packed, rng))
-    tiny = tiny_kernel_case(rng)
+    tiny = tiny_kernel_cases(rng)
     flush = np.ones(FLUSH_BYTES // 4, np.float32)
     loads = []
     for r in range(rounds):
@@ -168,7 +180,7 @@ def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_loa
         loads.append(load_average())
         if log:
             log(f"round {r + 1}/{rounds}: load average {loads[-1]:.2f}")
-        for sample, run in [tiny] + cases:
+        for sample, run in list(tiny.values()) + cases:
             run()
             for _ in range(reps):
                 np.add(flush, 1.0, out=flush)          # evict L3: operands start in DRAM
@@ -177,5 +189,5 @@ def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_loa
                 sample.runs.append(time.perf_counter() - t0)
             sample.measured_s = min(sample.runs)
     loads.append(load_average())
-    return {"samples": [s for s, _ in cases], "launch_s": tiny[0].measured_s, "loads": loads,
+    return {"samples": [s for s, _ in cases], "launch_s": {k: s.measured_s for k, (s, _) in tiny.items()}, "loads": loads,
             "date": time.strftime("%Y-%m-%d %H:%M")}

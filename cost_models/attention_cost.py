@@ -17,7 +17,7 @@ Pricing sees the kernel the tiles describe (`executed_tiles`): a prefill kernel 
 (batch, query head, query block) and visits whole kv blocks, so causal and window masks execute
 the visited blocks, not the ideal triangle; a split-KV decode kernel (a tiling with num_splits,
 or every query row of a kv head in one block) runs one task per (batch, kv head, split) and
-merges the splits' partial outputs. The two are priced with their own efficiency factors
+merges the splits' partial outputs (q_len <= DECODE_MAX_QUERIES always runs the decode kernel). The two are priced with their own efficiency factors
 ("attention.prefill" / "attention.decode" in the spec's efficiency.by_op).
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ from .pricing import OpCost, price
 SOFTMAX_FLOPS_PER_SCORE = 5
 SOFTCAP_FLOPS_PER_SCORE = 3   # divide, tanh, multiply
 MASK_FLOPS_PER_SCORE = 1
+MASK_PASS_FLOPS_PER_SCORE = 3  # executed: position compares and a select on every score of a cut block
 
 
 @dataclass
@@ -151,6 +152,11 @@ def default_tiling(work: AttentionWork, hw: HardwareSpec) -> Tiling:
     return Tiling(q_block=best[1], kv_block=best[2], target=hw.name)
 
 
+# Query lengths served by a split-KV decode kernel (the CPU backend's DECODE_MAX_Q; FlashDecoding likewise
+# targets a handful of queries); longer ones run the prefill kernel.
+DECODE_MAX_QUERIES = 8
+
+
 @dataclass
 class ExecutedTiles:
     """What the kernel for a tiling really runs (per query head, plain masks)."""
@@ -159,6 +165,7 @@ class ExecutedTiles:
     pairs_per_head: int      # (query, key) pairs in the visited tiles, padded rows included
     tasks: int               # parallel tasks
     num_splits: int = 1      # decode: KV splits merged at the end
+    masked_pairs_per_head: int = 0  # pairs in visited blocks the mask cuts through (per-score mask pass)
 
 
 def executed_tiles(work: AttentionWork, tiling: Tiling) -> ExecutedTiles:
@@ -166,7 +173,7 @@ def executed_tiles(work: AttentionWork, tiling: Tiling) -> ExecutedTiles:
     qb, kb = tiling.q_block or 1, tiling.kv_block or 16
     rows = work.group * work.q_len
     kv_len = work.kv_len
-    if tiling.num_splits or rows <= qb:  # split-KV decode: all query rows of a kv head together
+    if tiling.num_splits or work.q_len <= DECODE_MAX_QUERIES:  # split-KV decode: a kv head's query rows together
         pos = np.arange(work.q_len, dtype=np.int64)
         lo_all, hi_all = visible_key_range(work.mask, work.q_len, kv_len, pos)
         lo, hi = int(lo_all.min()), int(hi_all.max()) + 1
@@ -187,7 +194,16 @@ def executed_tiles(work: AttentionWork, tiling: Tiling) -> ExecutedTiles:
     first = lo // kb
     end = np.minimum(-(-(hi + 1) // kb) * kb, kv_len)
     keys = np.where(hi >= lo, end - first * kb, 0)
-    return ExecutedTiles(False, int(qb * keys.sum()), work.batch * work.q_heads * nqb)
+    masked = 0
+    if not work.mask.is_empty:  # blocks the mask cuts through take a per-score masking pass; full ones skip it
+        lo_last, _ = visible_key_range(work.mask, work.q_len, kv_len, q1)
+        _, hi_first = visible_key_range(work.mask, work.q_len, kv_len, q0)
+        visited = np.where(hi >= lo, -(-(hi + 1) // kb) - first, 0)
+        full_first = np.maximum(-(-lo_last // kb), first)
+        full_last = np.minimum((np.minimum(hi_first, kv_len - 1) + 1) // kb - 1, -(-(hi + 1) // kb) - 1)
+        full = np.maximum(0, full_last - full_first + 1)
+        masked = int(qb * kb * np.maximum(0, visited - full).sum())
+    return ExecutedTiles(False, int(qb * keys.sum()), work.batch * work.q_heads * nqb, masked_pairs_per_head=masked)
 
 
 # ---- counting -------------------------------------------------------------------------
@@ -264,13 +280,19 @@ def count_work(work: AttentionWork, tiling: Tiling, hw: HardwareSpec, spec: Atte
     waste = run.pairs_per_head / ideal if work.pairs_per_head is None and work.flops_override is None and ideal else 1.0
     cost.executed_flops = core * waste + work.extra_flops
     cost.executed_vector_flops = vec + (waste - 1.0) * (pairs * work.qk_fraction * per_score) + work.extra_vector_flops
+    if work.pairs_per_head is None and work.flops_override is None and not work.mask.is_empty:
+        # the mask is paid only on blocks it cuts through, at the kernel's per-score masking cost
+        heads = work.batch * work.q_heads
+        cost.executed_vector_flops += (MASK_PASS_FLOPS_PER_SCORE * run.masked_pairs_per_head * heads
+                                       - MASK_FLOPS_PER_SCORE * run.pairs_per_head * heads * work.qk_fraction)
     cost.parallel_tasks = run.tasks
     if run.decode and run.num_splits > 1:  # each split writes a partial output + log-sum-exp; a merge reads them
         rows = work.batch * work.kv_heads * work.group * work.q_len
         cost.bytes[hw.main_memory.name] += 2.0 * rows * run.num_splits * (work.v_dim + 1) * 4
         cost.executed_vector_flops += 3.0 * rows * run.num_splits * work.v_dim
     cost.details.update(kernel="attention.decode" if run.decode else "attention.prefill", executed_pairs_per_head=run.pairs_per_head,
-                        tile_waste=waste, parallel_tasks=run.tasks, num_splits=run.num_splits)
+                        tile_waste=waste, parallel_tasks=run.tasks, num_splits=run.num_splits,
+                        masked_pairs_per_head=run.masked_pairs_per_head)
     cost.notes.extend(work.notes)
     cost.details.update(core_flops=core, pairs=pairs, q_blocks=nblk, kv_tokens_read_per_head=tokens,
                         tiling={"q_block": q_block, "kv_block": kv_block}, tile_footprint_bytes=footprint,

@@ -121,6 +121,16 @@ class HardwareSpec:
             resource = "compute"
         return float(self.efficiency.get(resource, 1.0))
 
+    def launch_for(self, op_kind: str) -> float:
+        """Seconds of fixed cost per call of a kernel of `op_kind` (efficiency.by_op[kind].launch_s,
+        dotted kinds falling back to their parent, else the spec's launch_overhead_s)."""
+        by_op = self.efficiency.get("by_op", {})
+        parts = op_kind.split(".")
+        for key in [".".join(parts[:i]) for i in range(len(parts), 0, -1)]:
+            if "launch_s" in by_op.get(key, {}):
+                return float(by_op[key]["launch_s"])
+        return self.launch_overhead_s
+
     @property
     def parallel_units(self) -> int | None:
         """Cores / SMs a kernel's parallel tasks are spread over (None: not modelled)."""

@@ -5,7 +5,7 @@ Counting and pricing are separate: counting fills `flops` (matrix FLOPs, 2 per M
 per memory level; `price` turns them into time with a roofline:
     compute = flops / (peak * eff_c) + vector_flops / (vector peak * eff_v)
     memory  = max over levels of bytes[level] / (bandwidth * eff_m)
-    time    = max(compute, memory) * imbalance + launch overhead
+    time    = max(compute, memory) * imbalance + launch overhead (per kernel class when the spec has one)
 and names the bound: compute, memory, or latency when the launch overhead dominates.
 Compute is priced on the FLOPs a kernel executes (`executed_flops`: whole tiles, so causal
 and window masks cost the key blocks the kernel visits, not the ideal triangle) when the
@@ -92,7 +92,7 @@ def price(cost: OpCost, hardware: HardwareSpec | str, dtype: str, op_kind: str, 
         imbalance = -(-t // units) * units / t
         cost.compute_s *= imbalance
         cost.memory_s *= imbalance
-    cost.launch_s = hw.launch_overhead_s * launches
+    cost.launch_s = hw.launch_for(op_kind) * launches
     cost.time_s = max(cost.compute_s, cost.memory_s) + cost.launch_s
     if cost.time_s == 0.0:
         cost.bound = "none"   # a view: no work, no launch

@@ -1,0 +1,137 @@
+"""The host-CPU kernel model: kernel classes, executed tiles, bounds, fitted factors and their source."""
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from attncc.cost_models import attention_cost, calibrate_host, matmul_cost
+from attncc.cost_models.fit import fit_efficiency, percent_errors, spearman, with_efficiency
+from attncc.cost_models.hardware import SPEC_DIR, get_hardware, spec_from_dict
+from attncc.ir.ops.attention import Tiling
+from attncc.ir.ops.attention_spec import AttentionSpec, MaskSpec
+
+CAUSAL = MaskSpec(causal=True, alignment="bottom_right")
+
+
+@pytest.fixture
+def host(monkeypatch, tmp_path):
+    """The shipped host-cpu spec (a calibrated spec in the user's cache dir must not leak in)."""
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path))
+    return get_hardware("host-cpu")
+
+
+def test_decode_is_memory_bound_and_large_prefill_compute_bound(host):
+    dec = attention_cost(AttentionSpec(8, 8, 64, mask=CAUSAL), 1, 1, 8192, "float32",
+                         Tiling(q_block=1, kv_block=256, num_splits=2), host)
+    assert dec.details["kernel"] == "attention.decode" and dec.bound == "memory"
+    pre = attention_cost(AttentionSpec(16, 16, 128, mask=CAUSAL), 1, 4096, 4096, "float32",
+                         Tiling(q_block=64, kv_block=128), host)
+    assert pre.details["kernel"] == "attention.prefill" and pre.bound == "compute"
+    # decode with no tiling is still priced as the decode kernel (q_len <= 8)
+    assert attention_cost(AttentionSpec(8, 8, 64), 1, 1, 4096, "float32", None, host).details["kernel"] == "attention.decode"
+
+
+def test_causal_prefill_executes_the_visited_blocks_not_the_triangle(host):
+    spec = AttentionSpec(1, 1, 64, mask=CAUSAL)
+    c = attention_cost(spec, 1, 1024, 1024, "float32", Tiling(q_block=64, kv_block=128), host)
+    # query block i (rows 64i..64i+63) visits ceil(64(i+1)/128) key blocks of 128
+    visited = sum(-(-64 * (i + 1) // 128) for i in range(16)) * 64 * 128
+    assert c.details["executed_pairs_per_head"] == visited
+    assert c.executed_flops == pytest.approx(visited * 4 * 64)
+    assert c.flops == pytest.approx(1024 * 1025 / 2 * 4 * 64)       # reported FLOPs stay algorithmic
+    full = attention_cost(AttentionSpec(1, 1, 64), 1, 1024, 1024, "float32", Tiling(q_block=64, kv_block=128), host)
+    assert full.executed_flops == pytest.approx(full.flops) and full.details["masked_pairs_per_head"] == 0
+
+
+def test_window_skips_blocks_outside_the_window(host):
+    win = AttentionSpec(4, 4, 64, mask=MaskSpec(causal=True, window_left=128))
+    c = attention_cost(win, 1, 2048, 2048, "float32", Tiling(q_block=64, kv_block=64), host)
+    # each 64-row block sees at most 128 + 64 keys: 3 or 4 key blocks of 64 (never all 32)
+    assert c.details["executed_pairs_per_head"] <= 32 * 64 * 4 * 64
+    assert c.details["masked_pairs_per_head"] > 0
+
+
+def test_split_kv_decode_counts_splits_and_tasks(host):
+    spec = AttentionSpec(32, 8, 128)
+    one = attention_cost(spec, 1, 1, 4096, "float32", Tiling(q_block=4, kv_block=256, num_splits=1), host)
+    four = attention_cost(spec, 1, 1, 4096, "float32", Tiling(q_block=4, kv_block=256, num_splits=4), host)
+    assert (one.parallel_tasks, four.parallel_tasks) == (8, 32)
+    assert four.main_bytes > one.main_bytes          # partial outputs written and merged
+    odd = attention_cost(AttentionSpec(8, 1, 64), 1, 1, 1024, "float32", Tiling(q_block=8, kv_block=256, num_splits=1), host)
+    assert odd.details["parallel_imbalance"] == 2.0  # one task on two cores
+
+
+def test_matmul_small_m_streams_the_weight_large_m_is_compute_bound(host):
+    small = matmul_cost(2, 4096, 4096, 1, "float32", host, Tiling(q_block=2, kv_block=32))
+    assert small.bound == "memory"
+    assert small.main_bytes == pytest.approx((2 * 4096 + 4096 * 4096 + 2 * 4096) * 4)
+    big = matmul_cost(1024, 1024, 1024, 1, "float32", host, Tiling(q_block=8, kv_block=32))
+    assert big.bound == "compute"
+    assert big.main_bytes == pytest.approx(3 * 1024 * 1024 * 4)   # re-reads stay in L2/L3
+
+
+def test_shipped_host_spec_has_fitted_factors_with_a_source():
+    d = json.loads((SPEC_DIR / "host-cpu.json").read_text())
+    eff = d["efficiency"]
+    assert eff["source"].startswith("fit on benchmarks/cost_model_accuracy.py")
+    assert "load" in eff["source"]
+    want = {"attention.prefill": {"compute", "vector"}, "attention.decode": {"compute", "memory"},
+            "matmul": {"compute", "memory"}}
+    for cls, resources in want.items():
+        entry = eff["by_op"][cls]
+        for r in resources:
+            assert 0.01 <= entry[r] <= 1.0, (cls, r)
+        assert entry["launch_s"] >= entry["tiny_kernel_s"] > 0
+    assert "measured" in d["launch_source"]
+    hw = spec_from_dict(d)
+    assert hw.efficiency_for("attention.decode", "memory") == eff["by_op"]["attention.decode"]["memory"]
+    assert hw.efficiency_for("softmax", "memory") == eff["memory"]            # other ops: spec-wide factor
+    assert hw.launch_for("matmul") == eff["by_op"]["matmul"]["launch_s"]
+
+
+@dataclass
+class Sample:
+    job: tuple
+    measured_s: float
+    kind: str
+
+
+def _synthetic(hw):
+    """Kernels 'measured' on a spec with known factors (what a perfect model would see)."""
+    jobs = [("attention", AttentionSpec(h, h, d, mask=CAUSAL if c else MaskSpec()), 1, n, n, Tiling(q_block=64, kv_block=128))
+            for h, d, n, c in [(8, 64, 1024, True), (4, 128, 512, False), (8, 32, 768, True), (2, 96, 2048, False)]]
+    jobs += [("attention", AttentionSpec(h, kv, d), b, 1, n, Tiling(q_block=h // kv, kv_block=256, num_splits=2))
+             for b, h, kv, d, n in [(1, 8, 8, 64, 8192), (4, 32, 8, 128, 4096), (1, 32, 1, 128, 8192), (2, 16, 16, 64, 2048)]]
+    jobs += [("matmul", m, n, k, Tiling(q_block=min(m, 8), kv_block=32))
+             for m, n, k in [(2, 4096, 4096), (1024, 1024, 1024), (8, 4096, 1024), (512, 2048, 512)]]
+    true = {"attention.prefill": {"compute": 0.6, "vector": 0.05, "launch_s": 2e-5},
+            "attention.decode": {"compute": 0.25, "memory": 0.7, "launch_s": 1e-5},
+            "matmul": {"compute": 0.55, "memory": 0.9, "launch_s": 1e-5}}
+    truth = with_efficiency(hw, {**hw.efficiency, "by_op": true})
+    from attncc.cost_models.fit import predict
+    samples = [Sample(j, predict(j, truth).time_s, predict(j, truth).details.get("kernel", "matmul")) for j in jobs]
+    return samples, true
+
+
+def test_fit_recovers_known_factors(host):
+    samples, true = _synthetic(host)
+    fit = fit_efficiency(samples, host, {k: v["launch_s"] for k, v in true.items()})
+    for cls, factors in true.items():
+        for r in ("compute", "vector", "memory"):
+            if r in fit[cls]:
+                assert fit[cls][r] == pytest.approx(factors[r], rel=0.05), (cls, r)
+    pred, meas, ape = percent_errors(samples, with_efficiency(host, {"by_op": fit}))
+    assert np.median(ape) < 0.02 and spearman(pred, meas) > 0.99
+
+
+def test_calibrate_host_refits_factors_from_kernel_times(host, tmp_path):
+    samples, true = _synthetic(host)
+    kernels = {"samples": samples, "launch_s": {"launch": 5e-6, **{k: v["launch_s"] for k, v in true.items()}},
+               "loads": [0.5, 0.7], "date": "2026-01-01 00:00"}
+    spec = calibrate_host(save=True, quick=True, kernels=kernels)
+    saved = json.loads((tmp_path / "host-cpu.json").read_text())
+    assert set(saved["efficiency"]["by_op"]) == set(true)
+    assert "calibrate_host" in saved["efficiency"]["source"] and "load 0.50-0.70" in saved["efficiency"]["source"]
+    assert spec.launch_overhead_s == 5e-6
+    assert get_hardware("host-cpu").efficiency == spec.efficiency   # the saved spec is the one used
