@@ -110,7 +110,11 @@ def _cmd_report(args) -> int:
 def _cmd_calibrate(args) -> int:
     from attncc.cost_models import calibrate_host
 
-    spec = calibrate_host(save=not args.dry_run)
+    kernels = None
+    if args.fit:  # time attncc's own kernels and refit the efficiency factors on them
+        from attncc.calibration import measure_kernels
+        kernels = measure_kernels(quick=args.quick)
+    spec = calibrate_host(save=not args.dry_run, kernels=kernels)
     print(json.dumps(spec.to_dict() if hasattr(spec, "to_dict") else spec.__dict__, indent=2, default=str))
     return 0
 
@@ -153,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(func=_cmd_hardware)
     k = sub.add_parser("calibrate", help="measure this CPU's peak FLOP/s and bandwidth and save a host spec")
     k.add_argument("--dry-run", action="store_true", help="measure and print, do not save")
+    k.add_argument("--fit", action="store_true", help="also time attncc's CPU kernels and refit the efficiency factors")
+    k.add_argument("--quick", action="store_true", help="with --fit: a third of the kernels")
     k.set_defaults(func=_cmd_calibrate)
     return p
 
