@@ -1,6 +1,7 @@
 """The public Python surface: import_model, compile, analyze, targets."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from . import pipelines
@@ -46,11 +47,50 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
 
     Options: phase ("prefill" | "decode"), seq, batch, past (KV length for decode), dims (symbol values).
     """
-    from .cost_models import analyze_graph
+    from .cost_models import analyze_graph, get_hardware
 
-    graph = model_or_graph if isinstance(model_or_graph, Graph) else \
-        optimize(import_model(model_or_graph, example_inputs), target="reference")
-    return analyze_graph(graph, hardware=hardware, **options)
+    notes: list[str] = []
+    if isinstance(model_or_graph, Graph):
+        graph = model_or_graph
+    else:
+        source = _import_for_pricing(model_or_graph, example_inputs, options, notes)
+        graph = run_pipeline(source, pipelines.pipeline_for_hardware(get_hardware(hardware).name))
+    report = analyze_graph(graph, hardware=hardware, **options)
+    report.notes.extend(notes)
+    return report
+
+
+def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: list[str]) -> Graph:
+    """Import a model for `analyze`. When the user asks for other shapes (seq/batch/phase) of a torch model,
+    export it with dynamic batch (axis 0) and sequence (axis 1) dims so every op is priced at those shapes."""
+    wants_shapes = any(options.get(k) is not None for k in ("phase", "seq", "batch", "past"))
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        torch = None
+    if not wants_shapes or torch is None or not isinstance(model, torch.nn.Module):
+        return import_model(model, example_inputs)
+    from torch.export import Dim
+
+    args = example_inputs if isinstance(example_inputs, (list, tuple)) else (example_inputs,)
+    # torch.export specializes size-1 dims; trace with at least 2 along batch and sequence (values don't matter)
+    args = tuple(a.expand(max(a.shape[0], 2), max(a.shape[1], 2), *a.shape[2:]).contiguous()
+                 if torch.is_tensor(a) and a.dim() >= 2 else a for a in args)
+    limits = {"batch": 1 << 16, "seq": 1 << 20}
+    for _ in range(3):  # torch.export suggests tighter ranges (e.g. a RoPE table's length); retry with them
+        batch, seq = Dim("batch", min=1, max=limits["batch"]), Dim("seq", min=2, max=limits["seq"])
+        dynamic = tuple({0: batch, 1: seq} if torch.is_tensor(a) and a.dim() >= 2 else None for a in args)
+        try:
+            return import_model(model, args, dynamic_shapes=dynamic)
+        except Exception as e:  # noqa: BLE001 — any export failure falls back to the example shapes (noted)
+            error = e
+            suggested = dict(re.findall(r"(batch|seq) = Dim\('\w+', max=(\d+)\)", str(e)))
+            if not suggested:
+                break
+            limits.update({k: int(v) for k, v in suggested.items()})
+    notes.append(f"could not export with dynamic batch/seq dims ({type(error).__name__}: "
+                 f"{str(error).splitlines()[0][:160]}); non-attention ops are priced at the example input shapes")
+    return import_model(model, example_inputs)
 
 
 def targets() -> list[dict]:

@@ -31,6 +31,17 @@ DEFAULT_PIPELINES: dict[str, str] = {
 }
 
 
+# parallel units the decode split-KV plan starts from per catalog entry (tile refits it from the spec)
+HARDWARE_PARALLEL_UNITS = {"host-cpu": 2, "h100-sxm": 132, "h200": 132, "a100-80gb": 108, "mobile-cpu": 6,
+                           "mobile-gpu": 12, "optical-4f": 1}
+
+
+def pipeline_for_hardware(hardware: str) -> str:
+    """The fusion + tiling pipeline that prices a model on a catalog device (used by `attncc.analyze`)."""
+    text = _for(hardware, HARDWARE_PARALLEL_UNITS.get(hardware, 1))
+    return ",".join(item for item in _items(text) if item.split("{")[0] in PASS_REGISTRY)
+
+
 def default_pipeline(target: str) -> str:
     """The default pipeline text for `target`, restricted to passes that are registered."""
     text = DEFAULT_PIPELINES.get(target, DEFAULT_PIPELINES["reference"])

@@ -50,6 +50,8 @@ class CostReport:
     peak_memory_bytes: int = 0
     graph_name: str = "main"
     dtype: str = "float32"   # the dtype the ridge point is quoted for (most common matmul dtype)
+    # caveats the reader must see (e.g. shapes priced as exported because dynamic export failed)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         total = self.total_time_s
@@ -100,6 +102,7 @@ class CostReport:
     # ---- forms --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"graph": self.graph_name, "hardware": self.hardware.name, "phase": self.phase, "dtype": self.dtype, "dims": self.dims,
+                "notes": list(self.notes),
                 "rows": [r.to_dict() for r in self.rows], "totals": self.totals()}
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -139,7 +142,8 @@ class CostReport:
         hw = self.hardware
         t = self.totals()
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items()) or "static shapes"
-        lines = [f"cost report: {self.graph_name} on {hw.name} ({hw.description}); phase {self.phase}; {dims}", ""]
+        lines = [f"cost report: {self.graph_name} on {hw.name} ({hw.description}); phase {self.phase}; {dims}"]
+        lines += [f"note: {n}" for n in self.notes] + [""]
         lines += self.table_lines()
         lines += ["", f"total time     {human_time(t['time_s'])}",
                   f"total FLOPs    {human(t['flops'])} ({human(t['matrix_flops'])} matrix)",

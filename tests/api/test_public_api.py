@@ -94,3 +94,19 @@ def test_cli_bad_pipeline_is_a_clean_error(capsys, tmp_path):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "attncc", "targets"], capture_output=True, text=True, check=True)
     assert "cpu" in out.stdout
+
+
+def test_analyze_torch_model_at_requested_decode_shapes():
+    """phase/seq/batch re-export the model with dynamic dims, so every op (not only attention) is priced at them."""
+    import sys
+    sys.path.insert(0, "examples")
+    from models import LlamaStyleBlock
+
+    torch.manual_seed(0)
+    model = LlamaStyleBlock(hidden=64, heads=4, kv_heads=2, ffn=128, max_seq=256).eval()
+    report = attncc.analyze(model, (torch.randn(1, 16, 64),), hardware="h100-sxm", phase="decode", seq=4096, batch=8)
+    assert report.dims["batch"] == 8 and report.dims["seq"] == 1 and not report.notes
+    qkv = [r for r in report.rows if r.kind == "Linear"][0]
+    assert qkv.cost.flops == 2 * 8 * 64 * (64 + 2 * 32)  # 8 tokens through the packed QKV projection
+    attn = [r for r in report.rows if r.kind == "Attention"][0]
+    assert attn.cost.kv_read_bytes == 8 * 2 * 2 * 4096 * 16 * 4  # batch * kv heads * (K+V) * past * head dim * fp32
