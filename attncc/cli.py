@@ -14,6 +14,8 @@ EPILOG = """examples:
   attncc compile model.onnx --target cpu --export out/
   attncc compile examples/models.py:llama_block --print-pipeline --dump-ir ir_dump/
   attncc report model.onnx --hardware h100-sxm --phase decode --seq 8192 --batch 16
+  attncc report mha.onnx gqa.onnx mla.onnx --hardware h100-sxm --phase decode --seq 8192   (compare variants)
+  attncc report model.onnx --hardware h100-sxm,a100-80gb,host-cpu                           (compare devices)
   attncc calibrate
 
 MODEL is a path to a .onnx file, or FILE.py:FUNCTION / package.module:FUNCTION where
@@ -93,16 +95,24 @@ def _cmd_compile(args) -> int:
 
 def _cmd_report(args) -> int:
     import attncc
+    from attncc.cost_models import compare
 
-    model, inputs = load_model(args.model)
     options = {k: getattr(args, k) for k in ("phase", "seq", "batch", "past") if getattr(args, k) is not None}
-    report = attncc.analyze(model, inputs, hardware=args.hardware, **options)
-    if args.json:
-        print(report.to_json())
+    devices = [h.strip() for h in args.hardware.split(",") if h.strip()]
+    reports = []
+    for spec in args.model:
+        model, inputs = load_model(spec)
+        for hw in devices:
+            label = spec.rsplit("/", 1)[-1] + (f"@{hw}" if len(devices) > 1 else "")
+            reports.append((label, attncc.analyze(model, inputs, hardware=hw, **options)))
+    if len(reports) > 1:  # comparison mode: variants and/or devices side by side
+        print(compare(reports))
+    elif args.json:
+        print(reports[0][1].to_json())
     else:
-        print(report.to_text())
+        print(reports[0][1].to_text())
     if args.html:
-        report.to_html(args.html)
+        reports[0][1].to_html(args.html)
         print(f"wrote {args.html}")
     return 0
 
@@ -141,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="cost report (FLOPs, bytes, roofline time) of a model on a hardware spec",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    r.add_argument("model", metavar="MODEL", help="a .onnx path or FILE.py:FUNCTION")
-    r.add_argument("--hardware", default="host-cpu", help="hardware spec (see `attncc hardware`; default: host-cpu)")
+    r.add_argument("model", metavar="MODEL", nargs="+",
+                   help="a .onnx path or FILE.py:FUNCTION; several models are compared side by side")
+    r.add_argument("--hardware", default="host-cpu",
+                   help="hardware spec, or a comma-separated list to compare devices (see `attncc hardware`; default: host-cpu)")
     r.add_argument("--phase", choices=["prefill", "decode"], help="price a prefill or a decode step")
     r.add_argument("--seq", type=int, help="sequence length (prefill) or KV length (decode)")
     r.add_argument("--batch", type=int, help="batch size")

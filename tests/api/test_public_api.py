@@ -110,3 +110,10 @@ def test_analyze_torch_model_at_requested_decode_shapes():
     assert qkv.cost.flops == 2 * 8 * 64 * (64 + 2 * 32)  # 8 tokens through the packed QKV projection
     attn = [r for r in report.rows if r.kind == "Attention"][0]
     assert attn.cost.kv_read_bytes == 8 * 2 * 2 * 4096 * 16 * 4  # batch * kv heads * (K+V) * past * head dim * fp32
+
+
+def test_cli_report_compares_devices_side_by_side(capsys):
+    assert cli_main(["report", "examples/models.py:llama_block", "--hardware", "h100-sxm,mobile-cpu",
+                     "--phase", "decode", "--seq", "1024", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "speedup vs first" in out and "h100-sxm" in out and "mobile-cpu" in out
