@@ -8,10 +8,13 @@ grouped attention trades length for width, ...). Then one counter prices every v
   FLOPs      2·pairs·(d_qk + d_v) summed over heads (2 per MAC; pairs = visible (q, k) pairs)
   main bytes Q read + O write + K/V read once per query block (FlashAttention-2 loop order:
              query blocks outside, KV streamed inside, so KV is re-read ⌈rows / q_block⌉ times,
-             only over the key range the mask leaves visible to that block). GQA packs the
+             only over the key range the mask leaves visible to that block; `kv_read_bytes`).
+             The re-reads are priced at the largest on-chip level (L2 / L3) instead when one kv
+             head's K and V stay there, as a matmul's reused operand is. GQA packs the
              g query heads sharing a KV head into the same block (rows = g·Lq), so decode reads
              each KV head once.
-  tile bytes per (q tile, kv tile) the working set (attention_tile_footprint) at the tiled level.
+  tile bytes Q in and O out per query block plus a K and V tile per (q tile, kv tile) step at the tiled
+             level; the working set (attention_tile_footprint) must fit it.
 
 Pricing sees the kernel the tiles describe (`executed_tiles`): a prefill kernel runs one task per
 (batch, query head, query block) and visits whole kv blocks, so causal and window masks execute
@@ -253,13 +256,24 @@ def count_work(work: AttentionWork, tiling: Tiling, hw: HardwareSpec, spec: Atte
     kv_read = work.batch * work.kv_heads * tokens * token_bytes * work.kv_read_scale
     q_bytes = work.batch * work.q_heads * work.q_len * work.qk_dim * b
     o_bytes = work.batch * work.q_heads * work.q_len * (work.out_dim or work.v_dim) * b
-    main = q_bytes + o_bytes + kv_read + work.extra_bytes
+    once, _ = _kv_tokens_read(work, max(1, work.q_len * work.group))  # union of visible keys, each read once
+    kv_once = work.batch * work.kv_heads * once * token_bytes * work.kv_read_scale
+    # the re-reads by later query blocks come from main memory only when one kv head's keys and values do not
+    # stay in the largest on-chip level (as for a matmul's reused operand); kv_read_bytes keeps the FA-IO count
+    reuse = max(hw.on_chip_levels, key=lambda lv: lv.capacity_bytes * (lv.units if lv.per_unit else 1))
+    kv_stays = once * token_bytes * work.kv_read_scale <= reuse.capacity_bytes and kv_read > kv_once
+    main = q_bytes + o_bytes + (min(kv_once, kv_read) if kv_stays else kv_read) + work.extra_bytes
     n_tiles = work.batch * work.kv_heads * nblk * max(1, math.ceil(tokens / nblk / kv_block))
     footprint = _footprint(work, q_block, kv_block)
     fits = footprint <= hw.on_chip_bytes
     cost = OpCost(flops=core + work.extra_flops, vector_flops=vec + work.extra_vector_flops, main_level=hw.main_memory.name)
     cost.bytes[hw.main_memory.name] = main
-    tile_bytes = n_tiles * footprint
+    if kv_stays and reuse.name != hw.tile_level:
+        cost.bytes[reuse.name] = kv_read - kv_once
+    # traffic through the tiled level: each query block's Q in and O out once, a K and V tile per step
+    # (the score tile stays in registers / L1 and the Q block stays resident across the kv loop)
+    width = work.qk_dim + work.v_dim
+    tile_bytes = (work.batch * work.kv_heads * nblk * q_block * width + n_tiles * kv_block * width) * work.elem_bytes
     if fits:
         cost.bytes[hw.tile_level] = tile_bytes
     else:  # the tile spills: its traffic lands on the next level out
@@ -272,7 +286,6 @@ def count_work(work: AttentionWork, tiling: Tiling, hw: HardwareSpec, spec: Atte
     cost.kv_bytes_per_token = cache_tok
     cost.kv_cache_bytes = cache_tok * (work.cache_len if work.cache_len is not None else work.kv_len) * work.batch
     cost.kv_read_bytes = kv_read
-    once, _ = _kv_tokens_read(work, max(1, work.q_len * work.group))  # union of visible keys, each read once
     cost.details["kv_unique_bytes"] = work.batch * work.kv_heads * once * token_bytes * work.kv_read_scale
     run = executed_tiles(work, Tiling(q_block=q_block, kv_block=kv_block, num_splits=tiling.num_splits))
     # waste of whole tiles over the ideal pairs (variants that override pairs keep their own count)
