@@ -135,3 +135,15 @@ def test_calibrate_host_refits_factors_from_kernel_times(host, tmp_path):
     assert "calibrate_host" in saved["efficiency"]["source"] and "load 0.50-0.70" in saved["efficiency"]["source"]
     assert spec.launch_overhead_s == 5e-6
     assert get_hardware("host-cpu").efficiency == spec.efficiency   # the saved spec is the one used
+
+
+@pytest.mark.slow
+def test_shipped_spec_predicts_this_machine(host):
+    """Times a third of the benchmark's kernels here and prices them with the shipped spec (no refit)."""
+    pytest.importorskip("tvm")
+    from attncc.calibration import measure_kernels
+
+    res = measure_kernels(quick=True, rounds=2, reps=3, wait_s=0, log=None)
+    pred, meas, ape = percent_errors(res["samples"], host)
+    assert spearman(pred, meas) >= 0.9
+    assert np.median(ape) <= 0.3, f"median error {np.median(ape):.0%} at load {res['loads']}"
