@@ -74,10 +74,11 @@ DECODE = [  # (B, Hq, Hkv, KV, D)
     (1, 32, 1, 8192, 128), (2, 16, 16, 8192, 64), (1, 8, 2, 16384, 64), (16, 8, 8, 1024, 64), (1, 4, 4, 512, 64),
     (4, 32, 4, 4096, 128), (1, 16, 16, 2048, 128), (1, 32, 32, 32768, 128), (2, 4, 1, 256, 64),
 ]
-MATMUL = [  # (M, N, K, packed weight); M=1 is left out: schedule_matmul cannot reorder a unit row loop
+MATMUL = [  # (M, N, K, packed weight)
     (512, 512, 512, False), (1024, 1024, 1024, True), (2048, 512, 512, False), (256, 4096, 1024, True),
     (2, 4096, 4096, True), (8, 4096, 1024, True), (128, 1024, 4096, False), (64, 64, 4096, False),
     (1536, 1536, 256, True), (4096, 256, 256, False), (4, 11008, 4096, True), (32, 4096, 4096, True),
+    (1, 4096, 4096, True), (1, 11008, 4096, True),
 ]
 
 
@@ -141,7 +142,9 @@ def _matmul_case(m: int, n: int, k: int, packed: bool, rng) -> tuple[KernelSampl
     tc = tvm.runtime.tensor(np.empty((1, m, n), np.float32))
     fn(ta, tb, tc)
     np.testing.assert_allclose(tc.numpy()[0], a_np[0] @ w_np, rtol=1e-3, atol=1e-2)
-    tiles = Tiling(q_block=_largest_divisor(m, (TILE_ROWS, 4, 2)), kv_block=_largest_divisor(n, (PANEL, 16, 8)))
+    # the register tile schedule_matmul picks (exact divisors of M and N)
+    tiles = Tiling(q_block=_largest_divisor(m, range(TILE_ROWS, 0, -1)),
+                   kv_block=_largest_divisor(n, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1))))
     label = f"matmul {'linear(packed W)' if packed else 'unpacked'} {m}x{n}x{k}"
     return KernelSample(label, ("matmul", m, n, k, tiles)), lambda: fn(ta, tb, tc)
 

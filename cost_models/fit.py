@@ -34,6 +34,9 @@ CLASS_FACTORS = {
 }
 
 
+MAX_FACTOR = {"memory": 1.5}
+
+
 def predict(job: tuple, hw: HardwareSpec, dtype: str = "float32") -> OpCost:
     """Price one kernel: ("attention", spec, batch, q_len, kv_len, tiling) or ("matmul", m, n, k, tiling)."""
     if job[0] == "attention":
@@ -96,9 +99,10 @@ def fit_efficiency(samples: Sequence, hw: HardwareSpec, launch_s: dict[str, floa
         costs = [predict(s.job, hw) for s in sub]
         meas = np.array([s.measured_s for s in sub])
         names = resources + ("launch_s",)
-        # log-space box: efficiencies in [1%, 100%] of peak, fixed cost in [tiny, 30 x tiny]
+        # log-space box: compute in [1%, 100%] of peak; memory up to 150% because the spec's DRAM figure is a
+        # read+write copy and read-only streams (a decode Linear's weight) run faster; fixed cost >= tiny kernel
         lo = np.array([np.log(0.01)] * len(resources) + [np.log(tiny)])
-        hi = np.array([0.0] * len(resources) + [np.log((30 if fit_launch else 1) * tiny)])
+        hi = np.array([np.log(MAX_FACTOR.get(r, 1.0)) for r in resources] + [np.log((30 if fit_launch else 1) * tiny)])
         center, span = (lo + hi) / 2, (hi - lo) / 2
         best = None
         for _ in range(5):                                   # coarse to fine

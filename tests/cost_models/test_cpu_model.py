@@ -81,7 +81,7 @@ def test_shipped_host_spec_has_fitted_factors_with_a_source():
     for cls, resources in want.items():
         entry = eff["by_op"][cls]
         for r in resources:
-            assert 0.01 <= entry[r] <= 1.0, (cls, r)
+            assert 0.01 <= entry[r] <= (1.5 if r == "memory" else 1.0), (cls, r)
         assert entry["launch_s"] >= entry["tiny_kernel_s"] > 0
     assert "measured" in d["launch_source"]
     hw = spec_from_dict(d)
