@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     fitted = with_efficiency(shipped, eff, res["launch_s"]["launch"])
 
     print(f"\nload average per round: {', '.join(f'{x:.2f}' for x in loads)}")
-    print(f"fixed cost per call (tiny kernels, cold): "
+    print("fixed cost per call (tiny kernels, cold): "
           + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in res["launch_s"].items()))
     print(f"fitted on the calibration split: {json.dumps(eff['by_op'])}\n")
     print(f"{'kernel':<58} {'split':<6} {'measured':>10} {'predicted':>10} {'error':>7}  bound")

@@ -174,7 +174,6 @@ class ExecutedTiles:
 def executed_tiles(work: AttentionWork, tiling: Tiling) -> ExecutedTiles:
     """Pairs computed by the tiled kernel: whole kv blocks inside each block's visible key range."""
     qb, kb = tiling.q_block or 1, tiling.kv_block or 16
-    rows = work.group * work.q_len
     kv_len = work.kv_len
     if tiling.num_splits or work.q_len <= DECODE_MAX_QUERIES:  # split-KV decode: a kv head's query rows together
         pos = np.arange(work.q_len, dtype=np.int64)
