@@ -13,7 +13,6 @@ the measured tiny-kernel times.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
