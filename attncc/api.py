@@ -93,6 +93,27 @@ def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: l
     return import_model(model, example_inputs)
 
 
+def load(directory: str) -> CompiledModel:
+    """Load a folder written by `CompiledModel.export` (no recompilation where the backend ships binaries)."""
+    import json
+    import os
+
+    from .backends import get_backend
+    from .ir import graph_from_json
+
+    manifest_path = os.path.join(directory, "manifest.json")
+    if not os.path.exists(manifest_path):
+        raise FileNotFoundError(f"{directory!r} is not an attncc export: it has no manifest.json")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    backend = get_backend(manifest["target"])
+    with open(os.path.join(directory, "graph.json")) as f:
+        graph = graph_from_json(f.read())
+    loader = getattr(backend, "load", None)
+    executable = loader(directory) if loader else backend.lower(graph, {})
+    return CompiledModel(graph, executable, manifest["target"], manifest["pipeline"], manifest["hardware"])
+
+
 def targets() -> list[dict]:
     """Registered compile targets with their status (available / planned)."""
     from .backends import TARGETS

@@ -117,3 +117,17 @@ def test_cli_report_compares_devices_side_by_side(capsys):
                      "--phase", "decode", "--seq", "1024", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "speedup vs first" in out and "h100-sxm" in out and "mobile-cpu" in out
+
+
+@pytest.mark.parametrize("target", ["reference", "cpu"])
+def test_export_then_load_runs_the_same(tmp_path, target):
+    cm = attncc.compile(attention_graph(), target=target, passes="dce")
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal((2, h, 6, 8)).astype(np.float32) for h in (2, 1, 1)]
+    expected = cm(*args)
+    cm.export(str(tmp_path / "pkg"))
+    loaded = attncc.load(str(tmp_path / "pkg"))
+    assert loaded.target == target and ir.print_ir(loaded.graph) == ir.print_ir(cm.graph)
+    np.testing.assert_allclose(loaded(*args), expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        attncc.load(str(tmp_path))
