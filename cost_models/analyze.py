@@ -18,6 +18,7 @@ from attncc.ir.types import DTYPE_BYTES
 from .attention_cost import attention_cost
 from .hardware import HardwareSpec, get_hardware
 from .matmul_cost import count_matmul
+from .optical4f_ops import SIMULATION_NOTE, price_optical_node
 from .pricing import OpCost, price
 from .report import CostReport, Row
 
@@ -186,6 +187,7 @@ def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase
     """Cost report of `graph` on `hardware`: a row per op, totals, peak memory, KV-cache bytes."""
     hw = get_hardware(hardware)
     env, ctx = bind_dims(graph, phase, seq, batch, past, dims)
+    ctx["graph"] = graph
     bind = Binder(env)
     rows: list[Row] = []
     weights = 0
@@ -199,6 +201,8 @@ def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase
         if rule is None:
             raise ValueError(f"node {node.name!r}: no cost rule for op {kind}; priced ops: {', '.join(sorted(OP_COST_RULES))}")
         cost = rule(node, bind, hw, ctx)
+        if hw.kind == "optical":  # same counts, time and energy from the 4f device model
+            cost = price_optical_node(node, bind, hw, ctx, cost)
         if kind not in ("Attention", "FusedAttention"):  # weights read by this op, counted here once
             wbytes = sum(bind.nbytes(v, node.name) for v in node.inputs if _is_weight(v))
             cost.details["weight_bytes"] = wbytes
@@ -208,7 +212,7 @@ def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase
     return CostReport(rows=rows, hardware=hw, phase=ctx["phase"], dims=env, weights_bytes=weights,
                       dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
                       peak_memory_bytes=_peak_memory(graph, order, bind, weights),
-                      graph_name=graph.name)
+                      graph_name=graph.name, notes=[SIMULATION_NOTE] if hw.kind == "optical" else [])
 
 
 def _peak_memory(graph: Graph, order, bind: Binder, weights: int) -> int:

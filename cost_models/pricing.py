@@ -40,6 +40,7 @@ class OpCost:
     launch_s: float = 0.0
     time_s: float = 0.0
     bound: str = ""
+    energy_j: float | None = None        # joules per call, from devices with an energy model (optical-4f); else None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -66,7 +67,7 @@ class OpCost:
                 "main_bytes": self.main_bytes, "intensity": self.intensity if self.main_bytes else None,
                 "kv_cache_bytes": self.kv_cache_bytes, "kv_bytes_per_token": self.kv_bytes_per_token,
                 "kv_read_bytes": self.kv_read_bytes, "compute_s": self.compute_s, "memory_s": self.memory_s,
-                "launch_s": self.launch_s, "time_s": self.time_s, "bound": self.bound, "notes": list(self.notes),
+                "launch_s": self.launch_s, "time_s": self.time_s, "bound": self.bound, "energy_j": self.energy_j, "notes": list(self.notes),
                 "details": dict(self.details)}
 
 

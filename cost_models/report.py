@@ -24,6 +24,13 @@ def human_time(s: float) -> str:
     return f"{s / 1e-9:.3g} ns"
 
 
+def human_energy(j: float) -> str:
+    for div, u in ((1.0, "J"), (1e-3, "mJ"), (1e-6, "uJ")):
+        if abs(j) >= div:
+            return f"{j / div:.3g} {u}"
+    return f"{j / 1e-9:.3g} nJ"
+
+
 @dataclass
 class Row:
     """One priced op."""
@@ -33,6 +40,11 @@ class Row:
     variant: str
     cost: OpCost
     share: float = 0.0
+
+    @property
+    def energy_j(self) -> float | None:
+        """Joules of this op on devices with an energy model (optical-4f), else None."""
+        return self.cost.energy_j
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "variant": self.variant, "share": self.share, **self.cost.to_dict()}
@@ -64,6 +76,13 @@ class CostReport:
         return sum(r.cost.time_s for r in self.rows)
 
     @property
+    def total_energy_j(self) -> float | None:
+        """Sum of the rows' energy when the device has an energy model, else None."""
+        if not any(r.cost.energy_j is not None for r in self.rows):
+            return None
+        return sum(r.cost.energy_j or 0.0 for r in self.rows)
+
+    @property
     def total_flops(self) -> float:
         return sum(r.cost.flops + r.cost.vector_flops for r in self.rows)
 
@@ -93,7 +112,7 @@ class CostReport:
         return sum(r.cost.kv_bytes_per_token for r in self.rows)
 
     def totals(self) -> dict[str, Any]:
-        return {"time_s": self.total_time_s, "flops": self.total_flops, "matrix_flops": self.total_matrix_flops,
+        return {"time_s": self.total_time_s, "energy_j": self.total_energy_j, "flops": self.total_flops, "matrix_flops": self.total_matrix_flops,
                 "bytes": self.total_bytes, "main_bytes": self.main_bytes,
                 "intensity": self.total_matrix_flops / self.main_bytes if self.main_bytes else None,
                 "kv_cache_bytes": self.kv_cache_bytes, "kv_bytes_per_token": self.kv_bytes_per_token,
@@ -114,6 +133,10 @@ class CostReport:
         body = [[r.name, r.kind, r.variant or "-", human(r.cost.flops + r.cost.vector_flops),
                  human(r.cost.main_bytes), f"{r.cost.intensity:.3g}" if r.cost.main_bytes else "-",
                  r.cost.bound, human_time(r.cost.time_s), f"{100 * r.share:.1f}%"] for r in self.rows]
+        if self.total_energy_j is not None:  # only devices with an energy model get the column
+            head.append("energy")
+            for b, r in zip(body, self.rows):
+                b.append(human_energy(r.cost.energy_j) if r.cost.energy_j is not None else "-")
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
         fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 or i == 6 else c.rjust(w)  # noqa: E731
                                       for i, (c, w) in enumerate(zip(cells, widths)))
@@ -125,7 +148,16 @@ class CostReport:
         dtype_ridge = c.details.get("ridge_point")
         parts = [f"{row.name} ({row.kind}{', ' + row.variant if row.variant else ''}): {human_time(c.time_s)}, "
                  f"{100 * row.share:.1f}% of the total, {c.bound}-bound."]
-        if c.main_bytes and dtype_ridge:
+        opt = c.details.get("optical")
+        if opt and not opt["frames"] and not opt["filter_updates"]:
+            parts.append(f"Runs on the electronic host: {human(opt['host_flops'])} FLOPs, {human(opt['host_bytes'], 'B')}; "
+                         f"energy {human_energy(c.energy_j)}.")
+        elif opt:  # the 4f model, not the roofline, priced this op
+            parts.append(f"4f model: {opt['frames']} frames at {human_time(opt['frame_period_s'])}, "
+                         f"{opt['filter_updates']} filter updates ({opt['dynamic_filter_updates']} data-dependent) at "
+                         f"{human_time(opt['update_s'])} each on the {opt['filter']} filter, host "
+                         f"{human_time(opt['time_parts_s']['host'])}; energy {human_energy(c.energy_j)}.")
+        elif c.main_bytes and dtype_ridge:
             side = "below" if c.intensity < dtype_ridge else "above"
             parts.append(f"Intensity {c.intensity:.3g} FLOP/B is {side} the ridge point {dtype_ridge:.3g} FLOP/B of "
                          f"{hw.name}; compute {human_time(c.compute_s)} vs memory {human_time(c.memory_s)}"
@@ -145,7 +177,10 @@ class CostReport:
         lines = [f"cost report: {self.graph_name} on {hw.name} ({hw.description}); phase {self.phase}; {dims}"]
         lines += [f"note: {n}" for n in self.notes] + [""]
         lines += self.table_lines()
-        lines += ["", f"total time     {human_time(t['time_s'])}",
+        lines += ["", f"total time     {human_time(t['time_s'])}"]
+        if t["energy_j"] is not None:
+            lines.append(f"total energy   {human_energy(t['energy_j'])} (simulation estimate)")
+        lines += [
                   f"total FLOPs    {human(t['flops'])} ({human(t['matrix_flops'])} matrix)",
                   f"{hw.main_memory.name} traffic  " + human(t["main_bytes"], "B") +
                   (f"  (intensity {t['intensity']:.3g} FLOP/B, ridge {hw.ridge_point(self.dtype):.3g} {self.dtype})" if t["intensity"] else ""),
