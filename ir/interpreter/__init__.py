@@ -14,6 +14,7 @@ from .attention_ref import FEATURE_REFERENCES, attention_reference, register_ref
 from .kernels import KERNELS, kernel
 from . import variants  # noqa: E402,F401  (registers the attention variant references)
 from . import fused_attention_ref  # noqa: E402,F401  (registers the FusedAttention kernel)
+from . import scan_ref  # noqa: E402,F401  (registers the CumSum kernel)
 
 
 @dataclass
