@@ -38,14 +38,14 @@ def test_dynamic_kv_cache_dims_in_llama_block():
 
 
 def test_unsupported_op_names_node_op_and_supported_list():
-    class Cumsum(nn.Module):
+    class Cumprod(nn.Module):
         def forward(self, x):
-            return torch.cumsum(x, dim=-1) * 2
+            return torch.cumprod(x, dim=-1) * 2
 
     with pytest.raises(TorchImportError) as err:
-        import_torch(Cumsum(), (torch.randn(2, 3),))
+        import_torch(Cumprod(), (torch.randn(2, 3),))
     msg = str(err.value)
-    assert "FX node 'cumsum'" in msg and "aten.cumsum.default" in msg
+    assert "FX node 'cumprod'" in msg and "aten.cumprod.default" in msg
     assert "aten.scaled_dot_product_attention.default" in msg  # lists what is supported
 
 
@@ -66,7 +66,7 @@ def test_exported_program_and_import_model_dispatch():
 
 
 def test_registered_converter_is_used():
-    name = "aten.cumsum.default"
+    name = "aten.cumprod.default"
     assert name not in TORCH_CONVERTERS
     try:
         @register_torch_converter(name)
@@ -74,11 +74,11 @@ def test_registered_converter_is_used():
             from attncc.ir.ops import Unary
             return ctx.emit(Unary("neg"), [args["self"]])
 
-        class Cumsum(nn.Module):
+        class Cumprod(nn.Module):
             def forward(self, x):
-                return torch.cumsum(x, dim=0)
+                return torch.cumprod(x, dim=0)
 
-        graph = import_torch(Cumsum(), (torch.ones(3),))
+        graph = import_torch(Cumprod(), (torch.ones(3),))
         assert graph.find("Unary")[0].op.fn == "neg"
     finally:
         TORCH_CONVERTERS.pop(name, None)

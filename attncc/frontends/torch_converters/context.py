@@ -108,12 +108,13 @@ class TorchContext:
 
     def symbolic_scalar(self, d: str) -> Value:
         """A 0-d int64 tensor holding symbolic size `d` (e.g. `positions + past_len`): one entry of a
-        constant arange spanning the dim's declared range."""
-        missing = [s for s in D.symbols(d) if self.dim_bounds.get(s) is None]
-        if missing:
-            raise self.error(f"symbolic size {d!r} is used as a tensor value; declare a maximum for dim "
-                             f"'{missing[0]}' (torch.export.Dim('{missing[0]}', max=...)) so it can be tabulated")
-        from ...ir.ops import Reshape, Slice
+        constant arange spanning the dim's declared range; without a declared maximum, the sum of `d` ones."""
+        from ...ir.ops import Expand, Reduce, Reshape, Slice
+
+        if any(self.dim_bounds.get(s) is None for s in D.symbols(d)):
+            one = self.constant(np.array(1, np.int64), name="one")
+            ones = self.graph.add1(Expand((d,)), [one], name="size_ones", source=self.source)
+            return self.graph.add1(Reduce("sum", (0,)), [ones], name="size_scalar", source=self.source)
 
         upper = D.evaluate(d, {s: self.dim_bounds[s] for s in D.symbols(d)})
         table = self.constant(np.arange(upper + 1, dtype=np.int64), name="size_table")

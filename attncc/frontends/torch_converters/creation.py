@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...ir import dims as D
-from ...ir.ops import Binary, Cast, Expand, Slice, Where
+from ...ir.ops import Binary, Cast, CumSum, Expand, Slice, Where
 from . import register_torch_converter
 from .context import ir_dtype
 
@@ -48,19 +48,25 @@ def _new(ctx, args):
 @register_torch_converter("aten.arange.default", "aten.arange.start", "aten.arange.start_step")
 def _arange(ctx, args):
     """arange with symbolic bounds (positions): a slice of a constant arange that spans every value the
-    bounds can take, given each dim's declared maximum."""
+    bounds can take, given each dim's declared maximum; without a maximum, an exclusive running sum of
+    ones (start + [0, 1, ..., n-1]), which needs no bound."""
     start, end, step = ctx.dim(args.get("start", 0)), ctx.dim(args["end"]), args.get("step", 1)
     if step != 1:
         raise ctx.error(f"arange({start}, {end}, {step}) with symbolic bounds needs step 1")
-    for sym in D.symbols(end):
-        if ctx.dim_bounds.get(sym) is None:
-            raise ctx.error(f"arange up to symbolic size {end}: declare a maximum for dim '{sym}' "
-                            f"(torch.export.Dim('{sym}', max=...)) so its values can be tabulated")
+    if any(ctx.dim_bounds.get(sym) is None for sym in D.symbols(end)):
+        return _counted_arange(ctx, start, end, ir_dtype(args.get("dtype") or torch.int64, ctx.where()))
     upper = D.evaluate(end, {s: ctx.dim_bounds[s] for s in D.symbols(end)})  # sizes only grow with their dims
     base = start if isinstance(start, int) and start < 0 else 0
     dt = ir_dtype(args.get("dtype") or torch.int64, ctx.where())
     table = ctx.constant(np.arange(base, max(upper, base + 1), dtype=dt), name=f"{ctx.node.name}_table")
     return ctx.emit(Slice(0, D.add(start, -base), D.add(end, -base), 1), [table])
+
+
+def _counted_arange(ctx, start, end, dt: str):
+    """arange(start, end) as start + exclusive CumSum(ones(end - start)): works for unbounded dims."""
+    ones = ctx.emit(Expand((D.add(end, D.mul(start, -1)),)), [ctx.value(1, dt)], name=f"{ctx.node.name}_ones")
+    counts = ctx.emit(CumSum(axis=0, exclusive=True), [ones], name=f"{ctx.node.name}_counts")
+    return counts if start == 0 else ctx.emit(Binary("add"), [counts, ctx.value(start, dt)])
 
 
 @register_torch_converter("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten._to_dtype.default")

@@ -1,7 +1,9 @@
-"""Gathers: embedding, index_select and single-tensor advanced indexing become Gather."""
+"""Gathers: embedding, index_select and advanced indexing (one index tensor, or several on consecutive
+axes) become Gather."""
 from __future__ import annotations
 
-from ...ir.ops import Gather
+from ...ir import dims as D
+from ...ir.ops import Binary, Gather, Reshape, Where
 from . import register_torch_converter
 
 
@@ -25,6 +27,29 @@ def _index_select(ctx, args):
 def _index(ctx, args):
     idx = list(args["indices"])
     used = [i for i, t in enumerate(idx) if t is not None]
-    if len(used) != 1:
-        raise ctx.error(f"advanced indexing with {len(used)} index tensors; supported: exactly one (x[..., idx, ...])")
-    return _gather(ctx, args["self"], used[0], idx[used[0]])
+    if len(used) == 1:
+        return _gather(ctx, args["self"], used[0], idx[used[0]])
+    if used != list(range(used[0], used[-1] + 1)):
+        raise ctx.error(f"advanced indexing with index tensors on axes {used} that are not adjacent; supported: "
+                        "one index tensor, or several on consecutive axes (x[i, j] or x[:, i, j])")
+    return _gather_adjacent(ctx, args["self"], used[0], [idx[a] for a in used])
+
+
+def _gather_adjacent(ctx, data, first: int, indices):
+    """x[..., i0, i1, ..., ik, ...] on consecutive axes: merge those axes into one and Gather at the
+    row-major linear index ((i0 * s1 + i1) * s2 + ...), the index tensors broadcasting together."""
+    shape = ctx.shape_of(data)
+    sizes = shape[first:first + len(indices)]
+    linear = None
+    for index, size in zip(indices, sizes):
+        if ctx.dtype_of(index) not in ("int64", "int32"):
+            raise ctx.error(f"indices must be int64/int32, got {ctx.dtype_of(index)} "
+                            "(bool-mask indexing is not supported)")
+        i = ctx.value(index, "int64")
+        n = ctx.value(size, "int64")
+        # torch accepts negative indices: i < 0 counts from the end of the axis
+        i = ctx.emit(Where(), [ctx.emit(Binary("lt"), [i, ctx.value(0, "int64")]), ctx.emit(Binary("add"), [i, n]), i])
+        linear = i if linear is None else ctx.emit(Binary("add"), [ctx.emit(Binary("mul"), [linear, n]), i])
+    merged = ctx.emit(Reshape((*shape[:first], D.product(sizes), *shape[first + len(indices):])), [data],
+                      name=f"{ctx.node.name}_merged")
+    return ctx.emit(Gather(first), [merged, linear])
