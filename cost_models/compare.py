@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .report import CostReport, human, human_time
+from .report import CostReport, human, human_energy, human_time
 
 
 def _as_report(item: Any) -> tuple[str, CostReport]:
@@ -51,6 +51,8 @@ def compare(items: Iterable[Any]) -> str:
         ("peak memory", lambda r: human(r.peak_memory_bytes, "B")),
         ("dominant bound", dominant),
     ]
+    if any(r.total_energy_j is not None for _, r in reps):  # devices with an energy model (optical-4f, simulated)
+        metrics.insert(5, ("energy (simulated)", lambda r: human_energy(r.total_energy_j) if r.total_energy_j is not None else "-"))
     table = [[""] + [label for label, _ in reps]] + [[name] + [fn(r) for _, r in reps] for name, fn in metrics]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from attncc.cost_models import analyze_graph
+from attncc.cost_models import analyze_graph, compare
 from attncc.cost_models.optical4f import Optical4fDevice, correlate, matmul, optical_variant, price_work
 from attncc.ir import Activation, Attention, AttentionSpec, Binary, Graph, LayerNorm, Linear, Reshape, Transpose
 from attncc.ir.ops.attention_features import ConvShare
@@ -187,6 +187,7 @@ def test_report_shows_energy_only_for_optical_and_says_simulation():
     gpu = analyze_graph(g, "h100")
     assert gpu.total_energy_j is None and all(r.energy_j is None for r in gpu.rows)
     assert "energy" not in gpu.to_text() and gpu.to_dict()["totals"]["energy_j"] is None
+    assert "energy (simulated)" in compare([analyze_graph(g, "optical-4f"), gpu]) and "energy" not in compare([gpu])
 
 
 # ---- ConvShareViT vs GPU --------------------------------------------------------------------------------------------
