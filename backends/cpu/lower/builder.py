@@ -63,8 +63,9 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
         kind = classify(node)
         if kind == "unsupported":
             raise CpuLoweringError(node.name, node.op.op_name, "this op has no CPU lowering; supported ops: "
-                                   "Linear, MatMul, Softmax, LayerNorm, RMSNorm, Reduce, Unary, Binary, Activation, "
-                                   "Where, Cast, Transpose, Concat, Slice, Gather, Expand, Rotary, Reshape, Attention")
+                                   "Linear, MatMul, Softmax, LayerNorm, RMSNorm, Reduce, CumSum, Unary, Binary, "
+                                   "Activation, Where, Cast, Transpose, Concat, Slice, Gather, Expand, Rotary, "
+                                   "Reshape, Attention")
         if kind == "attention":
             attn.lower(node)
         elif kind in ("matmul", "rows", "injective") and group_of[node.name].root is node:

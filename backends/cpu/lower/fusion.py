@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ....ir import Graph, Node
 
 MATMUL_OPS = ("Linear", "MatMul")
-ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce")
+ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce", "CumSum")
 ELEMENTWISE_OPS = ("Unary", "Binary", "Activation", "Where", "Cast")
 LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Gather", "Expand", "Rotary")
 INJECTIVE_OPS = ELEMENTWISE_OPS + LAYOUT_OPS

@@ -11,6 +11,7 @@ from tvm import te
 from . import te_elementwise as ew
 from . import te_layout as lay
 from . import te_norm as nrm
+from . import te_scan
 from .te_elementwise import load
 
 TE_OPS: dict[str, Callable] = {
@@ -28,6 +29,7 @@ TE_OPS: dict[str, Callable] = {
     "LayerNorm": nrm.layer_norm,
     "RMSNorm": nrm.rms_norm,
     "Reduce": nrm.reduce,
+    "CumSum": te_scan.cumsum,
     # Slice is bound per shape (its start may be symbolic): see groups.py
 }
 
