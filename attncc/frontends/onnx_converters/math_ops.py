@@ -1,9 +1,10 @@
-"""Elementwise math, matrix products, softmax, normalizations and reductions (domain ai.onnx)."""
+"""Elementwise math, matrix products, softmax, normalizations, reductions and CumSum (domain ai.onnx)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ...ir.ops import Activation, Binary, LayerNorm, Linear, MatMul, Reduce, Reshape, RMSNorm, Softmax, Unary, Where
+from ...ir.ops import (Activation, Binary, CumSum, LayerNorm, Linear, MatMul, Reduce, Reshape, RMSNorm, Softmax,
+                        Unary, Where)
 from .context import ImportContext
 from .registry import converter
 
@@ -210,3 +211,19 @@ def _reduce(fn: str, axes_input_since: int):
 
 for _op, (_fn, _since) in REDUCTIONS.items():
     converter("", _op)(_reduce(_fn, _since))
+
+
+@converter("", "CumSum", since=11)
+def convert_cumsum(ctx: ImportContext, node):
+    """CumSum(x, axis) with the exclusive/reverse attributes; `axis` must be known at import time."""
+    x = ctx.input(node, 0)
+    axis = np.asarray(ctx.require_const(node, 1, "axis")).reshape(-1)
+    ctx.check(axis.size == 1 and axis.dtype.kind == "i", f"input 1 ('axis') must be one integer, got {axis.tolist()}")
+    axis = int(axis[0])
+    ctx.check(-x.rank <= axis < x.rank, f"axis {axis} is out of range for rank {x.rank} input {x.type}")
+    flags = {}
+    for name in ("exclusive", "reverse"):
+        v = ctx.attr(node, name, 0)
+        ctx.check(v in (0, 1), f"attribute {name}={v!r} must be 0 or 1")
+        flags[name] = bool(v)
+    return [ctx.add1(CumSum(axis, **flags), [x])]
