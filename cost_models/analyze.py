@@ -155,6 +155,7 @@ OP_COST_RULES: dict[str, Callable[..., OpCost]] = {
     "Unary": _elementwise, "Binary": _elementwise, "Activation": _elementwise, "Where": _elementwise,
     "Softmax": _elementwise, "LayerNorm": _elementwise, "RMSNorm": _elementwise, "Reduce": _elementwise,
     "Rotary": _elementwise,
+    "CumSum": _elementwise,  # a running sum: 1 add per element, reads the input once, writes the output once
     **{k: _layout for k in LAYOUT_OPS + VIEW_OPS},
 }
 
