@@ -28,7 +28,7 @@ from .lower.errors import CpuLoweringError
 from .lower.groups import materialize_constant
 from .lower.plan import Plan
 from .lower.runner import PlanRunner
-from .target import host_dtypes, host_target, vector_width_bits
+from .target import ensure_thread_pool, host_dtypes, host_target, vector_width_bits
 
 
 def _shape_of(x: Any) -> tuple:
@@ -151,7 +151,12 @@ class CpuBackend:
         options = dict(options or {})
         notes: list[str] = []
         graph = decompose_variants(graph)
-        program = CpuProgram(graph, self.target(options), options, self.cache, notes)
+        target = self.target(options)
+        threads = ensure_thread_pool(target["num-cores"])
+        if threads < target["num-cores"]:
+            notes.append(f"TVM's thread pool has {threads} thread(s) for {target['num-cores']} cores: it was created "
+                         f"before attncc could size it; set TVM_NUM_THREADS={target['num-cores']} before starting")
+        program = CpuProgram(graph, target, options, self.cache, notes)
         static = all(isinstance(d, int) for v in graph.inputs for d in v.shape)
         if static:
             program.runner_for(tuple(tuple(v.shape) for v in graph.inputs))
@@ -199,6 +204,7 @@ class CpuBackend:
         with open(os.path.join(directory, "cpu_plans.json")) as f:
             index = json.load(f)
         notes: list[str] = []
+        ensure_thread_pool()  # this host's cores, which may differ from the exporting one's
         program = CpuProgram(graph, index["target"], index.get("options", {}), self.cache, notes)
         for entry in index["plans"]:
             with open(os.path.join(directory, entry["plan"])) as f:

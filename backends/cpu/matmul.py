@@ -29,6 +29,22 @@ def packed_shape(k: int, n: int) -> tuple[int, int, int]:
     return (-(-n // PANEL), k, PANEL)
 
 
+GATE_COLS = PANEL // 2   # output columns per gated panel: 16 gate columns + the 16 matching up columns
+
+
+def pack_gated(w_gate: np.ndarray, w_up: np.ndarray) -> np.ndarray:
+    """Two (K, N) weights read by the same input -> (N/16, K, 32) panels, each holding 16 gate
+    columns then the same 16 up columns, so one register tile computes both halves of
+    act(x @ w_gate) * (x @ w_up) for 16 outputs (N must be a multiple of 16)."""
+    k, n = w_gate.shape
+    if w_up.shape != (k, n) or n % GATE_COLS:
+        raise ValueError(f"gated packing needs equal (K, N) weights with N % {GATE_COLS} == 0, "
+                         f"got {w_gate.shape} and {w_up.shape}")
+    g = w_gate.reshape(k, n // GATE_COLS, GATE_COLS)
+    u = w_up.reshape(k, n // GATE_COLS, GATE_COLS)
+    return np.ascontiguousarray(np.concatenate([g, u], axis=2).transpose(1, 0, 2))
+
+
 def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) -> te.Tensor:
     """fp32 accumulator C (Bt, M, N) = A (Ba, M, K) @ B, where B is packed panels (NP, K, 32)
     shared by every batch, or (Bb, K, N) with Bb in {1, Bt}."""
@@ -61,11 +77,12 @@ def _largest_divisor(n: int, choices) -> int:
     return 1
 
 
-def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str) -> None:
+def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PANEL) -> None:
     """Register-tile the accumulator block `acc` under the epilogue block `root` (both (Bt, M, N)).
 
     Tile rows/cols divide M/N exactly (no predicates, so the columns vectorize); the
-    (batch, column panel, row tile) loops are fused and run in parallel.
+    (batch, column panel, row tile) loops are fused and run in parallel. `max_cols` bounds the
+    output tile's columns (gated matmuls: 16 outputs read a 32-column accumulator tile).
     """
     from .lower.schedules import inline_injective
 
@@ -75,7 +92,7 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str) -> None:
     m_len, n_len = (int(sch.get(x).extent) for x in (m, n))
     mr = _largest_divisor(m_len, range(TILE_ROWS, 0, -1))
     # a column tile of 1 leaves no vector loop to reorder: any exact divisor <= PANEL vectorizes (LLVM pads the tail)
-    nr = _largest_divisor(n_len, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1)))
+    nr = _largest_divisor(n_len, tuple(c for c in (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1)) if c <= max_cols))
     mo, mi = sch.split(m, [None, mr])
     no, ni = sch.split(n, [None, nr])
     sch.reorder(b, no, mo, mi, ni)

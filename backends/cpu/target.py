@@ -80,3 +80,19 @@ def vector_width_bits() -> int:
 def host_dtypes() -> tuple[str, ...]:
     """Dtypes the backend compiles for on this host (bf16 is computed in fp32 with bf16 storage)."""
     return ("float32", "bfloat16", "float16")
+
+
+def ensure_thread_pool(cores: int | None = None) -> int:
+    """Make TVM's CPU thread pool use `cores` workers (default: every core this process may run on).
+
+    TVM sizes its pool once, from TVM_NUM_THREADS, else hardware_concurrency()/2 on x86 ("ignore
+    hyper-threading"): on a 2-vCPU VM that is ONE thread, so every parallel kernel ran on half the
+    machine. The pool cannot grow after it exists, so this sets the variable (unless the user did)
+    before the first kernel runs. Returns the pool's thread count (less than `cores` when the pool
+    was created earlier, e.g. by other TVM code in this thread).
+    """
+    import tvm  # noqa: F401  (loads the runtime)
+    import tvm_ffi
+
+    os.environ.setdefault("TVM_NUM_THREADS", str(int(cores or host_cores())))
+    return int(tvm_ffi.get_global_func("runtime.NumThreads")())

@@ -7,6 +7,7 @@ Rules (like Relay's, kept small):
   output, and (for matmul anchors) its other operands are full-size or one row (a bias);
 - injective ops (elementwise and layout: Transpose, Concat, Slice, Gather, Expand, Rotary)
   chain the same way among themselves;
+- mul(act(x @ Wg), x @ Wu) with constant weights becomes one "gated" matmul group;
 - Reshape is a view (no kernel), Constant is uploaded once, Attention is its own step.
 Producers are never fused into an anchor (a matmul would recompute them per tile).
 """
@@ -45,7 +46,7 @@ def classify(node: Node) -> str:
 class Group:
     """Nodes compiled as one kernel; `nodes[-1]` writes the group's only materialized value."""
 
-    kind: str                         # "matmul" | "rows" | "injective"
+    kind: str                         # "matmul" | "gated" | "rows" | "injective"
     nodes: list[Node] = field(default_factory=list)
 
     @property
@@ -69,7 +70,7 @@ def _epilogue_ok(node: Node, group: Group, shapes: dict[int, tuple]) -> bool:
     out = shapes[id(node.outputs[0])]
     if out != anchor_out:
         return False
-    if group.kind != "matmul":
+    if group.kind not in ("matmul", "gated"):
         return True
     inside = {id(v) for n in group.nodes for v in n.outputs}
     for v in node.inputs:
@@ -79,6 +80,46 @@ def _epilogue_ok(node: Node, group: Group, shapes: dict[int, tuple]) -> bool:
         if s != out and not _row_like(s, out[-1] if out else 1):
             return False
     return True
+
+
+GATE_COLS = 16  # backends/cpu/matmul.py GATE_COLS: gated weights pack 16 gate + 16 up columns per panel
+
+
+def _plain_linear(node: Node) -> bool:
+    w = node.inputs[1]
+    return (node.op.op_name == "Linear" and not node.op.has_bias and w.producer is not None
+            and w.producer.op.op_name == "Constant")
+
+
+def _gated_group(node: Node, group_of: dict[str, Group], users, outputs, shapes) -> Group | None:
+    """mul(act(x @ Wg), x @ Wu) (SwiGLU/GeGLU; act optional) as ONE gated matmul group, or None.
+
+    Both projections read the same x, so one kernel computes both halves per register tile from
+    interleaved weight panels and never writes the up projection out (see matmul.pack_gated).
+    """
+    if node.op.op_name != "Binary" or node.op.fn != "mul" or len(node.inputs) != 2:
+        return None
+    found = []
+    for v in node.inputs:
+        p = v.producer
+        g = group_of.get(p.name) if p is not None else None
+        if g is None or g.kind != "matmul" or g.root is not p or len(users.get(id(v), [])) != 1 or id(v) in outputs:
+            return None
+        found.append(g)
+    g1, g2 = found
+    if g1 is g2:
+        return None
+    if len(g1.nodes) == 1 and len(g2.nodes) > 1:
+        g1, g2 = g2, g1
+    if len(g2.nodes) != 1 or any(n.op.op_name != "Activation" for n in g1.nodes[1:]):
+        return None
+    gate, up = g1.anchor, g2.anchor
+    if not (_plain_linear(gate) and _plain_linear(up)) or gate.inputs[0] is not up.inputs[0]:
+        return None
+    wg, wu = shapes[id(gate.inputs[1])], shapes[id(up.inputs[1])]
+    if wg != wu or wg[-1] % GATE_COLS or gate.inputs[1].dtype != up.inputs[1].dtype:
+        return None
+    return Group("gated", g1.nodes + g2.nodes + [node])
 
 
 def plan_groups(graph: Graph, shapes: dict[int, tuple]) -> tuple[list[Node], dict[str, Group]]:
@@ -93,6 +134,11 @@ def plan_groups(graph: Graph, shapes: dict[int, tuple]) -> tuple[list[Node], dic
             group_of[node.name] = Group(kind, [node])
             continue
         if kind != "injective":
+            continue
+        gated = _gated_group(node, group_of, users, outputs, shapes)
+        if gated is not None:
+            for n in gated.nodes:
+                group_of[n.name] = gated
             continue
         joined = None
         for v in node.inputs:

@@ -5,7 +5,7 @@ from tvm import te
 
 from .... import ir
 from ....ir import Node
-from ..matmul import matmul_compute, pack_weight, packed_shape, schedule_matmul
+from ..matmul import GATE_COLS, PANEL, matmul_compute, pack_gated, pack_weight, packed_shape, schedule_matmul
 from . import te_layout
 from .errors import CpuLoweringError
 from .fusion import Group
@@ -50,6 +50,8 @@ class GroupBuilder:
         try:
             if group.kind == "matmul":
                 func, args, sched = self._matmul(group)
+            elif group.kind == "gated":
+                func, args, sched = self._gated(group)
             else:
                 func, args = self._plain(group)
                 sched = schedule_rows if group.kind == "rows" else schedule_injective
@@ -159,6 +161,51 @@ class GroupBuilder:
             inside[id(node.outputs[0])] = cur
         return self._finish(cur, args, group.root.outputs[0], shape3) + (lambda s: schedule_matmul(s, "out", "acc"),)
 
+    def _gated(self, group: Group):
+        """act(x @ Wg) * (x @ Wu) [+ epilogue]: one accumulator over interleaved panels (16 gate
+        columns, then the same 16 up columns), split back per output column in the epilogue."""
+        linears = [n for n in group.nodes if n.op.op_name == "Linear"]
+        gate, up = linears
+        x_v, out_v = gate.inputs[0], group.root.outputs[0]
+        x_shape = self.shapes[id(x_v)]
+        k_len, n = x_shape[-1], self.shapes[id(gate.outputs[0])][-1]
+        m = _numel(x_shape[:-1])
+        tensors: dict = {}
+        args: list = []
+        a = self._placeholder(tensors, args, x_v, (1, m, k_len))
+        wg, wu = gate.inputs[1], up.inputs[1]
+        name = f"{wg.name}+{wu.name}.gated"
+        shape = (n // GATE_COLS, k_len, PANEL)
+        if name not in self.plan.values:
+            self.plan.add_value(name, shape, wg.dtype, "const", source=wg.producer.op.key,
+                                source_up=wu.producer.op.key, pack="gated")
+        b = te.placeholder(shape, wg.dtype, name=f"in{len(args)}")
+        args.append((b, self.plan.arg(name)))
+        acc = matmul_compute(a, b, 2 * n, True, "acc")
+        shape3 = (1, m, n)
+
+        def half(offset, dtype):
+            return lambda bi, mi, ni: acc[bi, mi, ni // GATE_COLS * PANEL + offset + ni % GATE_COLS].astype(dtype)
+
+        inside = {id(gate.outputs[0]): te.compute(shape3, half(0, gate.outputs[0].dtype), name="t_gate"),
+                  id(up.outputs[0]): te.compute(shape3, half(GATE_COLS, up.outputs[0].dtype), name="t_up")}
+        cur = None
+        for node in group.nodes:
+            if node in linears:
+                continue
+            ins = []
+            for v in node.inputs:
+                if id(v) in inside:
+                    ins.append(inside[id(v)])
+                elif self.shapes[id(v)] == self.shapes[id(out_v)]:
+                    ins.append(self._placeholder(tensors, args, v, shape3))
+                else:  # a row (bias/scale) or a scalar: right-aligned broadcast
+                    s = self.shapes[id(v)]
+                    ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
+            cur = self._builder(node)(node.op, ins, shape3, node.outputs[0].dtype, f"t_{len(inside)}")
+            inside[id(node.outputs[0])] = cur
+        return self._finish(cur, args, out_v, shape3) + (lambda s: schedule_matmul(s, "out", "acc", GATE_COLS),)
+
     def _batch_view(self, shape, batch):
         """(B?, rows, cols) view of a matmul operand: batch dims equal the output's, or are all 1."""
         lead = tuple(shape[:-2])
@@ -200,4 +247,6 @@ def materialize_constant(plan: Plan, constants: dict, name: str):
     arr = constants[info["source"]]
     if info.get("pack") == "panels":
         return pack_weight(arr)
+    if info.get("pack") == "gated":
+        return pack_gated(arr, constants[info["source_up"]])
     return arr

@@ -5,6 +5,7 @@ and returned as torch tensors or zero-copy numpy views of them.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,9 +38,19 @@ def to_torch(x: Any, dtype: str) -> torch.Tensor:
         t = t.cpu()
     if not t.is_contiguous() or t.data_ptr() % ALIGN:
         fresh = torch.empty(t.shape, dtype=t.dtype)
-        fresh.copy_(t)
+        copy_single_thread(fresh, t)
         t = fresh
     return t
+
+
+def copy_single_thread(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """dst[...] = src through numpy. torch's copy_ wakes its OpenMP pool, whose threads then
+    spin for milliseconds and take a core from the TVM kernels that follow (measured: the next
+    two kernels of a Llama block ran 2-5x slower)."""
+    try:
+        np.copyto(torch_to_numpy(dst), torch_to_numpy(src))
+    except (TypeError, RuntimeError):  # a dtype numpy cannot view: torch's copy is still correct
+        dst.copy_(src)
 
 
 def torch_to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -80,6 +91,23 @@ class PlanRunner:
         return t._create_view(tuple(shape), dtype)
 
     def __call__(self, inputs: Sequence[Any], as_torch: bool = False) -> list[Any]:
+        return self._execute(inputs, as_torch, None)
+
+    def profile(self, inputs: Sequence[Any], repeats: int = 20) -> list[dict]:
+        """Best-of-`repeats` wall time of every plan step (ms) on `inputs`, in plan order.
+
+        Each entry: {"step", "kind", "func", "node", "op", "ms"}. Steps run back to back as in a
+        normal call, so thread-pool wake-ups between kernels are included in each step's time.
+        """
+        best: list[float] = [float("inf")] * len(self.plan.steps)
+        for _ in range(repeats):
+            times: list[float] = []
+            self._execute(inputs, True, times)
+            best = [min(b, t) for b, t in zip(best, times)]
+        return [{"step": i, "kind": s["kind"], "func": s.get("func"), "node": s.get("node"), "op": s.get("op"),
+                 "ms": best[i] * 1e3} for i, s in enumerate(self.plan.steps)]
+
+    def _execute(self, inputs: Sequence[Any], as_torch: bool, times: list[float] | None) -> list[Any]:
         plan = self.plan
         env: dict[str, Any] = dict(self._persistent)
         held: dict[str, torch.Tensor] = {}
@@ -100,7 +128,12 @@ class PlanRunner:
                 env[name] = self._view(env, info["base"], info["shape"], info["dtype"])
         for i, step in enumerate(plan.steps):
             try:
-                self._run_step(i, step, env)
+                if times is not None:
+                    t0 = time.perf_counter()
+                    self._run_step(i, step, env)
+                    times.append(time.perf_counter() - t0)
+                else:
+                    self._run_step(i, step, env)
             except CpuLoweringError:
                 raise
             except Exception as e:  # a TVM or kernel failure: name the node, keep the cause chained
@@ -111,7 +144,9 @@ class PlanRunner:
             if info["storage"] == "output":
                 t = held[name]
             else:  # an input, constant, view or reused buffer: hand out a private copy
-                t = torch.from_dlpack(env[name]).clone()
+                src = torch.from_dlpack(env[name])
+                t = torch.empty(src.shape, dtype=src.dtype)
+                copy_single_thread(t, src)
             outs.append(t if as_torch else torch_to_numpy(t))
         return outs
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .te_elementwise import compute_dtype
+from .te_elementwise import compute_dtype, vexp
 
 
 def _up(t: te.Tensor, *i):
@@ -29,7 +29,7 @@ def softmax(op, ins, out_shape, out_dtype, name):
                       name=name + "_safe")
 
     def ex(r, j):
-        return te.exp(at(r, j) - safe[r])
+        return vexp(at(r, j) - safe[r], cd)
 
     k2 = te.reduce_axis((0, n), "k2")
     sm = te.compute(red_shape, lambda *r: te.sum(ex(r, k2), axis=k2), name=name + "_sum")
