@@ -2,8 +2,10 @@
 
 Why packing: with B stored as 32-wide column panels [N/32, K, 32] the inner loop reads one
 contiguous 128-byte row of the panel per k, so an 8 x 32 register tile (16 AVX-512
-accumulators) streams B from L1/L2 while A is broadcast; measured here 105-110 GFLOP/s
-fp32 on 2 cores (numpy/MKL 170-180), where TVM's unscheduled default is ~100x slower.
+accumulators) streams B from L1/L2 while A is broadcast; measured here ~105 GFLOP/s fp32
+per core and 200-223 on both cores for M 256-512, K/N 512-2816 (torch/MKL ~193), where
+TVM's unscheduled default is ~100x slower. (Both cores only with TVM's pool sized right: see
+backends/cpu/__init__.py.)
 Weights are packed once at load time; activations x activations use the same tile over
 an unpacked B (rows of B are contiguous in n, so the vector loads stay contiguous).
 """
