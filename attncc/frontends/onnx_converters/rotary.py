@@ -48,17 +48,9 @@ def convert_rotary_23(ctx: ImportContext, node):
     x, cos_cache, sin_cache, pos = (ctx.input(node, i) for i in range(4))
     interleaved = bool(ctx.attr(node, "interleaved", 0))
     rotary_dim = int(ctx.attr(node, "rotary_embedding_dim", 0))
-    if x.rank == 3:
-        heads = ctx.attr(node, "num_heads", 0)
-        ctx.check(heads > 0, "3-D input (batch, seq, hidden) needs attribute num_heads")
-        xb = split_heads(ctx, x, heads, "rope_input")
-    else:
-        ctx.check(x.rank == 4, f"input must be rank 3 or 4, got {x.type}")
-        xb = x
-    seq = xb.shape[2]
-    cos, sin = rope_tables(ctx, cos_cache, pos, seq, "cos_cache"), rope_tables(ctx, sin_cache, pos, seq, "sin_cache")
-    y = apply_rotary(ctx, xb, cos, sin, interleaved, rotary_dim)
-    return [merge_heads(ctx, y, "rope") if x.rank == 3 else y]
+    heads = ctx.attr(node, "num_heads", 0)
+    ctx.check(x.rank != 3 or heads > 0, "3-D input (batch, seq, hidden) needs attribute num_heads")
+    return [_rotate(ctx, x, heads, cos_cache, sin_cache, pos, interleaved, rotary_dim)]
 
 
 @converter("com.microsoft", "RotaryEmbedding")
@@ -77,6 +69,12 @@ def convert_ms_rotary(ctx: ImportContext, node):
             ctx.check(isinstance(half, int) and x.shape[2] % (2 * half) == 0,
                       "3-D input without num_heads needs hidden size divisible by 2 * cache width")
             heads = x.shape[2] // (rotary_dim or 2 * half)
+    return [_rotate(ctx, x, heads, cos_cache, sin_cache, pos, interleaved, rotary_dim)]
+
+
+def _rotate(ctx: ImportContext, x, heads: int, cos_cache, sin_cache, pos, interleaved: bool, rotary_dim: int):
+    """Rotate a rank-3 (batch, seq, heads*dim) or rank-4 (batch, heads, seq, dim) input by gathered cos/sin rows."""
+    if x.rank == 3:
         xb = split_heads(ctx, x, heads, "rope_input")
     else:
         ctx.check(x.rank == 4, f"input must be rank 3 or 4, got {x.type}")
@@ -84,7 +82,7 @@ def convert_ms_rotary(ctx: ImportContext, node):
     seq = xb.shape[2]
     cos, sin = rope_tables(ctx, cos_cache, pos, seq, "cos_cache"), rope_tables(ctx, sin_cache, pos, seq, "sin_cache")
     y = apply_rotary(ctx, xb, cos, sin, interleaved, rotary_dim)
-    return [merge_heads(ctx, y, "rope") if x.rank == 3 else y]
+    return merge_heads(ctx, y, "rope") if x.rank == 3 else y
 
 
 __all__ = ["apply_rotary", "rope_tables", "Transpose"]
