@@ -149,6 +149,24 @@ def _matmul_case(m: int, n: int, k: int, packed: bool, rng) -> tuple[KernelSampl
     return KernelSample(label, ("matmul", m, n, k, tiles)), lambda: fn(ta, tb, tc)
 
 
+def measure_matmul_peak(n: int = 2048, runs: int = 10) -> dict[str, Any]:
+    """Practical fp32 peak: FLOP/s of attncc's own packed-weight TVM matmul (an n x n x n Linear), best
+    of `runs` warm calls (it is compute-bound, so caches do not matter). numpy's sgemm is slower than
+    this kernel on this machine, so a peak taken from numpy alone puts fitted compute factors above 1.
+
+    Returns {"name", "flops", "source", "load", "date", "runs_s"} for `calibrate_host(fp32_probes=...)`.
+    """
+    _, run = _matmul_case(n, n, n, True, np.random.default_rng(0))   # checks the result against numpy
+    run()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {"name": "tvm-packed-matmul", "flops": 2 * n ** 3 / min(times), "source": f"TVM packed matmul {n}^3 best of {runs}",
+            "load": load_average(), "date": time.strftime("%Y-%m-%d %H:%M"), "runs_s": times}
+
+
 def tiny_kernel_cases(rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]:
     """Kernels doing almost nothing; their time (cold, like the others) is the fixed cost of a call:
     "launch" (the smallest possible kernel) and one per kernel class (its code, workspace, two

@@ -124,7 +124,13 @@ def _cmd_calibrate(args) -> int:
     if args.fit:  # time attncc's own kernels and refit the efficiency factors on them
         from attncc.calibration import measure_kernels
         kernels = measure_kernels(quick=args.quick)
-    spec = calibrate_host(save=not args.dry_run, kernels=kernels)
+    probes = []
+    try:  # attncc's own TVM matmul beats numpy's sgemm here: the fp32 peak is the best of both
+        from attncc.calibration import measure_matmul_peak
+        probes.append(measure_matmul_peak(512 if args.quick else 2048))
+    except ImportError as e:
+        print(f"fp32 peak from numpy only: TVM kernels unavailable ({e})")
+    spec = calibrate_host(save=not args.dry_run, kernels=kernels, fp32_probes=probes)
     print(json.dumps(spec.to_dict() if hasattr(spec, "to_dict") else spec.__dict__, indent=2, default=str))
     return 0
 

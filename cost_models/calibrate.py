@@ -13,6 +13,7 @@ the measured tiny-kernel times.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -66,6 +67,52 @@ def measure_call_overhead() -> float:
     return _best(run) / reps
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        block = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in block.splitlines())}
+
+
+def _clock_hz(info: dict[str, str]) -> tuple[float | None, str]:
+    """The core clock and where it was read: sysfs cpufreq's maximum (boost) if exposed, else /proc/cpuinfo."""
+    p = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if p.exists():
+        return int(p.read_text()) * 1e3, "sysfs cpuinfo_max_freq"
+    if info.get("cpu MHz"):
+        return float(info["cpu MHz"]) * 1e6, ("/proc/cpuinfo 'cpu MHz' (no cpufreq in sysfs: on a VM this is the "
+                                              "nominal/TSC clock, not the boost clock the cores really run at)")
+    return None, "no clock in sysfs or /proc/cpuinfo"
+
+
+def theoretical_fp32_peak() -> tuple[float | None, str]:
+    """cores x fp32 FMA lanes per cycle x 2 FLOP x clock, from /proc/cpuinfo and sysfs, with how it was derived.
+
+    FMA lanes per cycle per core: two FMA pipes x vector lanes, except AMD Zen 4 (family 25 with AVX-512),
+    whose two FMA pipes are 256 bits wide (a 512-bit FMA takes both), i.e. 16 fp32 lanes per cycle.
+    Returns (None, reason) when the clock or the vector ISA is unknown.
+    """
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if "avx512f" in flags and info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "25":
+        lanes, why = 16, "Zen 4: 2 x 256-bit FMA pipes, AVX-512 double-pumped"
+    elif "avx512f" in flags:
+        lanes, why = 32, "AVX-512: 2 x 512-bit FMA units (parts with one unit reach half)"
+    elif {"avx2", "fma"} <= flags:
+        lanes, why = 16, "AVX2: 2 x 256-bit FMA units"
+    else:
+        return None, "theoretical peak not derived: no AVX2/FMA or AVX-512 flags in /proc/cpuinfo"
+    hz, clock_src = _clock_hz(info)
+    if hz is None:
+        return None, f"theoretical peak not derived: {clock_src}"
+    flops = cores * lanes * 2 * hz
+    return flops, (f"theoretical: {cores} cores x {lanes} fp32 FMA lanes/cycle ({why}) x 2 x {hz / 1e9:.3f} GHz "
+                   f"({clock_src}) = {flops / 1e9:.0f} GFLOP/s")
+
+
 def _sysfs_cache(index: int) -> int | None:
     p = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size")
     if not p.exists():
@@ -85,12 +132,16 @@ def fitted_efficiency(samples, hw: HardwareSpec, launch_s: dict[str, float], sou
     return {**keep, "by_op": by_op, "source": source}
 
 
-def calibrate_host(save: bool = True, quick: bool = False, kernels: dict | None = None) -> HardwareSpec:
+def calibrate_host(save: bool = True, quick: bool = False, kernels: dict | None = None,
+                   fp32_probes: list[dict] | None = None) -> HardwareSpec:
     """Measure this machine and return a host-cpu spec; with `save`, write it to cache_dir()/host-cpu.json.
 
     `get_hardware("host-cpu")` prefers the saved file. `quick` uses smaller sizes (for tests).
     `kernels`: measured kernel times ({"samples", "launch_s", "loads", "date"} as returned by
     `attncc.calibration.measure_kernels`) to refit the efficiency factors on.
+    `fp32_probes`: fp32 FLOP/s measured by kernels outside cost_models ({"flops", "source", "load"},
+    e.g. `attncc.calibration.measure_matmul_peak`, attncc's TVM matmul). The float32 peak is the best
+    of numpy's sgemm and these; every figure (and the theoretical one) is kept in `peak_figures`.
     """
     base = json.loads((SPEC_DIR / "host-cpu.json").read_text())
     target = cache_dir() / "host-cpu.json"
@@ -105,7 +156,20 @@ def calibrate_host(save: bool = True, quick: bool = False, kernels: dict | None 
             srcs.append(f"{dt} {rates[dt] / 1e9:.0f} GFLOP/s ({'numpy' if dt != 'bfloat16' else 'torch'} {n}^3 matmul)")
         except Exception as e:  # torch missing or dtype unsupported: keep the measured ones only
             srcs.append(f"{dt} not measured ({type(e).__name__})")
-    base["compute_units"] = [{"name": "simd", "peak_flops": rates, "source": f"measured by calibrate_host {stamp}: " + "; ".join(srcs)}]
+    load = os.getloadavg()[0]
+    figures = [{"name": "numpy-sgemm", "flops": rates["float32"], "load": round(load, 2),
+                "source": f"measured by calibrate_host {stamp}: numpy {n}^3 sgemm"}] if "float32" in rates else []
+    figures += [{"name": p.get("name", "probe"), **{k: p[k] for k in ("flops", "source", "load") if k in p}}
+                for p in fp32_probes or ()]
+    if figures:  # practical peak: the fastest measured fp32 kernel
+        best = max(figures, key=lambda f: f["flops"])
+        rates["float32"] = best["flops"]
+        srcs[0] = f"float32 {best['flops'] / 1e9:.0f} GFLOP/s (best measured: {best['source']})"
+    theory, theory_src = theoretical_fp32_peak()
+    figures.append({"name": "theoretical", "flops": theory, "source": theory_src})
+    base["compute_units"] = [{"name": "simd", "peak_flops": rates, "source": f"measured by calibrate_host {stamp}: " + "; ".join(srcs),
+                              "note": "float32 is the best of peak_figures' measured kernels"}]
+    base["peak_figures"] = {"float32": figures}
     dram = measure_copy((32 if quick else 256) << 20)
     l2 = measure_copy(256 << 10)
     sizes = {1: _sysfs_cache(0), 2: _sysfs_cache(2), 3: _sysfs_cache(3)}

@@ -147,3 +147,42 @@ def test_shipped_spec_predicts_this_machine(host):
     pred, meas, ape = percent_errors(res["samples"], host)
     assert spearman(pred, meas) >= 0.9
     assert np.median(ape) <= 0.3, f"median error {np.median(ape):.0%} at load {res['loads']}"
+
+
+def test_calibrate_host_fp32_peak_is_the_fastest_measured_kernel(host, tmp_path):
+    """A faster probe (attncc's TVM matmul) wins over numpy's sgemm; a slower one does not; all are recorded."""
+    fast = {"name": "tvm-packed-matmul", "flops": 1e15, "source": "fast probe", "load": 0.5}
+    slow = {"name": "slow", "flops": 1e6, "source": "slow probe", "load": 0.5}
+    spec = calibrate_host(save=False, quick=True, fp32_probes=[slow, fast])
+    assert spec.peak_flops("float32") == 1e15 and "fast probe" in spec.compute_units[0].source
+    figures = {f["name"]: f for f in spec.extra["peak_figures"]["float32"]}
+    assert set(figures) == {"numpy-sgemm", "slow", "tvm-packed-matmul", "theoretical"}
+    assert 1e6 < figures["numpy-sgemm"]["flops"] < 1e15 and figures["theoretical"]["source"]
+    only_numpy = calibrate_host(save=False, quick=True, fp32_probes=[slow])
+    numpy_fig = next(f for f in only_numpy.extra["peak_figures"]["float32"] if f["name"] == "numpy-sgemm")
+    assert only_numpy.peak_flops("float32") == numpy_fig["flops"] and "numpy" in only_numpy.compute_units[0].source
+
+
+def test_theoretical_fp32_peak_from_cpuinfo(monkeypatch):
+    from attncc.cost_models import calibrate as cal
+
+    monkeypatch.setattr(cal.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cal, "_clock_hz", lambda info: (2.5e9, "test clock"))
+    zen4 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "flags": "fma avx2 avx512f"}
+    monkeypatch.setattr(cal, "_cpuinfo", lambda: zen4)
+    flops, src = cal.theoretical_fp32_peak()
+    assert flops == 2 * 16 * 2 * 2.5e9 and "Zen 4" in src and "test clock" in src
+    monkeypatch.setattr(cal, "_cpuinfo", lambda: {**zen4, "vendor_id": "GenuineIntel", "cpu family": "6"})
+    assert cal.theoretical_fp32_peak()[0] == 2 * 32 * 2 * 2.5e9
+    monkeypatch.setattr(cal, "_cpuinfo", lambda: {"flags": "sse2"})
+    flops, src = cal.theoretical_fp32_peak()
+    assert flops is None and "not derived" in src
+
+
+def test_shipped_fp32_peak_is_its_best_measured_figure(host):
+    """The shipped peak is the fastest measured kernel (else fitted compute factors exceed 1), each figure sourced."""
+    figures = host.extra["peak_figures"]["float32"]
+    assert all(f["source"] for f in figures)
+    measured = [f["flops"] for f in figures if f["name"] != "theoretical"]
+    assert host.peak_flops("float32") == max(measured)
+    assert "TVM packed matmul" in host.compute_units[0].source
