@@ -65,7 +65,7 @@ class CpuProgram:
             lib = compile_funcs(plan, self.target)
             entry = (plan, lib, kernels)
             if use_cache:
-                self.cache.save_disk(key, plan.to_json(), lib)
+                self.cache.save_disk(key, plan.to_json(), lib, kernels)
         if use_cache:
             self.cache.put_memory(key, entry)
         plan, lib, kernels = entry
@@ -87,10 +87,10 @@ class CpuProgram:
         refs = {i: reference_callable(nodes[s["node"]]) for i, s in enumerate(plan.steps) if s["kind"] == "reference"}
         return PlanRunner(plan, lib, consts, kernels, refs)
 
-    def _from_disk(self, plan_json: str, lib_path: str | None):
+    def _from_disk(self, plan_json: str, lib_path: str | None, attention_files: dict):
         plan = Plan.from_json(plan_json)
         lib = tvm.runtime.load_module(lib_path) if lib_path else None
-        return plan, lib, rebuild_kernels(plan, self.target)
+        return plan, lib, load_kernels(plan, self.target, attention_files)
 
     def __call__(self, inputs: Sequence[Any]) -> list[Any]:
         shapes = tuple(_shape_of(x) for x in inputs)
@@ -98,14 +98,29 @@ class CpuProgram:
         return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
 
 
+def load_kernels(plan: Plan, target: dict, files: dict[int, tuple[str, dict]]) -> dict[int, Any]:
+    """Attention kernels of a stored plan: loaded from their stored libraries (`files`: step -> (path,
+    metadata)), each one whose file is missing or fails to load rebuilt from its recorded config instead."""
+    from .attention import AttentionKernelConfig, build_attention_kernel, load_attention_kernel
+
+    kernels = {}
+    for i, s in enumerate(plan.steps):
+        if s["kind"] != "attention":
+            continue
+        cfg = AttentionKernelConfig(**s["config"])
+        if i in files:
+            try:
+                kernels[i] = load_attention_kernel(files[i][0], cfg, target, files[i][1])
+                continue
+            except Exception:  # noqa: BLE001 - a missing/stale/corrupt library only costs a rebuild
+                pass
+        kernels[i] = build_attention_kernel(cfg, target=target)
+    return kernels
+
+
 def rebuild_kernels(plan: Plan, target: dict) -> dict[int, Any]:
     """Attention kernels of a stored plan, rebuilt from their recorded configs."""
-    if not any(s["kind"] == "attention" for s in plan.steps):
-        return {}
-    from .attention import AttentionKernelConfig, build_attention_kernel
-
-    return {i: build_attention_kernel(AttentionKernelConfig(**s["config"]), target=target)
-            for i, s in enumerate(plan.steps) if s["kind"] == "attention"}
+    return load_kernels(plan, target, {})
 
 
 # variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold
@@ -164,7 +179,8 @@ class CpuBackend:
                           notes=notes, accepts_torch=True)
 
     def export(self, executable: Executable, directory: str) -> list[str]:
-        """Write graph.json, cpu_plans.json and per shape `kernels_<i>.so` (+ attention_<i>_<step>.so)."""
+        """Write graph.json, cpu_plans.json and per shape `kernels_<i>.so` + `attention_<i>_<step>.so`
+        (each attention kernel's library; its kind and schedule are in cpu_plans.json)."""
         program: CpuProgram = executable.artifacts["program"]
         os.makedirs(directory, exist_ok=True)
         files = []
@@ -184,10 +200,11 @@ class CpuBackend:
                 runner.lib.export_library(os.path.join(directory, entry["library"]))
                 files.append(os.path.join(directory, entry["library"]))
             for step_index, kernel in runner.kernels.items():
-                if hasattr(kernel, "export_library"):
-                    apath = os.path.join(directory, f"attention_{i}_{step_index}.so")
-                    kernel.export_library(apath)
-                    files.append(apath)
+                if hasattr(kernel, "export_library") and hasattr(kernel, "metadata"):
+                    name = f"attention_{i}_{step_index}.so"
+                    kernel.export_library(os.path.join(directory, name))
+                    files.append(os.path.join(directory, name))
+                    entry.setdefault("attention", {})[str(step_index)] = {"library": name, **kernel.metadata()}
             index.append(entry)
         ipath = os.path.join(directory, "cpu_plans.json")
         with open(ipath, "w") as f:
@@ -198,7 +215,8 @@ class CpuBackend:
         return files
 
     def load(self, directory: str) -> Executable:
-        """Rebuild an Executable from `export` output without recompiling the group kernels."""
+        """Rebuild an Executable from `export` output without recompiling: group and attention kernels are
+        loaded from their libraries (an attention library that is missing or fails to load is rebuilt)."""
         with open(os.path.join(directory, "graph.json")) as f:
             graph = graph_from_json(f.read())
         with open(os.path.join(directory, "cpu_plans.json")) as f:
@@ -211,7 +229,9 @@ class CpuBackend:
                 plan = Plan.from_json(f.read())
             lib = tvm.runtime.load_module(os.path.join(directory, entry["library"])) if entry["library"] else None
             shapes = tuple(tuple(s) for s in entry["shapes"])
-            program.runners[shapes] = program._bind(plan, lib, rebuild_kernels(plan, program.target))
+            attention = {int(step): (os.path.join(directory, meta["library"]), meta)
+                         for step, meta in entry.get("attention", {}).items()}
+            program.runners[shapes] = program._bind(plan, lib, load_kernels(plan, program.target, attention))
             notes.extend(n for n in plan.notes if n not in notes)
         return Executable(run=program, backend=self.name, artifacts={"graph": graph, "program": program},
                           notes=notes, accepts_torch=True)

@@ -1,7 +1,8 @@
 """Compile cache: a lowered plan + its built library, keyed by graph text, target, options and shapes.
 
 In memory for the process, and on disk under $ATTNCC_CACHE_DIR (default ~/.cache/attncc/cpu)
-as `<key>/plan.json` + `<key>/kernels.so`, so recompiling an unchanged model is near-instant.
+as `<key>/plan.json` + `<key>/kernels.so` + per attention step `<key>/attention_<step>.so` (kind and
+schedule in `<key>/attention.json`), so recompiling an unchanged model is near-instant: nothing is rebuilt.
 Constants are not part of the key: weights are bound at load, not compiled in.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ...ir import Graph, print_ir
 
 CACHE_VERSION = "cpu-1"
+ATTENTION_INDEX = "attention.json"
 
 
 def _code_fingerprint() -> str:
@@ -74,7 +76,7 @@ class CacheStats:
 
 @dataclass
 class CompileCache:
-    """Entries are (plan, lib, kernels, references) tuples; the disk holds plan.json + kernels.so."""
+    """Entries are (plan, lib, kernels) tuples; the disk holds plan.json + kernels.so + attention_<step>.so."""
 
     memory: dict[str, Any] = field(default_factory=dict)
     stats: CacheStats = field(default_factory=CacheStats)
@@ -92,7 +94,11 @@ class CompileCache:
         return os.path.join(cache_dir(), key)
 
     def load_disk(self, key: str):
-        """(plan_json, lib path or None) when the entry exists on disk, else None."""
+        """(plan_json, lib path or None, attention files) when the entry exists on disk, else None.
+
+        Attention files map step index -> (library path, metadata); an entry without them (or with an
+        unreadable attention.json) gives {} and the kernels are rebuilt from the plan's configs.
+        """
         path = self.disk_path(key)
         plan_path = os.path.join(path, "plan.json")
         if not os.path.exists(plan_path):
@@ -100,10 +106,13 @@ class CompileCache:
         lib = os.path.join(path, "kernels.so")
         with open(plan_path) as f:
             text = f.read()
-        return text, (lib if os.path.exists(lib) else None)
+        return text, (lib if os.path.exists(lib) else None), _read_attention_index(path)
 
-    def save_disk(self, key: str, plan_json: str, lib) -> None:
-        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry."""
+    def save_disk(self, key: str, plan_json: str, lib, kernels: dict | None = None) -> None:
+        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry.
+
+        `kernels` (step index -> AttentionKernel) are stored as attention_<step>.so + attention.json.
+        """
         final = self.disk_path(key)
         if os.path.exists(final):
             return
@@ -111,6 +120,15 @@ class CompileCache:
         tmp = tempfile.mkdtemp(dir=cache_dir(), prefix=".tmp-")
         if lib is not None:
             lib.export_library(os.path.join(tmp, "kernels.so"))
+        index = {}
+        for step, kernel in (kernels or {}).items():
+            if hasattr(kernel, "export_library") and hasattr(kernel, "metadata"):
+                name = f"attention_{step}.so"
+                kernel.export_library(os.path.join(tmp, name))
+                index[str(step)] = {"library": name, **kernel.metadata()}
+        if index:
+            with open(os.path.join(tmp, ATTENTION_INDEX), "w") as f:
+                json.dump(index, f, indent=1)
         with open(os.path.join(tmp, "plan.json"), "w") as f:
             f.write(plan_json)
         try:
@@ -119,6 +137,16 @@ class CompileCache:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_attention_index(folder: str) -> dict[int, tuple[str, dict]]:
+    """step -> (library path, metadata) from `folder`/attention.json; {} when absent or unreadable."""
+    try:
+        with open(os.path.join(folder, ATTENTION_INDEX)) as f:
+            index = json.load(f)
+        return {int(step): (os.path.join(folder, meta["library"]), meta) for step, meta in index.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 GLOBAL_CACHE = CompileCache()

@@ -12,10 +12,10 @@ merge, all query heads of a kv group together.  Variants are score/mask mods
 (score_mods.py).  Rows with every key masked produce 0.
 """
 from .config import AttentionKernelConfig
-from .build import AttentionKernel, build_attention_kernel, clear_cache, select_kind
+from .build import AttentionKernel, build_attention_kernel, clear_cache, load_attention_kernel, select_kind
 from .score_mods import MASK_MODS, SCORE_MODS, MaskMod, ScoreMod, ModContext
 from .target import default_target
 
 __all__ = ["AttentionKernelConfig", "AttentionKernel", "build_attention_kernel", "clear_cache",
-           "select_kind", "MASK_MODS", "SCORE_MODS", "MaskMod", "ScoreMod", "ModContext",
+           "load_attention_kernel", "select_kind", "MASK_MODS", "SCORE_MODS", "MaskMod", "ScoreMod", "ModContext",
            "default_target"]

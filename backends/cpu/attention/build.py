@@ -1,6 +1,8 @@
 """build_attention_kernel: config -> compiled, callable kernel (cached)."""
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import threading
 from typing import Any
 
@@ -15,6 +17,16 @@ _LOCK = threading.Lock()
 PASS_CONFIG = {"tirx.disable_storage_rewrite": True}
 
 _TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+@dataclasses.dataclass
+class KernelStats:
+    """Process-wide counts: kernels compiled from TVMScript vs loaded from a stored library."""
+    compiled: int = 0
+    loaded: int = 0
+
+
+STATS = KernelStats()
 
 
 def select_kind(cfg: AttentionKernelConfig) -> str:
@@ -46,22 +58,39 @@ class AttentionKernel:
     Rows whose keys are all masked produce 0.
     """
 
-    def __init__(self, cfg, target, executable, kind, schedule, primfunc):
+    def __init__(self, cfg, target, executable, kind, schedule, primfunc, module=None, library_path=None):
         self.cfg = cfg
         self.target = target
         self.executable = executable
         self.kind = kind
         self.schedule = schedule
         self.primfunc = primfunc
-        self.mod = executable.mod
+        self.mod = executable.mod if executable is not None else module
+        self.library_path = library_path  # set when loaded from a stored library
         self._fn = self.mod["attention"]
+
+    @classmethod
+    def from_module(cls, cfg, target, module, kind: str, schedule, library_path: str | None = None
+                    ) -> "AttentionKernel":
+        """Wrap an already compiled module (e.g. ``tvm.runtime.load_module(path)``) holding "attention"."""
+        return cls(cfg, target, None, kind, schedule, None, module=module, library_path=library_path)
+
+    def metadata(self) -> dict:
+        """What `load_attention_kernel` needs besides cfg and target: the kernel kind and its schedule."""
+        return {"kind": self.kind, "schedule": dataclasses.asdict(self.schedule)}
 
     # ------------------------------------------------------------------ misc
     def __repr__(self):
         return f"AttentionKernel({self.kind}, {self.schedule}, target={self.target})"
 
     def export_library(self, path: str) -> None:
-        self.executable.export_library(path)
+        """Write the kernel's shared library to `path` (loadable by `load_attention_kernel`)."""
+        if self.executable is not None:
+            self.executable.export_library(path)
+        elif self.library_path is not None and self.library_path != path:
+            shutil.copyfile(self.library_path, path)  # a loaded library cannot be re-exported by TVM
+        elif self.library_path is None:
+            raise ValueError("this AttentionKernel wraps a module with no executable or library file to export")
 
     def time(self, *args, number: int = 5, repeat: int = 3) -> float:
         """Mean seconds per call, measured by TVM's time_evaluator on prepared tvm tensors."""
@@ -237,8 +266,30 @@ def build_attention_kernel(cfg: AttentionKernelConfig, target: dict | None = Non
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         ex = tvm.compile(tvm.IRModule({"attention": func}), target=tvm.target.Target(tgt))
     kern = AttentionKernel(cfg, tgt, ex, kind_, sched, func)
+    STATS.compiled += 1
     with _LOCK:
         _CACHE[key] = kern
+    return kern
+
+
+def load_attention_kernel(path: str, cfg: AttentionKernelConfig, target: dict, metadata: dict) -> AttentionKernel:
+    """The kernel stored at `path` by `AttentionKernel.export_library`, with the `metadata()` recorded beside it.
+
+    Raises (FileNotFoundError, ValueError or TVM's error) when the file or metadata is missing or unusable;
+    callers fall back to `build_attention_kernel`.
+    """
+    import tvm
+    from .decode import DecodeSchedule
+    from .prefill import PrefillSchedule
+
+    schedules = {"prefill": PrefillSchedule, "decode": DecodeSchedule}
+    kind = metadata.get("kind")
+    if kind not in schedules:
+        raise ValueError(f"stored attention kernel {path}: kind must be 'prefill' or 'decode', got {kind!r}")
+    schedule = schedules[kind](**metadata["schedule"])
+    module = tvm.runtime.load_module(path)
+    kern = AttentionKernel.from_module(cfg, target, module, kind, schedule, library_path=path)
+    STATS.loaded += 1
     return kern
 
 
