@@ -8,7 +8,9 @@ Rules, applied per Attention node:
   are absorbed by flipping the layout when that removes more transposes than it adds, so no
   layout copy is materialized.
 - masks: a constant mask (bool keep-mask or additive 0/-inf bias) that equals a causal or
-  sliding-window pattern becomes `MaskSpec` fields; an all-visible constant mask is dropped.
+  sliding-window pattern becomes `MaskSpec` fields; an all-visible constant mask is dropped. So does
+  a mask computed from dim sizes alone (no graph input among its producers, e.g. HF's causal mask
+  from aranges with dynamic seq) when the interpreter gives the same pattern at several sizes.
 Redundant casts and reshapes are `canonicalize`'s job (ir/passes/canonicalize.py).
 Requires: nothing (run after lift-attention). Guarantees: same outputs; no swap-transpose pairs
 around Attention that a layout flip would remove; no constant positional mask tensors.
@@ -20,15 +22,20 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import dims as D
 from ..graph import Graph, Node, Value
 from ..interpreter.attention_ref import position_keep_mask
 from ..ops import Attention, MaskSpec, Transpose
 from ._rewrite import SWAP_SEQ_HEADS, constant_array, is_swap_transpose, release, replace_node, with_spec
+from ._shape_only import evaluate_at, shape_only_ancestry, shape_symbols
 from .base import Pass, register_pass
 
 LAYOUT_INPUTS = ("query", "key", "value", "past_key", "past_value")
 # additive mask entries at or below this are "masked": exp(score - 1e9) underflows to exactly 0
 MASKED_BIAS = -1e9
+# sizes (smallest symbol) at which a mask computed from dims is evaluated: the largest first, so a
+# window narrower than it shows; all > 1 so causal differs from all-visible
+SHAPE_TRIALS = (12, 5, 3)
 
 
 def _scalar(graph: Graph, v: Value) -> float | None:
@@ -147,8 +154,51 @@ def _positional_spec(keep: np.ndarray, base: MaskSpec) -> MaskSpec | None:
     return None
 
 
+def _spec_for_keep(spec, data: np.ndarray, q_len: int, kv_len: int) -> MaskSpec | None:
+    """The positional MaskSpec equal to mask tensor `data` (with the op's own mask fields), else None."""
+    keep = _keep_pattern(data, spec.mask.input, q_len, kv_len)
+    if keep is None:
+        return None
+    existing = position_keep_mask(spec.mask, q_len, kv_len)
+    if existing is not None:
+        keep = keep & existing
+    return _positional_spec(keep, spec.mask)
+
+
+def _computed_mask_spec(graph: Graph, spec, mask: Value, q_len, kv_len) -> MaskSpec | None:
+    """A mask computed from dim sizes alone (aranges/cumsums of ones compared, AND-ed with masks of
+    ones...): the MaskSpec read off the largest trial size, kept only when it reproduces the mask
+    exactly at every trial size (a pattern that changes with the size is not one MaskSpec)."""
+    nodes = shape_only_ancestry(graph, mask)
+    if nodes is None:
+        return None
+    symbols = shape_symbols(nodes, (q_len, kv_len))
+    found = None
+    for base in SHAPE_TRIALS:
+        dims = {s: base + 4 * i for i, s in enumerate(symbols)}  # distinct symbols, distinct sizes
+        data = evaluate_at(graph, nodes, mask, dims)
+        q, kv = D.evaluate(q_len, dims), D.evaluate(kv_len, dims)
+        if data is None:
+            return None
+        if found is None:
+            found = _spec_for_keep(spec, data, q, kv)
+            if found is None:
+                return None
+        else:
+            keep = _keep_pattern(data, spec.mask.input, q, kv)
+            if keep is None:
+                return None
+            existing, want = position_keep_mask(spec.mask, q, kv), position_keep_mask(found, q, kv)
+            if not np.array_equal(keep if existing is None else keep & existing,
+                                  np.ones((q, kv), bool) if want is None else want):
+                return None
+        if not symbols:
+            break  # static: one evaluation is the whole truth
+    return found
+
+
 def fold_constant_mask(graph: Graph, node: Node) -> Node:
-    """Replace a constant positional mask tensor by MaskSpec fields."""
+    """Replace a positional mask tensor — constant, or computed from dim sizes only — by MaskSpec fields."""
     spec = node.spec
     if spec.mask.input == "none" or spec.kv_cache:
         return node
@@ -157,15 +207,12 @@ def fold_constant_mask(graph: Graph, node: Node) -> Node:
     q, k = named["query"], named["key"]
     seq_ax = 2 if spec.layout == "bhsd" else 1
     q_len, kv_len = q.shape[seq_ax], k.shape[seq_ax]
-    if data is None or not isinstance(q_len, int) or not isinstance(kv_len, int):
-        return node
-    keep = _keep_pattern(data, spec.mask.input, q_len, kv_len)
-    if keep is None:
-        return node
-    existing = position_keep_mask(spec.mask, q_len, kv_len)
-    if existing is not None:
-        keep = keep & existing
-    mask = _positional_spec(keep, spec.mask)
+    if data is not None:
+        if not isinstance(q_len, int) or not isinstance(kv_len, int):
+            return node
+        mask = _spec_for_keep(spec, data, q_len, kv_len)
+    else:
+        mask = _computed_mask_spec(graph, spec, named["mask"], q_len, kv_len)
     if mask is None:
         return node
     inputs = [v for name, v in zip(spec.input_names(), node.inputs) if name != "mask"]

@@ -47,9 +47,19 @@ def _dynamic_hf_llama(variant: str):
 @pytest.mark.parametrize("variant", ["sdpa", "eager"])
 def test_hf_llama_dynamic_batch_and_seq_imports_and_matches_eager(variant):
     model, graph = _dynamic_hf_llama(variant)
+    # the cpu pipeline turns HF's computed causal mask (aranges from ones under symbolic seq) into
+    # MaskSpec fields and folds repeat_kv into the op's 2 kv heads, in both attention implementations
+    optimized = attncc.optimize(graph, "cpu")
+    for node in optimized.attention_ops():
+        spec = node.spec
+        assert spec.mask.causal and spec.mask.input == "none" and spec.mask.window_left is None, spec.summary()
+        assert spec.num_heads == 4 and spec.num_kv_heads == 2, spec.summary()
+    assert len(optimized.attention_ops()) == 2
+    assert not [o for n in optimized.nodes for o in n.outputs if tuple(o.shape[-2:]) == ("seq", "seq")]  # no S x S mask
     for batch, seq in ((1, 3), (3, 11)):  # neither is the (2, 8) example the export traced
         ids = torch.randint(0, 64, (batch, seq), generator=torch.Generator().manual_seed(seq))
         assert_matches_eager(graph, model, (ids,), rtol=1e-4)
+        assert_matches_eager(optimized, model, (ids,), rtol=1e-4)
 
 
 def test_hf_llama_dynamic_compiles_for_cpu_and_matches_eager(tmp_path, monkeypatch):
