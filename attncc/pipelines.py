@@ -6,7 +6,7 @@ defaults can name the full intended pipeline.
 from __future__ import annotations
 
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
-from .ir.passes import PASS_REGISTRY, parse_pipeline
+from .ir.passes import PASS_REGISTRY, parse_pipeline, split_pipeline
 
 # Order matters: clean up, lift spelled-out attention, peel what SDPA-made ops read off their key
 # (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
@@ -38,27 +38,17 @@ HARDWARE_PARALLEL_UNITS = {"host-cpu": 2, "h100-sxm": 132, "h200": 132, "a100-80
 
 def pipeline_for_hardware(hardware: str) -> str:
     """The fusion + tiling pipeline that prices a model on a catalog device (used by `attncc.analyze`)."""
-    text = _for(hardware, HARDWARE_PARALLEL_UNITS.get(hardware, 1))
-    return ",".join(item for item in _items(text) if item.split("{")[0] in PASS_REGISTRY)
+    return _registered_only(_for(hardware, HARDWARE_PARALLEL_UNITS.get(hardware, 1)))
 
 
 def default_pipeline(target: str) -> str:
     """The default pipeline text for `target`, restricted to passes that are registered."""
-    text = DEFAULT_PIPELINES.get(target, DEFAULT_PIPELINES["reference"])
-    return ",".join(item for item in _items(text) if item.split("{")[0] in PASS_REGISTRY)
+    return _registered_only(DEFAULT_PIPELINES.get(target, DEFAULT_PIPELINES["reference"]))
 
 
-def _items(text: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "{"
-        depth -= ch == "}"
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    return out + ([cur.strip()] if cur.strip() else [])
+def _registered_only(text: str) -> str:
+    """`text` without the passes that are not registered (defaults may name passes added later)."""
+    return ",".join(item for item in split_pipeline(text) if item.split("{")[0] in PASS_REGISTRY)
 
 
 def validate(text: str) -> None:

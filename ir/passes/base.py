@@ -47,7 +47,8 @@ class Pass:
         return self.name + ("{" + ",".join(opts) + "}" if opts else "")
 
 
-def _split_top(text: str) -> list[str]:
+def split_pipeline(text: str) -> list[str]:
+    """Split pipeline text into its pass items at top-level commas (commas inside `{...}` stay)."""
     parts, depth, cur = [], 0, ""
     for ch in text:
         if ch == "{":
@@ -88,7 +89,7 @@ def _convert(pass_name: str, field: dataclasses.Field, raw: str, hints: dict):
 def parse_pipeline(text: str) -> list[Pass]:
     """Parse a pipeline spec into pass objects; errors name the pass and option."""
     passes = []
-    for item in _split_top(text):
+    for item in split_pipeline(text):
         name, opts = item, {}
         if "{" in item:
             if not item.endswith("}"):
