@@ -16,12 +16,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from attncc.cost_models import get_hardware
 from attncc.cost_models.attention_cost import attention_cost
 from attncc.ir.graph import Graph
-from attncc.ir.passes.base import Pass, PipelineError, register_pass
+from attncc.ir.passes.base import Pass, register_pass
 
-from .tile import _eval, _parse_dims
+from .options import parse_dims, resolve_hardware
+from .tile import _eval
 
 
 @register_pass
@@ -35,11 +35,8 @@ class MLAAbsorb(Pass):
     default_dim: int = 1024
 
     def run(self, graph: Graph) -> Graph:
-        try:
-            hw = get_hardware(self.target)
-        except ValueError as e:
-            raise PipelineError(f"pass 'mla-absorb': option 'target': {e}") from None
-        env = _parse_dims(self.dims)
+        hw = resolve_hardware(self.name, self.target)
+        env = parse_dims(self.name, self.dims)
         for node in graph.nodes:
             if node.op.op_name not in ("Attention", "FusedAttention"):
                 continue

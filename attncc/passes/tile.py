@@ -28,14 +28,15 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from attncc.cost_models import get_hardware
 from attncc.cost_models.attention_cost import attention_cost, attention_tile_footprint
 from attncc.cost_models.hardware import HardwareSpec
 from attncc.cost_models.matmul_cost import matmul_cost
 from attncc.ir import dims as D
 from attncc.ir.graph import Graph, Node
 from attncc.ir.ops import Tiling
-from attncc.ir.passes.base import Pass, PipelineError, register_pass
+from attncc.ir.passes.base import Pass, register_pass
+
+from .options import parse_dims, resolve_hardware
 
 ATTENTION_OPS = ("Attention", "FusedAttention")
 K_PANEL = 256  # the K extent matmul_cost assumes resident with an output tile
@@ -109,16 +110,6 @@ def matmul_tiling(graph: Graph, node: Node) -> Tiling | None:
     return Tiling(q_block=rec["m_block"], kv_block=rec["n_block"], target=rec.get("target"))
 
 
-def _parse_dims(text: str) -> dict[str, int]:
-    env = {}
-    for item in filter(None, (s.strip() for s in text.split(";"))):
-        name, sep, val = item.partition(":")
-        if not sep or not val.strip().isdigit():
-            raise PipelineError(f"pass 'tile': option 'dims' item {item!r} must be NAME:INT (items separated by ';')")
-        env[name.strip()] = int(val)
-    return env
-
-
 def _eval(d, env: dict[str, int], default: int) -> int:
     return D.evaluate(d, {s: env.get(s, default) for s in D.symbols(d)})
 
@@ -137,11 +128,8 @@ class Tile(Pass):
     default_dim: int = 1024
 
     def run(self, graph: Graph) -> Graph:
-        try:
-            hw = get_hardware(self.target)
-        except ValueError as e:
-            raise PipelineError(f"pass 'tile': option 'target': {e}") from None
-        env = _parse_dims(self.dims)
+        hw = resolve_hardware(self.name, self.target)
+        env = parse_dims(self.name, self.dims)
         record = graph.metadata.setdefault("tiling", {})
         for node in graph.topological():
             if node.op.op_name in ATTENTION_OPS:

@@ -131,3 +131,13 @@ def test_export_then_load_runs_the_same(tmp_path, target):
     np.testing.assert_allclose(loaded(*args), expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
         attncc.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("pass_name", ["tile", "mla-absorb"])
+def test_target_pass_option_errors_name_their_own_pass(pass_name):
+    from attncc.ir.passes import PipelineError, run_pipeline
+
+    with pytest.raises(PipelineError, match=f"pass '{pass_name}': option 'dims'"):
+        run_pipeline(attention_graph(), f"{pass_name}{{dims=seq}}")
+    with pytest.raises(PipelineError, match=f"pass '{pass_name}': option 'target'"):
+        run_pipeline(attention_graph(), f"{pass_name}{{target=tpu9}}")
