@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from .ops.base import Op
 
 
+def upstream_nodes(values) -> dict[int, "Node"]:
+    """Every node that (transitively) produces one of `values`, keyed by id (graph inputs have no producer)."""
+    found: dict[int, Node] = {}
+    stack = [v.producer for v in values if v is not None and v.producer is not None]
+    while stack:
+        n = stack.pop()
+        if id(n) in found:
+            continue
+        found[id(n)] = n
+        stack.extend(v.producer for v in n.inputs if v is not None and v.producer is not None)
+    return found
+
+
 class Value:
     """An SSA value: produced by one node (or a graph input / constant), used by many."""
 
@@ -188,14 +201,7 @@ class Graph:
 
     def dead_code_elimination(self) -> int:
         """Remove nodes whose outputs reach no graph output; drop unused constants. Returns the count removed."""
-        live: set[int] = set()
-        stack = [v.producer for v in self.outputs if v.producer is not None]
-        while stack:
-            n = stack.pop()
-            if id(n) in live:
-                continue
-            live.add(id(n))
-            stack.extend(v.producer for v in n.inputs if v is not None and v.producer is not None)
+        live = upstream_nodes(self.outputs)
         before = len(self.nodes)
         self.nodes = [n for n in self.nodes if id(n) in live]
         used = {n.op.key for n in self.nodes if n.op.op_name == "Constant"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .. import dims as D
-from ..graph import Graph, Node, Value
+from ..graph import Graph, Node, Value, upstream_nodes
 from ._rewrite import producer_op, release
 from .base import Pass, register_pass
 
@@ -60,13 +60,8 @@ def fold_node(graph: Graph, node: Node) -> Node:
 
 def _read_upstream(graph: Graph, node: Node, values: tuple[Value, ...]) -> bool:
     """Whether a node that `node` depends on reads one of `values`."""
-    upstream, stack = set(), [v.producer for v in node.inputs if v is not None and v.producer is not None]
-    while stack:
-        n = stack.pop()
-        if id(n) not in upstream:
-            upstream.add(id(n))
-            stack.extend(v.producer for v in n.inputs if v is not None and v.producer is not None)
-    return any(id(n) in upstream and any(x is v for x in n.inputs for v in values) for n in graph.nodes)
+    upstream = upstream_nodes(node.inputs)
+    return any(any(x is v for x in n.inputs for v in values) for n in upstream.values())
 
 
 @register_pass

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .. import dims as D
-from ..graph import Graph, Node, Value
+from ..graph import Graph, Node, Value, upstream_nodes
 from ..ops import FusedAttention, RopeSpec
 from ._rewrite import SWAP_SEQ_HEADS, constant_array, producer_op, release, replace_node, use_count, with_spec
 from .base import Pass, PipelineError, register_pass
@@ -55,19 +55,6 @@ def _single_user(graph: Graph, v: Value) -> Node | None:
     return users[0]
 
 
-def _depends_on(v: Value, node: Node) -> bool:
-    stack, seen = [v], set()
-    while stack:
-        x = stack.pop()
-        if x is None or x.producer is None or id(x.producer) in seen:
-            continue
-        if x.producer is node:
-            return True
-        seen.add(id(x.producer))
-        stack.extend(x.producer.inputs)
-    return False
-
-
 def fuse_epilogue(graph: Graph, node: Node, with_residual: bool) -> Node:
     """Fold merge-heads -> Linear (-> + residual) after `node` into a FusedAttention."""
     spec = node.spec
@@ -92,7 +79,7 @@ def fuse_epilogue(graph: Graph, node: Node, with_residual: bool) -> Node:
         add = _single_user(graph, lin.outputs[0])
         if add is not None and add.op.op_name == "Binary" and add.op.fn == "add":
             other = add.inputs[1] if add.inputs[0] is lin.outputs[0] else add.inputs[0]
-            if other.type == lin.outputs[0].type and not _depends_on(other, node):
+            if other.type == lin.outputs[0].type and id(node) not in upstream_nodes([other]):
                 last, residual = add, other
     release(graph, node)
     op = FusedAttention(spec=spec, tiling=node.op.tiling, has_out_bias=lin.op.has_bias, has_residual=residual is not None)
