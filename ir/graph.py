@@ -178,6 +178,10 @@ class Graph:
                     out.setdefault(id(v), []).append((n, i))
         return out
 
+    def consumers(self, v: Value) -> list[Node]:
+        """Nodes reading `v` (each once, in insertion order; graph outputs not included)."""
+        return [n for n in self.nodes if any(x is v for x in n.inputs)]
+
     def attention_ops(self) -> list[Node]:
         """The Attention nodes, in topological order; each has `.spec`."""
         return [n for n in self.topological() if n.op.op_name in ("Attention", "FusedAttention")]

@@ -66,7 +66,7 @@ def fold_scale(graph: Graph, node: Node) -> Node:
 
 def _swap_users(graph: Graph, v: Value) -> list[Node] | None:
     """The swap-transpose nodes reading `v` when they are its only uses, else None."""
-    users = [n for n in graph.nodes if any(x is v for x in n.inputs)]
+    users = graph.consumers(v)
     if not users or any(o is v for o in graph.outputs):
         return None
     if all(u.op.op_name == "Transpose" and tuple(u.op.perm) == SWAP_SEQ_HEADS for u in users):

@@ -49,7 +49,7 @@ def absorb_rope(graph: Graph, node: Node) -> Node:
 
 
 def _single_user(graph: Graph, v: Value) -> Node | None:
-    users = [n for n in graph.nodes if any(x is v for x in n.inputs)]
+    users = graph.consumers(v)
     if len(users) != 1 or any(o is v for o in graph.outputs) or sum(x is v for x in users[0].inputs) != 1:
         return None
     return users[0]
