@@ -7,7 +7,8 @@ casts) must feed only out = MatMul(probs, v). Then the batch axes are mapped to 
 (recognize/axis_map.py), and on 4-D K/V: repeat_kv -> num_kv_heads, Concat(past, new) -> kv_cache,
 RoPE on q and new k -> spec.rope. A fully-masked-row guard
 Where(Equal(ReduceMax(bias), -inf), 0, probs) on the probabilities is absorbed when it tests the bias added
-to the scores (recognize/row_guard.py). Every failed check leaves the softmax alone and records
+to the scores, and so is Where(IsNaN(probs), 0, probs) (recognize/row_guard.py). Every failed check leaves
+the softmax alone and records
 {"kind": "attention-not-lifted", "node", "source", "reason"} in graph.diagnostics; every lift records
 {"kind": "attention-lifted", "node", "spec"}; an entry of the same kind for the same node is not repeated.
 Requires: nothing (constant-fold/canonicalize first help). Guarantees: same outputs; every lifted site
@@ -32,7 +33,7 @@ from .recognize.common import Emitter, MatchContext, NotAttention, is_batch_view
 from .recognize.kv_cache import split_cache
 from .recognize.repeat_kv import unrepeat
 from .recognize.rope import fold_rope
-from .recognize.row_guard import check_row_guard
+from .recognize.row_guard import check_row_guard, nan_guard
 from .recognize.scale import peel_scale
 from .recognize.scores import ScoreChain, walk_scores
 
@@ -80,6 +81,10 @@ def _probs_to_pv(ctx: MatchContext, sm: Node, chain: ScoreChain) -> Node:
     guard, see recognize/row_guard.py), used nowhere else."""
     v = sm.outputs[0]
     for _ in range(8):
+        guard = nan_guard(ctx, v)
+        if guard is not None:
+            v = guard.outputs[0]
+            continue
         uses = ctx.users_of(v)
         need(not ctx.is_graph_output(v), f"the attention probabilities '{v.name}' are also a graph output "
              "(e.g. ONNX Attention's qk_matmul_output_mode 3), which the Attention op does not return")

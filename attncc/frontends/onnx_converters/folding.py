@@ -1,7 +1,7 @@
 """Import-time constant folding: nodes whose inputs are all known evaluate right away.
 
-Numeric tensors fold with the ONNX reference evaluator (exact ONNX semantics, no per-op code
-here). Shape tensors holding symbolic dims (object arrays) fold with the small table below,
+Numeric tensors fold with the ONNX reference evaluator (exact ONNX semantics), except the few ops in
+NUMPY_FOLDS whose reference implementation rejects valid inputs (one numpy line each). Shape tensors holding symbolic dims (object arrays) fold with the small table below,
 which covers the shape arithmetic exporters emit (Shape -> Gather/Slice -> Concat -> Reshape).
 """
 from __future__ import annotations
@@ -36,6 +36,8 @@ def fold_node(ctx: ImportContext, node: onnx.NodeProto) -> bool:
             return False
         outs = [o if isinstance(o, np.ndarray) and o.dtype != object else _tidy(np.asarray(o, dtype=object))
                 for o in outs]
+    elif node.op_type in NUMPY_FOLDS:
+        outs = NUMPY_FOLDS[node.op_type](ctx, node, arrays)
     else:
         outs = _reference_eval(ctx, node)
     for name, arr in zip(node.output, outs):
@@ -49,6 +51,23 @@ def _tidy(arr: np.ndarray) -> np.ndarray:
     if all(not isinstance(x, str) for x in arr.reshape(-1).tolist()):
         return arr.astype(np.int64)
     return arr
+
+
+def _gather_elements(ctx: ImportContext, node: onnx.NodeProto, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """out[..i..] = data[..idx[..i..]..] along `axis`; the indices may be shorter than the data on the other
+    axes (BERT's token_type_ids buffer gathered at position_ids), which onnx.reference rejects."""
+    data, idx = arrays
+    axis = ctx.attr(node, "axis", 0) % data.ndim
+    ctx.check(idx.ndim == data.ndim and all(i <= d for a, (i, d) in enumerate(zip(idx.shape, data.shape)) if a != axis),
+              f"indices {idx.shape} do not fit data {data.shape} off axis {axis}")
+    ctx.check(bool(((idx >= -data.shape[axis]) & (idx < data.shape[axis])).all()),
+              f"an index is out of range for axis {axis} of size {data.shape[axis]}")
+    rows = tuple(slice(None) if a == axis else slice(0, n) for a, n in enumerate(idx.shape))
+    return [np.take_along_axis(data[rows], np.where(idx < 0, idx + data.shape[axis], idx).astype(np.int64), axis)]
+
+
+# ops folded with numpy instead of the ONNX reference (see the module docstring)
+NUMPY_FOLDS = {"GatherElements": _gather_elements}
 
 
 def _reference_eval(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray]:

@@ -8,6 +8,9 @@ additive bias is -inf everywhere, because softmax of an all -inf row is NaN:
 The Attention op already outputs zeros for a fully masked row (interpreter/attention_ref.py), so the
 guard can be dropped — but only when its condition reads the very bias added to the scores (after any
 softcap, so a masked entry stays -inf) and it selects exactly 0; anything else changes the numbers.
+
+torch's dynamo ONNX exporter writes the same guard on the probabilities themselves (a fully masked row
+is where softmax gives NaN): `Where(IsNaN(probs), 0, probs)`, imported as `Where(probs != probs, 0, probs)`.
 """
 from __future__ import annotations
 
@@ -64,4 +67,22 @@ def check_row_guard(ctx: MatchContext, where: Node, slot: int, probs: Value, bia
          f"of a bias added to the scores (biases: {added})")
 
 
-__all__ = ["check_row_guard"]
+def nan_guard(ctx: MatchContext, probs: Value) -> Node | None:
+    """The Where of `Where(probs != probs, 0, probs)` when those two nodes are all that read `probs`
+    (and the comparison feeds only the Where's condition), else None."""
+    uses = ctx.users_of(probs)
+    wheres = [(n, slot) for n, slot in uses if n.op.op_name == "Where"]
+    tests = [n for n, _ in uses if is_binary(n.outputs[0], "ne") and all(x is probs for x in n.inputs)]
+    if len(wheres) != 1 or len(tests) != 2 or len(uses) != 3 or tests[0] is not tests[1]:
+        return None
+    where, slot = wheres[0]
+    cond, on_true, on_false = where.inputs
+    test_uses = ctx.users_of(tests[0].outputs[0])
+    if slot != 2 or cond is not tests[0].outputs[0] or len(test_uses) != 1 or ctx.is_graph_output(cond):
+        return None
+    if ctx.scalar(on_true) != 0.0 or not same_shape(where.outputs[0].shape, probs.shape):
+        return None
+    return where
+
+
+__all__ = ["check_row_guard", "nan_guard"]
