@@ -6,7 +6,7 @@ from pricing (roofline + calibrated efficiency + launch overhead). Never imports
 from .attention_cost import (ATTENTION_COST_RULES, AttentionWork, attention_cost, attention_cost_rule,
                              attention_tile_footprint, default_tiling, visible_pairs)
 from .hardware import ComputeUnit, HardwareError, HardwareSpec, MemoryLevel, cache_dir, get_hardware, list_hardware
-from .analyze import OP_COST_RULES, UnboundDimError, analyze_graph
+from .analyze import OP_COST_RULES, UnboundDimError, UnknownDimError, analyze_graph
 from .calibrate import calibrate_host
 from .compare import compare
 from .matmul_cost import matmul_cost
@@ -16,6 +16,6 @@ from .report import CostReport, Row
 __all__ = [
     "ATTENTION_COST_RULES", "AttentionWork", "attention_cost", "attention_cost_rule", "attention_tile_footprint",
     "default_tiling", "visible_pairs", "ComputeUnit", "HardwareError", "HardwareSpec", "MemoryLevel", "cache_dir",
-    "get_hardware", "list_hardware", "matmul_cost", "OpCost", "price", "OP_COST_RULES", "UnboundDimError",
+    "get_hardware", "list_hardware", "matmul_cost", "OpCost", "price", "OP_COST_RULES", "UnboundDimError", "UnknownDimError",
     "analyze_graph", "calibrate_host", "compare", "CostReport", "Row",
 ]

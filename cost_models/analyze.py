@@ -35,6 +35,10 @@ class UnboundDimError(ValueError):
     """A symbolic dim with no value; names the symbol, the value and how to bind it."""
 
 
+class UnknownDimError(ValueError):
+    """`dims=` names a dim the model does not have; lists the model's dynamic dims."""
+
+
 class Binder:
     """Evaluates symbolic dims with the user's bindings."""
 
@@ -182,11 +186,45 @@ def bind_dims(graph: Graph, phase: str | None, seq: int | None, batch: int | Non
     return env, {"phase": phase or "prefill", "decode_kv": int(decode_kv) if decode_kv is not None else None}
 
 
+def graph_symbols(graph: Graph) -> set[str]:
+    """Every symbolic dim name in the graph's value shapes (its dynamic dims)."""
+    values = list(graph.inputs) + [v for n in graph.nodes for v in n.outputs if v is not None]
+    return {s for v in values for d in v.shape for s in D.symbols(d)}
+
+
+def _check_requested_dims(graph: Graph, phase: str | None, shorthands: dict[str, int | None],
+                          dims: dict | None) -> tuple[set[str], list[str], dict[str, int]]:
+    """Which requested dims bind something. Explicit `dims` must name dims of the model (else UnknownDimError);
+    seq/batch/past that bind nothing are returned as (unused, notes) so the report can say so."""
+    symbols = graph_symbols(graph)
+    listed = ", ".join(sorted(symbols)) if symbols else "none, every dim is static"
+    unknown = sorted(set(dims or {}) - symbols)
+    if unknown:
+        raise UnknownDimError(f"graph '{graph.name}' has no dynamic dim {', '.join(map(repr, unknown))}; "
+                              f"its dynamic dims: {listed}")
+    # decode prices attention at `past` (or `seq`) cached keys even when the graph has no such dim
+    decode_kv = phase == "decode" and any(n.op.op_name in ("Attention", "FusedAttention") for n in graph.nodes)
+    unused = {k: v for k, v in shorthands.items()
+              if v is not None and k not in symbols and not (decode_kv and k in ("seq", "past"))}
+    notes = []
+    if unused:
+        given = ", ".join(f"{k}={v}" for k, v in unused.items())
+        names = "/".join(unused)
+        notes.append(f"requested {given} bound nothing: the model has no dim named {names} (its dynamic dims: {listed}); "
+                     f"the figures are for the model's own shapes"
+                     + ("; bind a named dim with dims={NAME: N} (CLI: --dims NAME=N)" if symbols else ""))
+    return symbols, notes, unused
+
+
 def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase: str | None = None,
                   seq: int | None = None, batch: int | None = None, past: int | None = None,
                   dims: dict | None = None) -> CostReport:
-    """Cost report of `graph` on `hardware`: a row per op, totals, peak memory, KV-cache bytes."""
+    """Cost report of `graph` on `hardware`: a row per op, totals, peak memory, KV-cache bytes.
+
+    `dims` must name dynamic dims of the graph; seq/batch/past that bind none are listed in the
+    report's `unused_dims` and notes (the figures are then for the graph's own shapes)."""
     hw = get_hardware(hardware)
+    symbols, dim_notes, unused = _check_requested_dims(graph, phase, {"batch": batch, "seq": seq, "past": past}, dims)
     env, ctx = bind_dims(graph, phase, seq, batch, past, dims)
     ctx["graph"] = graph
     bind = Binder(env)
@@ -210,10 +248,12 @@ def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase
         variant = node.op.spec.variant if kind in ("Attention", "FusedAttention") else ""
         rows.append(Row(node.name, kind, variant, cost))
     dtypes = Counter(n.inputs[0].dtype for n in order if n.op.op_name in ("Attention", "FusedAttention", "MatMul", "Linear"))
-    return CostReport(rows=rows, hardware=hw, phase=ctx["phase"], dims=env, weights_bytes=weights,
+    shown = {k: v for k, v in env.items() if k in symbols or (k not in unused and k in ("seq", "past"))}
+    return CostReport(rows=rows, hardware=hw, phase=ctx["phase"], dims=shown, weights_bytes=weights,
                       dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
                       peak_memory_bytes=_peak_memory(graph, order, bind, weights),
-                      graph_name=graph.name, notes=[SIMULATION_NOTE] if hw.kind == "optical" else [])
+                      graph_name=graph.name, notes=dim_notes + ([SIMULATION_NOTE] if hw.kind == "optical" else []),
+                      unused_dims=unused)
 
 
 def _peak_memory(graph: Graph, order, bind: Binder, weights: int) -> int:

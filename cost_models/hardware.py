@@ -137,6 +137,14 @@ class HardwareSpec:
         n = self.extra.get("parallel_units")
         return int(n) if n else None
 
+    @property
+    def provenance(self) -> str:
+        """Where the figures come from, for report headers: "calibrated, FILE, DATE" or "default spec"."""
+        stamp = self.extra.get("calibrated")
+        if stamp:
+            return f"calibrated, {self.path or 'not saved'}, {stamp}"
+        return "default spec"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "aliases": list(self.aliases), "description": self.description, "kind": self.kind,

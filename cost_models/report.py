@@ -40,6 +40,8 @@ class Row:
     variant: str
     cost: OpCost
     share: float = 0.0
+    # how the compiled model ran this node when not as a generated kernel ("numpy reference", "generic schedule")
+    lowering: str = ""
 
     @property
     def energy_j(self) -> float | None:
@@ -47,7 +49,8 @@ class Row:
         return self.cost.energy_j
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "variant": self.variant, "share": self.share, **self.cost.to_dict()}
+        return {"name": self.name, "kind": self.kind, "variant": self.variant, "share": self.share,
+                **({"lowering": self.lowering} if self.lowering else {}), **self.cost.to_dict()}
 
 
 @dataclass
@@ -64,6 +67,8 @@ class CostReport:
     dtype: str = "float32"   # the dtype the ridge point is quoted for (most common matmul dtype)
     # caveats the reader must see (e.g. shapes priced as exported because dynamic export failed)
     notes: list[str] = field(default_factory=list)
+    # requested seq/batch/past values that bind no dim of the graph (priced at the graph's own shapes instead)
+    unused_dims: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         total = self.total_time_s
@@ -120,7 +125,8 @@ class CostReport:
 
     # ---- forms --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"graph": self.graph_name, "hardware": self.hardware.name, "phase": self.phase, "dtype": self.dtype, "dims": self.dims,
+        return {"graph": self.graph_name, "hardware": self.hardware.name, "hardware_source": self.hardware.provenance,
+                "phase": self.phase, "dtype": self.dtype, "dims": self.dims, "unused_dims": dict(self.unused_dims),
                 "notes": list(self.notes),
                 "rows": [r.to_dict() for r in self.rows], "totals": self.totals()}
 
@@ -137,8 +143,13 @@ class CostReport:
             head.append("energy")
             for b, r in zip(body, self.rows):
                 b.append(human_energy(r.cost.energy_j) if r.cost.energy_j is not None else "-")
+        if any(r.lowering for r in self.rows):  # nodes the compiled model did not run as generated kernels
+            head.append("ran as")
+            for b, r in zip(body, self.rows):
+                b.append(r.lowering or "kernel")
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
-        fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 or i == 6 else c.rjust(w)  # noqa: E731
+        left = {0, 1, 2, 6} | ({len(head) - 1} if head[-1] == "ran as" else set())
+        fmt = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)  # noqa: E731
                                       for i, (c, w) in enumerate(zip(cells, widths)))
         return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
 
@@ -166,6 +177,8 @@ class CostReport:
             parts.append(f"K/V reads {human(c.kv_read_bytes, 'B')} ({100 * c.kv_read_bytes / c.main_bytes:.0f}% of its "
                          f"{hw.main_memory.name} bytes); KV cache {human(c.kv_bytes_per_token, 'B')}/token; "
                          f"tiles {c.details.get('tiling')}.")
+        if row.lowering:
+            parts.append(f"The compiled model runs it as {row.lowering}, not a generated kernel; this prices a kernel.")
         parts.extend(c.notes)
         return " ".join(parts)
 
@@ -174,7 +187,8 @@ class CostReport:
         hw = self.hardware
         t = self.totals()
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items()) or "static shapes"
-        lines = [f"cost report: {self.graph_name} on {hw.name} ({hw.description}); phase {self.phase}; {dims}"]
+        lines = [f"cost report: {self.graph_name}; hardware: {hw.name} ({hw.provenance}; {hw.description}); "
+                 f"phase {self.phase}; {dims}"]
         lines += [f"note: {n}" for n in self.notes] + [""]
         lines += self.table_lines()
         lines += ["", f"total time     {human_time(t['time_s'])}"]
