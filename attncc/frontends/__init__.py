@@ -23,11 +23,9 @@ def import_model(model: Any, example_inputs: Any = None, **options) -> Graph:
         path = os.fspath(model)
         if not path.endswith(".onnx"):
             raise UnsupportedModelError(f"cannot import {path!r}: only .onnx files are read from paths")
-        import onnx
+        from .onnx_import import import_onnx, load_onnx_file
 
-        from .onnx_import import import_onnx
-
-        return import_onnx(onnx.load(path), **options)
+        return import_onnx(load_onnx_file(path), **options)
     module = type(model).__module__
     if module.startswith("onnx"):
         from .onnx_import import import_onnx

@@ -7,10 +7,13 @@ post-import pipeline cleans up and lifts attention spelled out in primitives int
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..errors import ModelFileError
 from ..ir import Graph
 from ..ir.passes import PASS_REGISTRY, run_pipeline
 from .onnx_converters import fold_node, lookup
@@ -28,7 +31,8 @@ def import_onnx(model: onnx.ModelProto, pipeline: str | None = POST_IMPORT_PIPEL
     `graph.metadata["onnx_inputs"]`/`["onnx_outputs"]` map ONNX names to IR value names.
     """
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        model = onnx.load(model)
+        model = load_onnx_file(model)
+    check_opsets(model)
     if check:
         onnx.checker.check_model(model)
     opsets = {(o.domain if o.domain != "ai.onnx" else ""): o.version for o in model.opset_import}
@@ -58,6 +62,34 @@ def import_onnx(model: onnx.ModelProto, pipeline: str | None = POST_IMPORT_PIPEL
         if text:
             g = run_pipeline(g, text)
     return g
+
+
+def load_onnx_file(path) -> onnx.ModelProto:
+    """onnx.load with errors that name the file: unreadable, corrupt (not protobuf), or empty."""
+    path = os.fspath(path)
+    shown = path.decode(errors="replace") if isinstance(path, bytes) else path
+    try:
+        model = onnx.load(path)
+    except OSError as e:
+        raise ModelFileError(f"cannot read ONNX file {shown}: {e.strerror or e}") from e
+    except Exception as e:  # noqa: BLE001 — protobuf's DecodeError (and friends) for bytes that are not a ModelProto
+        raise ModelFileError(f"{shown} is not a valid ONNX model: {type(e).__name__}: {e} (the file is corrupt, "
+                             "truncated or not ONNX)") from e
+    if not model.opset_import and not model.graph.node and not model.graph.output:
+        raise ModelFileError(f"{shown} is not an ONNX model: it holds no graph and no opset "
+                             f"({os.path.getsize(path)} bytes; an empty or truncated file?)")
+    check_opsets(model, shown)
+    return model
+
+
+def check_opsets(model: onnx.ModelProto, where: str | None = None) -> None:
+    """Reject a default-domain opset newer than the installed onnx package defines (onnxruntime rejects it too)."""
+    newest = onnx.defs.onnx_opset_version()
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version > newest:
+            raise ONNXImportError(f"{where or 'model ' + repr(model.graph.name)} declares ONNX opset {o.version} for "
+                                  f"the default domain; the installed onnx {onnx.__version__} supports opsets up to "
+                                  f"{newest}")
 
 
 def _add_inputs(ctx: ImportContext, graph: onnx.GraphProto) -> None:
