@@ -17,46 +17,37 @@ from typing import Any
 
 from tvm import te
 
-from ....ir import Node
-from ....ir.interpreter import FEATURE_REFERENCES, attention_reference
-from ....ir.ops import Rotary
+from ...ir import Node
+from ...ir.interpreter import FEATURE_REFERENCES, attention_reference
+from ...ir.ops import Rotary
 from . import te_layout
-from .errors import CpuLoweringError
+from .attention_config import AttentionKernelConfig
+from .errors import LoweringError
 from .plan import Plan
 from .te_attention import attention_compute
 from .te_elementwise import load
 
 
-def kernels_available() -> tuple[bool, str]:
-    """Whether the flash attention kernel library imports (it is developed alongside this backend)."""
-    try:
-        from ..attention import build_attention_kernel  # noqa: F401
-    except Exception as e:  # noqa: BLE001
-        return False, f"{type(e).__name__}: {e}"
-    return True, ""
-
-
 class AttentionLowering:
     """Emits plan steps for one Attention node. `groups` is the GroupBuilder (for naming, scheduling)."""
 
-    def __init__(self, plan: Plan, groups, shapes: dict[int, tuple], target: dict, options: dict):
+    def __init__(self, plan: Plan, groups, shapes: dict[int, tuple], target: dict, options: dict, plugin):
         self.plan, self.groups, self.shapes, self.target, self.options = plan, groups, shapes, target, options
+        self.plugin = plugin
         self.kernels: dict[int, Any] = {}            # step index -> built AttentionKernel
         self.references: dict[int, Node] = {}        # step index -> node run by the numpy reference
 
     # ---- small kernels around the attention kernel ------------------------------------------
     def emit(self, node: Node, label: str, fn, inputs: list[str], out_name: str, schedule=None) -> None:
         """Compile `fn(*te_inputs) -> te.Tensor` (named "out") writing plan value `out_name`."""
-        from .schedules import schedule_injective
-
         phs = [te.placeholder(tuple(self.plan.values[n]["shape"]), self.plan.values[n]["dtype"], name=f"in{i}")
                for i, n in enumerate(inputs)]
         try:
             out = fn(*phs)
             func = te.create_prim_func(phs + [out])
         except Exception as e:
-            raise CpuLoweringError(node.name, "Attention", f"defining its {label} kernel failed", e) from e
-        func = self.groups.schedule(func, schedule or (lambda s: schedule_injective(s, "out")), node)
+            raise LoweringError(node.name, "Attention", f"defining its {label} kernel failed", e) from e
+        func = self.groups.schedule(func, schedule or (lambda s: self.plugin.schedule("injective")(s, "out")), node)
         args = [self.plan.arg(n) for n in inputs] + [self.plan.arg(out_name)]
         self.plan.add_call(self.groups.func_name(node) + "_" + label, func, args, node.name, f"Attention.{label}")
 
@@ -141,14 +132,9 @@ class AttentionLowering:
             return "the flash kernels take no kv_lengths input"
         if spec.softcap and spec.softcap_order == "after_mask" and spec.mask.input == "additive":
             return "softcap after an additive mask is not a kernel score mod"
-        ok, why = kernels_available()
-        if not ok:
-            return f"the attention kernel library is unavailable ({why})"
         return None
 
     def _config(self, node: Node, q: str, k: str, dtype: str, mask_kind: str):
-        from ..attention import AttentionKernelConfig
-
         spec, tiling = node.op.spec, node.op.tiling
         b, hq, sq, d = self.plan.values[q]["shape"]
         _, hkv, skv, _ = self.plan.values[k]["shape"]
@@ -185,12 +171,10 @@ class AttentionLowering:
         return self.plan.arg(dst, full, want_dtype)
 
     def _try_kernel(self, node: Node, q: str, k: str, v: str, mask: str | None, out: str, dtype: str) -> str | None:
-        from ..attention import build_attention_kernel
-
         kind = node.op.spec.mask.input
         try:
             cfg = self._config(node, q, k, dtype, kind)
-            kernel = build_attention_kernel(cfg, target=self.target)  # build now: failures surface at compile time
+            kernel = self.plugin.build_attention_kernel(cfg, self.target)  # build now: failures surface at compile time
         except Exception as e:  # noqa: BLE001 - an unsupported case falls back, with the reason
             return f"the flash kernel could not be built ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
         step = {"kind": "attention", "config": dataclasses.asdict(cfg), "q": self.plan.arg(q), "k": self.plan.arg(k),
@@ -201,8 +185,6 @@ class AttentionLowering:
         return None
 
     def _te_fallback(self, node, q, k, v, mask, kv_lengths, out, dtype) -> None:
-        from .schedules import schedule_generic
-
         spec = node.op.spec
         inputs = [q, k, v] + ([mask] if mask else []) + ([kv_lengths] if kv_lengths else [])
 
@@ -213,13 +195,13 @@ class AttentionLowering:
             lt = rest.pop(0) if kv_lengths else None
             return attention_compute(spec, qt, kt, vt, mt, lt, dtype, "out")
 
-        self.emit(node, "attention_te", fn, inputs, out, schedule=lambda s: schedule_generic(s, "out"))
+        self.emit(node, "attention_te", fn, inputs, out, schedule=lambda s: self.plugin.schedule("generic")(s, "out"))
 
     def _reference(self, node: Node, feats) -> None:
         spec = node.op.spec
         missing = [f.kind for f in feats if f.kind not in FEATURE_REFERENCES]
         if missing:
-            raise CpuLoweringError(node.name, "Attention", f"variant features {missing} have neither a CPU lowering "
+            raise LoweringError(node.name, "Attention", f"variant features {missing} have neither a CPU lowering "
                                    f"nor a registered reference (known: {sorted(FEATURE_REFERENCES)})")
         why = [d["reason"] for d in self.groups.graph.diagnostics
                if d.get("pass") == "decompose-variants" and d.get("node") == node.name]

@@ -5,10 +5,10 @@ from typing import Any, Sequence
 
 import tvm
 
-from .... import ir
-from ....ir.interpreter import bind_dims
+from ... import ir
+from ...ir.interpreter import bind_dims
 from .attention import AttentionLowering, reference_callable
-from .errors import CpuLoweringError
+from .errors import LoweringError
 from .fusion import classify, plan_groups
 from .groups import GroupBuilder
 from .plan import Plan
@@ -30,21 +30,22 @@ def concrete_shapes(graph: ir.Graph, input_shapes: Sequence[tuple]) -> tuple[dic
             try:
                 shapes[id(v)] = tuple(ir.dims.evaluate(d, env) for d in v.shape)
             except KeyError as e:
-                raise CpuLoweringError(node.name, node.op.op_name,
+                raise LoweringError(node.name, node.op.op_name,
                                        f"output shape {v.shape} depends on a dim the inputs do not fix ({e})") from e
     return shapes, env
 
 
-def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, options: dict[str, Any]):
-    """Lower `graph` for these input shapes. Returns (plan, attention kernels, reference callables)."""
+def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, options: dict[str, Any], plugin):
+    """Lower `graph` for these input shapes on `plugin`'s target.
+    Returns (plan, attention kernels, reference callables)."""
     shapes, dims = concrete_shapes(graph, input_shapes)
     plan = Plan()
     outputs = {id(v) for v in graph.outputs}
     for v in graph.inputs:
         plan.inputs.append(plan.add_value(v.name, shapes[id(v)], v.dtype, "input"))
-    order, group_of = plan_groups(graph, shapes)
-    groups = GroupBuilder(graph, plan, shapes, dims, graph.constants)
-    attn = AttentionLowering(plan, groups, shapes, target, options)
+    order, group_of = plan_groups(graph, shapes, plugin.matmul.gate_cols)
+    groups = GroupBuilder(graph, plan, shapes, dims, graph.constants, plugin)
+    attn = AttentionLowering(plan, groups, shapes, target, options, plugin)
     # declare every value first: kernels may write any node output (e.g. attention's present_key)
     for node in order:
         kind = classify(node)
@@ -62,7 +63,7 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
     for node in order:
         kind = classify(node)
         if kind == "unsupported":
-            raise CpuLoweringError(node.name, node.op.op_name, "this op has no CPU lowering; supported ops: "
+            raise LoweringError(node.name, node.op.op_name, f"this op has no {plugin.name} lowering; supported ops: "
                                    "Linear, MatMul, Softmax, LayerNorm, RMSNorm, Reduce, CumSum, Unary, Binary, "
                                    "Activation, Where, Cast, Transpose, Concat, Slice, Gather, Expand, Rotary, "
                                    "Reshape, Attention")
@@ -72,7 +73,7 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
             groups.build(group_of[node.name])
     for v in graph.outputs:
         if v.name not in plan.values:
-            raise CpuLoweringError(v.producer.name if v.producer else v.name, "output", "graph output was fused away")
+            raise LoweringError(v.producer.name if v.producer else v.name, "output", "graph output was fused away")
         plan.outputs.append(v.name)
     references = {i: reference_callable(n) for i, n in attn.references.items()}
     return plan, attn.kernels, references
@@ -100,5 +101,5 @@ def compile_funcs(plan: Plan, target: dict):
                 tvm.compile(tvm.IRModule({name: plan.funcs[name].with_attr("global_symbol", name)}),
                             target=tvm.target.Target(target))
             except Exception as e:
-                raise CpuLoweringError(step["node"], step["op"], "TVM failed to compile its kernel", e) from e
-        raise CpuLoweringError("<module>", "-", "TVM failed to compile the module", whole) from whole
+                raise LoweringError(step["node"], step["op"], "TVM failed to compile its kernel", e) from e
+        raise LoweringError("<module>", "-", "TVM failed to compile the module", whole) from whole

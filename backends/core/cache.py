@@ -1,6 +1,6 @@
 """Compile cache: a lowered plan + its built library, keyed by graph text, target, options and shapes.
 
-In memory for the process, and on disk under $ATTNCC_CACHE_DIR (default ~/.cache/attncc/cpu)
+In memory for the process, and on disk under $ATTNCC_CACHE_DIR/<target> (default ~/.cache/attncc/<target>)
 as `<key>/plan.json` + `<key>/kernels.so` + per attention step `<key>/attention_<step>.so` (kind and
 schedule in `<key>/attention.json`), so recompiling an unchanged model is near-instant: nothing is rebuilt.
 Constants are not part of the key: weights are bound at load, not compiled in.
@@ -16,7 +16,7 @@ from typing import Any
 
 from ...ir import Graph, print_ir
 
-CACHE_VERSION = "cpu-1"
+CACHE_VERSION = "core-2"
 ATTENTION_INDEX = "attention.json"
 
 
@@ -48,14 +48,16 @@ def code_fingerprint() -> str:
     return _FINGERPRINT
 
 
-def cache_dir() -> str:
-    return os.path.join(os.environ.get("ATTNCC_CACHE_DIR") or os.path.expanduser("~/.cache/attncc"), "cpu")
+def cache_dir(target_name: str = "cpu") -> str:
+    """Where `target_name`'s builds are kept: $ATTNCC_CACHE_DIR/<target> (default ~/.cache/attncc/<target>)."""
+    return os.path.join(os.environ.get("ATTNCC_CACHE_DIR") or os.path.expanduser("~/.cache/attncc"), target_name)
 
 
-def cache_key(graph: Graph, target: dict, options: dict, input_shapes) -> str:
-    """sha256 over the code version, the printed graph, the target, the options and the concrete input shapes."""
+def cache_key(graph: Graph, target: dict, options: dict, input_shapes, target_name: str = "cpu") -> str:
+    """sha256 over the code version, the printed graph, the target, the options and the input shapes
+    (concrete sizes, or the symbolic signature of a shape-generic build)."""
     h = hashlib.sha256()
-    for part in (CACHE_VERSION, code_fingerprint(), print_ir(graph), json.dumps(target, sort_keys=True),
+    for part in (CACHE_VERSION, target_name, code_fingerprint(), print_ir(graph), json.dumps(target, sort_keys=True),
                  json.dumps({k: v for k, v in options.items() if k != "cache"}, sort_keys=True, default=str),
                  json.dumps([list(s) for s in input_shapes])):
         h.update(part.encode())
@@ -90,16 +92,16 @@ class CompileCache:
     def put_memory(self, key: str, entry) -> None:
         self.memory[key] = entry
 
-    def disk_path(self, key: str) -> str:
-        return os.path.join(cache_dir(), key)
+    def disk_path(self, key: str, target_name: str = "cpu") -> str:
+        return os.path.join(cache_dir(target_name), key)
 
-    def load_disk(self, key: str):
+    def load_disk(self, key: str, target_name: str = "cpu"):
         """(plan_json, lib path or None, attention files) when the entry exists on disk, else None.
 
         Attention files map step index -> (library path, metadata); an entry without them (or with an
         unreadable attention.json) gives {} and the kernels are rebuilt from the plan's configs.
         """
-        path = self.disk_path(key)
+        path = self.disk_path(key, target_name)
         plan_path = os.path.join(path, "plan.json")
         if not os.path.exists(plan_path):
             return None
@@ -108,16 +110,16 @@ class CompileCache:
             text = f.read()
         return text, (lib if os.path.exists(lib) else None), _read_attention_index(path)
 
-    def save_disk(self, key: str, plan_json: str, lib, kernels: dict | None = None) -> None:
+    def save_disk(self, key: str, plan_json: str, lib, kernels: dict | None = None, target_name: str = "cpu") -> None:
         """Write atomically (temp dir + rename) so concurrent compiles never see half an entry.
 
         `kernels` (step index -> AttentionKernel) are stored as attention_<step>.so + attention.json.
         """
-        final = self.disk_path(key)
+        final = self.disk_path(key, target_name)
         if os.path.exists(final):
             return
-        os.makedirs(cache_dir(), exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=cache_dir(), prefix=".tmp-")
+        os.makedirs(cache_dir(target_name), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=cache_dir(target_name), prefix=".tmp-")
         if lib is not None:
             lib.export_library(os.path.join(tmp, "kernels.so"))
         index = {}

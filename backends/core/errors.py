@@ -1,21 +1,26 @@
-"""The one error type the CPU backend raises: it names the IR node and op at fault."""
+"""The one error type the backend core raises: it names the target, IR node and op at fault."""
 from __future__ import annotations
 
 
-class CpuLoweringError(RuntimeError):
-    """Lowering, building or running a node for the `cpu` target failed.
+class LoweringError(RuntimeError):
+    """Lowering, building or running a node for a target failed.
 
-    The message starts with the node name and op so the user can find it in `print_ir`;
+    The message starts with the target, node name and op so the user can find it in `print_ir`;
     the TVM error that caused it is chained (`__cause__`) and summarized in one line.
     """
 
-    def __init__(self, node: str, op: str, what: str, cause: BaseException | None = None):
+    def __init__(self, node: str, op: str, what: str, cause: BaseException | None = None, target: str = "cpu"):
         detail = ""
         if cause is not None:
             first = str(cause).strip().splitlines()
             lines = [l for l in first if l.strip()]
             summary = next((l for l in reversed(lines) if "Error" in l or "error" in l), lines[-1] if lines else "")
             detail = f": {type(cause).__name__}: {summary.strip()[:300]}"
-        super().__init__(f"cpu backend: node '{node}' ({op}): {what}{detail}")
+        super().__init__(f"{target} backend: node '{node}' ({op}): {what}{detail}")
         self.node = node
         self.op = op
+        self.target = target
+
+
+# the name the cpu backend's users and tests know
+CpuLoweringError = LoweringError

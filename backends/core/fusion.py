@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ....ir import Graph, Node
+from ...ir import Graph, Node
 
 MATMUL_OPS = ("Linear", "MatMul")
 ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce", "CumSum")
@@ -82,16 +82,13 @@ def _epilogue_ok(node: Node, group: Group, shapes: dict[int, tuple]) -> bool:
     return True
 
 
-GATE_COLS = 16  # backends/cpu/matmul.py GATE_COLS: gated weights pack 16 gate + 16 up columns per panel
-
-
 def _plain_linear(node: Node) -> bool:
     w = node.inputs[1]
     return (node.op.op_name == "Linear" and not node.op.has_bias and w.producer is not None
             and w.producer.op.op_name == "Constant")
 
 
-def _gated_group(node: Node, group_of: dict[str, Group], users, outputs, shapes) -> Group | None:
+def _gated_group(node: Node, group_of: dict[str, Group], users, outputs, shapes, gate_cols: int) -> Group | None:
     """mul(act(x @ Wg), x @ Wu) (SwiGLU/GeGLU; act optional) as ONE gated matmul group, or None.
 
     Both projections read the same x, so one kernel computes both halves per register tile from
@@ -117,13 +114,15 @@ def _gated_group(node: Node, group_of: dict[str, Group], users, outputs, shapes)
     if not (_plain_linear(gate) and _plain_linear(up)) or gate.inputs[0] is not up.inputs[0]:
         return None
     wg, wu = shapes[id(gate.inputs[1])], shapes[id(up.inputs[1])]
-    if wg != wu or wg[-1] % GATE_COLS or gate.inputs[1].dtype != up.inputs[1].dtype:
+    if not gate_cols or wg != wu or not isinstance(wg[-1], int) or wg[-1] % gate_cols or gate.inputs[1].dtype != up.inputs[1].dtype:
         return None
     return Group("gated", g1.nodes + g2.nodes + [node])
 
 
-def plan_groups(graph: Graph, shapes: dict[int, tuple]) -> tuple[list[Node], dict[str, Group]]:
-    """Topological nodes and the group of every kernel node (keyed by node name)."""
+def plan_groups(graph: Graph, shapes: dict[int, tuple], gate_cols: int = 0) -> tuple[list[Node], dict[str, Group]]:
+    """Topological nodes and the group of every kernel node (keyed by node name).
+
+    `gate_cols`: the target's gated-matmul panel width (0: no gated groups)."""
     order = graph.topological()
     users = graph.users()
     outputs = {id(v) for v in graph.outputs}
@@ -135,7 +134,7 @@ def plan_groups(graph: Graph, shapes: dict[int, tuple]) -> tuple[list[Node], dic
             continue
         if kind != "injective":
             continue
-        gated = _gated_group(node, group_of, users, outputs, shapes)
+        gated = _gated_group(node, group_of, users, outputs, shapes, gate_cols)
         if gated is not None:
             for n in gated.nodes:
                 group_of[n.name] = gated

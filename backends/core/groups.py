@@ -1,16 +1,16 @@
-"""Build one fused group (see fusion.py) into a scheduled TVM PrimFunc and its plan call."""
+"""Build one fused group (see fusion.py) into a scheduled TVM PrimFunc and its plan call.
+
+Target-neutral: schedules and the matmul strategy come from the target plugin."""
 from __future__ import annotations
 
 from tvm import te
 
-from .... import ir
-from ....ir import Node
-from ..matmul import GATE_COLS, PANEL, matmul_compute, pack_gated, pack_weight, packed_shape, schedule_matmul
+from ... import ir
+from ...ir import Node
 from . import te_layout
-from .errors import CpuLoweringError
+from .errors import LoweringError
 from .fusion import Group
 from .plan import Plan
-from .schedules import schedule_generic, schedule_injective, schedule_rows
 from .te_ops import TE_OPS, batched_matmul_full
 
 
@@ -25,8 +25,10 @@ class GroupBuilder:
     """Turns groups into PrimFuncs registered on a Plan. `shapes` maps id(Value) -> concrete shape."""
 
     def __init__(self, graph: ir.Graph, plan: Plan, shapes: dict[int, tuple], dims: dict[str, int],
-                 constants: dict):
+                 constants: dict, plugin):
         self.graph, self.plan, self.shapes, self.dims, self.constants = graph, plan, shapes, dims, constants
+        self.plugin = plugin
+        self.matmul = plugin.matmul
         self.count = 0
 
     # ---- helpers -------------------------------------------------------------------------
@@ -54,12 +56,12 @@ class GroupBuilder:
                 func, args, sched = self._gated(group)
             else:
                 func, args = self._plain(group)
-                sched = schedule_rows if group.kind == "rows" else schedule_injective
+                sched = self.plugin.schedule("rows" if group.kind == "rows" else "injective")
                 sched = (lambda f: (lambda s: f(s, "out")))(sched)
-        except CpuLoweringError:
+        except LoweringError:
             raise
         except Exception as e:
-            raise CpuLoweringError(root.name, root.op.op_name, "defining its TVM compute failed", e) from e
+            raise LoweringError(root.name, root.op.op_name, "defining its TVM compute failed", e) from e
         func = self.schedule(func, sched, root)
         self.plan.add_call(self.func_name(root), func, args, root.name, "+".join(n.op.op_name for n in group.nodes))
 
@@ -74,12 +76,12 @@ class GroupBuilder:
         except Exception as first:  # noqa: BLE001 - any schedule failure: fall back to a correct schedule
             try:
                 s = s_tir.Schedule(func)
-                schedule_generic(s, "out")
+                self.plugin.schedule("generic")(s, "out")
                 self.plan.notes.append(f"node '{root.name}' ({root.op.op_name}): used the generic schedule "
                                        f"({type(first).__name__}: {str(first).splitlines()[0][:120]})")
                 return s.mod["main"]
             except Exception as e:
-                raise CpuLoweringError(root.name, root.op.op_name, "scheduling its kernel failed", e) from e
+                raise LoweringError(root.name, root.op.op_name, "scheduling its kernel failed", e) from e
 
     def _placeholder(self, tensors: dict, args: list, value, shape=None) -> te.Tensor:
         key = (value.name, tuple(shape) if shape is not None else None)
@@ -135,11 +137,11 @@ class GroupBuilder:
             a_view = self._batch_view(a_shape, batch)
             b_view = self._batch_view(b_shape, batch)
             if a_view is None or b_view is None:  # irregular broadcasting: full-rank compute, generic schedule
-                return self._plain_matmul(group) + (lambda s: schedule_generic(s, "out"),)
+                return self._plain_matmul(group) + (lambda s: self.plugin.schedule("generic")(s, "out"),)
             a = self._placeholder(tensors, args, a_v, a_view)
             b = self._placeholder(tensors, args, b_v, b_view)
             packed = False
-        acc = matmul_compute(a, b, n, packed, "acc")
+        acc = self.matmul.compute(a, b, n, packed, "acc")
         shape3 = (bt, m, n)
         cur = te.compute(shape3, lambda *i: acc(*i).astype(out_v.dtype), name="t_anchor")
         if anchor.op.op_name == "Linear" and anchor.op.has_bias:
@@ -159,7 +161,7 @@ class GroupBuilder:
                     ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
             cur = self._builder(node)(node.op, ins, shape3, node.outputs[0].dtype, f"t_{len(inside)}")
             inside[id(node.outputs[0])] = cur
-        return self._finish(cur, args, group.root.outputs[0], shape3) + (lambda s: schedule_matmul(s, "out", "acc"),)
+        return self._finish(cur, args, group.root.outputs[0], shape3) + (lambda s: self.matmul.schedule(s, "out", "acc"),)
 
     def _gated(self, group: Group):
         """act(x @ Wg) * (x @ Wu) [+ epilogue]: one accumulator over interleaved panels (16 gate
@@ -175,20 +177,21 @@ class GroupBuilder:
         a = self._placeholder(tensors, args, x_v, (1, m, k_len))
         wg, wu = gate.inputs[1], up.inputs[1]
         name = f"{wg.name}+{wu.name}.gated"
-        shape = (n // GATE_COLS, k_len, PANEL)
+        gate_cols, panel = self.matmul.gate_cols, self.matmul.panel
+        shape = (n // gate_cols, k_len, panel)
         if name not in self.plan.values:
             self.plan.add_value(name, shape, wg.dtype, "const", source=wg.producer.op.key,
                                 source_up=wu.producer.op.key, pack="gated")
         b = te.placeholder(shape, wg.dtype, name=f"in{len(args)}")
         args.append((b, self.plan.arg(name)))
-        acc = matmul_compute(a, b, 2 * n, True, "acc")
+        acc = self.matmul.compute(a, b, 2 * n, True, "acc")
         shape3 = (1, m, n)
 
         def half(offset, dtype):
-            return lambda bi, mi, ni: acc[bi, mi, ni // GATE_COLS * PANEL + offset + ni % GATE_COLS].astype(dtype)
+            return lambda bi, mi, ni: acc[bi, mi, ni // gate_cols * panel + offset + ni % gate_cols].astype(dtype)
 
         inside = {id(gate.outputs[0]): te.compute(shape3, half(0, gate.outputs[0].dtype), name="t_gate"),
-                  id(up.outputs[0]): te.compute(shape3, half(GATE_COLS, up.outputs[0].dtype), name="t_up")}
+                  id(up.outputs[0]): te.compute(shape3, half(gate_cols, up.outputs[0].dtype), name="t_up")}
         cur = None
         for node in group.nodes:
             if node in linears:
@@ -204,7 +207,7 @@ class GroupBuilder:
                     ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
             cur = self._builder(node)(node.op, ins, shape3, node.outputs[0].dtype, f"t_{len(inside)}")
             inside[id(node.outputs[0])] = cur
-        return self._finish(cur, args, out_v, shape3) + (lambda s: schedule_matmul(s, "out", "acc", GATE_COLS),)
+        return self._finish(cur, args, out_v, shape3) + (lambda s: self.matmul.schedule(s, "out", "acc", gate_cols),)
 
     def _batch_view(self, shape, batch):
         """(B?, rows, cols) view of a matmul operand: batch dims equal the output's, or are all 1."""
@@ -219,10 +222,10 @@ class GroupBuilder:
         name = f"{w_v.name}.panels"
         k_len, n = self.shapes[id(w_v)]
         if name not in self.plan.values:
-            self.plan.add_value(name, packed_shape(k_len, n), w_v.dtype, "const", source=w_v.producer.op.key, pack="panels")
+            self.plan.add_value(name, self.matmul.packed_shape(k_len, n), w_v.dtype, "const", source=w_v.producer.op.key, pack="panels")
         key = (name, None)
         if key not in tensors:
-            t = te.placeholder(packed_shape(k_len, n), w_v.dtype, name=f"in{len(args)}")
+            t = te.placeholder(self.matmul.packed_shape(k_len, n), w_v.dtype, name=f"in{len(args)}")
             tensors[key] = t
             args.append((t, self.plan.arg(name)))
         return tensors[key]
@@ -235,18 +238,18 @@ class GroupBuilder:
         b = self._placeholder(tensors, args, anchor.inputs[1])
         out_v = group.root.outputs[0]
         if len(group.nodes) > 1:
-            raise CpuLoweringError(anchor.name, "MatMul", "internal: irregular-broadcast matmul with an epilogue")
+            raise LoweringError(anchor.name, "MatMul", "internal: irregular-broadcast matmul with an epilogue")
         out = batched_matmul_full(a, b, tuple(self.shapes[id(out_v)]), out_v.dtype, "out")
         func = te.create_prim_func([t for t, _ in args] + [out])
         return func, [x for _, x in args] + [self.plan.arg(out_v.name)]
 
 
-def materialize_constant(plan: Plan, constants: dict, name: str):
-    """The array behind a const plan value (weights repacked into panels)."""
+def materialize_constant(plan: Plan, constants: dict, name: str, matmul):
+    """The array behind a const plan value (weights repacked by the target's `matmul` strategy)."""
     info = plan.values[name]
     arr = constants[info["source"]]
     if info.get("pack") == "panels":
-        return pack_weight(arr)
+        return matmul.pack_weight(arr)
     if info.get("pack") == "gated":
-        return pack_gated(arr, constants[info["source_up"]])
+        return matmul.pack_gated(arr, constants[info["source_up"]])
     return arr

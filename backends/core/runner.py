@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import tvm
 
-from .errors import CpuLoweringError
+from .errors import LoweringError
 from .plan import Plan
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -142,10 +142,10 @@ class PlanRunner:
                     times.append(time.perf_counter() - t0)
                 else:
                     self._run_step(i, step, env)
-            except CpuLoweringError:
+            except LoweringError:
                 raise
             except Exception as e:  # a TVM or kernel failure: name the node, keep the cause chained
-                raise CpuLoweringError(step.get("node", "?"), step.get("op", "?"), "running its kernel failed", e) from e
+                raise LoweringError(step.get("node", "?"), step.get("op", "?"), "running its kernel failed", e) from e
         outs = []
         for name in plan.outputs:
             info = plan.values[name]

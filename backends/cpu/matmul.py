@@ -86,7 +86,7 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PA
     (batch, column panel, row tile) loops are fused and run in parallel. `max_cols` bounds the
     output tile's columns (gated matmuls: 16 outputs read a 32-column accumulator tile).
     """
-    from .lower.schedules import inline_injective
+    from .schedules import inline_injective
 
     inline_injective(sch, {root})
     o, c = sch.get_sblock(root), sch.get_sblock(acc)

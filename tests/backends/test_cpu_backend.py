@@ -9,8 +9,8 @@ import attncc
 from attncc import ir
 from attncc.backends import get_backend
 from attncc.backends.cpu.backend import CpuBackend
-from attncc.backends.cpu.cache import CompileCache
-from attncc.backends.cpu.lower.errors import CpuLoweringError
+from attncc.backends.core.cache import CompileCache
+from attncc.backends.core.errors import CpuLoweringError
 
 try:
     from .cpu_graphs import attention_graph, layout_ops, llama_block, mlp_block, rng_arrays
@@ -114,14 +114,14 @@ def test_export_and_load_round_trip(backend, tmp_path):
     g = llama_block(hidden=128, heads=4, kv_heads=2, seq=32, ffn=256)
     ex = backend.lower(g, {})
     files = backend.export(ex, str(tmp_path / "out"))
-    assert any(f.endswith(".so") for f in files) and any(f.endswith("cpu_plans.json") for f in files)
+    assert any(f.endswith(".so") for f in files) and any(f.endswith("plans.json") for f in files)
     loaded = backend.load(str(tmp_path / "out"))
     xs = rng_arrays(g, 3)
     np.testing.assert_allclose(loaded(xs)[0], ex(xs)[0], rtol=1e-6, atol=1e-6)
 
 
 def test_torch_inputs_go_through_dlpack_without_copies(backend):
-    from attncc.backends.cpu.lower.runner import to_torch
+    from attncc.backends.core.runner import to_torch
 
     g = attention_graph(hq=4, hkv=2, causal=True)
     ex = backend.lower(g, {})
@@ -136,7 +136,7 @@ def test_torch_inputs_go_through_dlpack_without_copies(backend):
 def test_tvm_failure_names_the_node(backend, monkeypatch):
     from tvm import tirx
 
-    from attncc.backends.cpu.lower import te_elementwise
+    from attncc.backends.core import te_elementwise
 
     # an expression with an unbound variable: TVM itself rejects the kernel deep inside its passes
     monkeypatch.setitem(te_elementwise.ACTIVATIONS, "gelu", lambda x, cd: x + tirx.Var("unbound", "float32"))

@@ -7,7 +7,7 @@ import pytest
 
 from attncc import ir
 from attncc.backends.cpu.backend import CpuBackend
-from attncc.backends.cpu.cache import CompileCache
+from attncc.backends.core.cache import CompileCache
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import attncc
 from attncc import ir
 from attncc.backends.cpu import attention as cpu_attention
 from attncc.backends.cpu.backend import CpuBackend
-from attncc.backends.cpu.cache import CompileCache
+from attncc.backends.core.cache import CompileCache
 
 try:
     from .cpu_graphs import attention_graph, rng_arrays

@@ -11,7 +11,7 @@ GEMMs, causal/window blocks skipped.  Decode (q_len <= 8): split-KV with log-sum
 merge, all query heads of a kv group together.  Variants are score/mask mods
 (score_mods.py).  Rows with every key masked produce 0.
 """
-from .config import AttentionKernelConfig
+from ...core.attention_config import AttentionKernelConfig
 from .build import AttentionKernel, build_attention_kernel, clear_cache, load_attention_kernel, select_kind
 from .score_mods import MASK_MODS, SCORE_MODS, MaskMod, ScoreMod, ModContext
 from .target import default_target

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import AttentionKernelConfig
+from ...core.attention_config import AttentionKernelConfig
 from .target import default_target, num_threads, target_key
 
 _CACHE: dict[tuple, "AttentionKernel"] = {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from tvm.script import tirx as T
 
-from .config import AttentionKernelConfig
+from ...core.attention_config import AttentionKernelConfig
 from .mathfn import NEG_INF, f32
 from . import score_mods as sm
 from .tiles import make_online_softmax, pick_pv, vec_width

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from tvm.script import tirx as T
 
-from .config import AttentionKernelConfig
+from ...core.attention_config import AttentionKernelConfig
 from .mathfn import f32, fast_tanh, NEG_INF, LOG2E  # noqa: F401
 
 

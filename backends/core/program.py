@@ -1,0 +1,126 @@
+"""A lowered graph for one target: input shapes -> PlanRunner (memory cache, disk cache, fresh build).
+
+Target-neutral; the plugin supplies the TVM target, schedules, matmul strategy and attention kernels.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import tvm
+
+from ...ir import Graph
+from ...ir.passes import run_pipeline
+from .attention import reference_callable
+from .attention_config import AttentionKernelConfig
+from .builder import build_plan, compile_funcs
+from .cache import CompileCache, cache_key
+from .groups import materialize_constant
+from .plan import Plan
+from .runner import PlanRunner
+
+
+def _shape_of(x: Any) -> tuple:
+    return tuple(int(d) for d in (x.shape if hasattr(x, "shape") else __import__("numpy").asarray(x).shape))
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+class Program:
+    """A graph lowered for one target: one PlanRunner per input-shape signature, built on demand."""
+
+    def __init__(self, graph: Graph, target: dict, options: dict, cache: CompileCache, notes: list[str], plugin):
+        self.graph, self.target, self.options, self.cache, self.notes = graph, target, options, cache, notes
+        self.plugin = plugin
+        self.runners: dict[tuple, PlanRunner] = {}
+        self.keys: dict[tuple, str] = {}
+
+    def runner_for(self, shapes: tuple) -> PlanRunner:
+        """The runner for these input shapes: memory cache, then disk cache, then a fresh build."""
+        if shapes in self.runners:
+            return self.runners[shapes]
+        key = cache_key(self.graph, self.target, self.options, shapes, self.plugin.name)
+        use_cache = self.options.get("cache", True)
+        entry = self.cache.get_memory(key) if use_cache else None
+        if entry is None and use_cache:
+            disk = self.cache.load_disk(key, self.plugin.name)
+            if disk is not None:
+                entry = self._from_disk(*disk)
+                self.cache.stats.disk_hits += 1
+        if entry is None:
+            self.cache.stats.misses += 1
+            plan, kernels, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin)
+            lib = compile_funcs(plan, self.target)
+            entry = (plan, lib, kernels)
+            if use_cache:
+                self.cache.save_disk(key, plan.to_json(), lib, kernels, self.plugin.name)
+        if use_cache:
+            self.cache.put_memory(key, entry)
+        plan, lib, kernels = entry
+        runner = self._bind(plan, lib, kernels)
+        for n in plan.notes:
+            if n not in self.notes:
+                self.notes.append(n)
+        self.runners[shapes], self.keys[shapes] = runner, key
+        return runner
+
+    def _bind(self, plan: Plan, lib, kernels) -> PlanRunner:
+        used = set(plan.outputs) | {a[0] for s in plan.steps for a in s.get("args", [])}
+        used |= {s[k][0] for s in plan.steps if s["kind"] == "attention" for k in ("q", "k", "v", "mask", "out") if s.get(k)}
+        used |= {n for s in plan.steps if s["kind"] == "reference" for n in s["inputs"]}
+        used |= {plan.values[n]["base"] for n in list(used) if plan.values[n]["storage"] == "view"}
+        consts = {name: materialize_constant(plan, self.graph.constants, name, self.plugin.matmul)
+                  for name, info in plan.values.items() if info["storage"] == "const" and name in used}
+        nodes = {n.name: n for n in self.graph.nodes}
+        refs = {i: reference_callable(nodes[s["node"]]) for i, s in enumerate(plan.steps) if s["kind"] == "reference"}
+        return PlanRunner(plan, lib, consts, kernels, refs)
+
+    def _from_disk(self, plan_json: str, lib_path: str | None, attention_files: dict):
+        plan = Plan.from_json(plan_json)
+        lib = tvm.runtime.load_module(lib_path) if lib_path else None
+        return plan, lib, load_kernels(plan, self.target, attention_files, self.plugin)
+
+    def __call__(self, inputs: Sequence[Any]) -> list[Any]:
+        shapes = tuple(_shape_of(x) for x in inputs)
+        runner = self.runner_for(shapes)
+        return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
+
+
+def load_kernels(plan: Plan, target: dict, files: dict[int, tuple[str, dict]], plugin) -> dict[int, Any]:
+    """Attention kernels of a stored plan: loaded from their stored libraries (`files`: step -> (path,
+    metadata)), each one whose file is missing or fails to load rebuilt from its recorded config instead."""
+    kernels = {}
+    for i, s in enumerate(plan.steps):
+        if s["kind"] != "attention":
+            continue
+        cfg = AttentionKernelConfig(**s["config"])
+        if i in files:
+            try:
+                kernels[i] = plugin.load_attention_kernel(files[i][0], cfg, target, files[i][1])
+                continue
+            except Exception:  # noqa: BLE001 - a missing/stale/corrupt library only costs a rebuild
+                pass
+        kernels[i] = plugin.build_attention_kernel(cfg, target)
+    return kernels
+
+
+def rebuild_kernels(plan: Plan, target: dict, plugin) -> dict[int, Any]:
+    """Attention kernels of a stored plan, rebuilt from their recorded configs."""
+    return load_kernels(plan, target, {}, plugin)
+
+
+# variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold
+# pre-lays out weights the rewrites transpose, e.g. MLA's per-head W_uk / W_uv, once at compile time)
+DECOMPOSE_PIPELINE = "decompose-variants,constant-fold,canonicalize,dce"
+
+
+def decompose_variants(graph: Graph) -> Graph:
+    """The graph with variant-feature Attention ops rewritten for the flash kernels (a copy; `graph` is unchanged).
+
+    Runs here, not in the default pipeline, so the cost report and tiling still see the features. Nodes the
+    pass cannot rewrite keep their features (the host-reference fallback; its note gives the pass's reason).
+    """
+    if not any(n.op.spec.features_list() for n in graph.nodes if n.op.op_name == "Attention"):
+        return graph
+    return run_pipeline(graph, DECOMPOSE_PIPELINE)

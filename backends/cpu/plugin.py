@@ -1,0 +1,77 @@
+"""The `cpu` target plugin: host LLVM target, CPU schedules, packed-panel matmuls, flash attention kernels."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..base import Capabilities
+from . import matmul as _mm
+from . import schedules as _sched
+from .target import ensure_thread_pool, host_caches, host_dtypes, host_target, vector_width_bits
+
+
+class CpuMatmul:
+    """Weights packed into 32-column panels; 8 x 32 register tiles (backends/cpu/matmul.py)."""
+
+    gate_cols = _mm.GATE_COLS
+    panel = _mm.PANEL
+
+    def packed_shape(self, k: int, n: int) -> tuple[int, ...]:
+        return _mm.packed_shape(k, n)
+
+    def pack_weight(self, w: np.ndarray) -> np.ndarray:
+        return _mm.pack_weight(w)
+
+    def pack_gated(self, w_gate: np.ndarray, w_up: np.ndarray) -> np.ndarray:
+        return _mm.pack_gated(w_gate, w_up)
+
+    def compute(self, a, b, n: int, packed: bool, name: str):
+        return _mm.matmul_compute(a, b, n, packed, name)
+
+    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None:
+        _mm.schedule_matmul(sch, root, acc, max_cols or _mm.PANEL)
+
+
+_SCHEDULES = {"injective": _sched.schedule_injective, "rows": _sched.schedule_rows, "generic": _sched.schedule_generic}
+
+
+class CpuPlugin:
+    """Host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)."""
+
+    name = "cpu"
+    description = "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)"
+    hardware = "host-cpu"
+
+    def __init__(self):
+        l1, l2 = host_caches()
+        # one source for tiling, kernels and report: the machine's own L1d/L2 (sysfs), not constants
+        self.capabilities = Capabilities(vector_width_bits=vector_width_bits(), on_chip_bytes=l1,
+                                         second_level_bytes=l2, tensor_cores=False,
+                                         dtypes=host_dtypes(), runs_here=True)
+        self.matmul = CpuMatmul()
+
+    def tvm_target(self, options: dict[str, Any]) -> dict:
+        """The host's LLVM target, or options["mcpu"] / options["num_cores"] when given."""
+        return host_target(options.get("mcpu"), options.get("num_cores"))
+
+    def schedule(self, kind: str):
+        return _SCHEDULES[kind]
+
+    def build_attention_kernel(self, cfg, target: dict):
+        from .attention import build_attention_kernel
+
+        return build_attention_kernel(cfg, target=target)
+
+    def load_attention_kernel(self, path: str, cfg, target: dict, metadata: dict):
+        from .attention import load_attention_kernel
+
+        return load_attention_kernel(path, cfg, target, metadata)
+
+    def prepare_runtime(self, target: dict) -> list[str]:
+        cores = int(target.get("num-cores", 0)) or None
+        threads = ensure_thread_pool(cores)
+        if cores and threads < cores:
+            return [f"TVM's thread pool has {threads} thread(s) for {cores} cores: it was created before attncc "
+                    f"could size it; set TVM_NUM_THREADS={cores} before starting"]
+        return []
