@@ -39,8 +39,11 @@ IGNORED = ("aten._assert_tensor_metadata.default", "aten._assert_scalar.default"
            "aten.sym_constrain_range.default", "aten.sym_constrain_range_for_size.default")
 
 # never evaluated at import time even on constant inputs (random or side effects)
+# (uninitialized memory too: folded, whatever the allocator held would become a constant of the graph)
 NEVER_FOLD = ("aten.dropout.default", "aten.native_dropout.default", "aten.bernoulli.default", "aten.rand.default",
-              "aten.randn.default", "aten.randint.default", "aten.empty.memory_format", "aten.feature_dropout.default")
+              "aten.randn.default", "aten.randint.default", "aten.feature_dropout.default", "aten.empty.memory_format",
+              "aten.empty_permuted.default", "aten.empty_strided.default", "aten.new_empty.default",
+              "aten.new_empty_strided.default")
 
 
 class _Unavailable:

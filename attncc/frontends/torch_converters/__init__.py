@@ -28,7 +28,8 @@ def register_torch_converter(*names: str):
 
 
 # one module per op family; importing registers its converters
-from . import attention, attncc_ops, creation, elementwise, indexing, linalg, norm, scan, shape  # noqa: E402,F401
+from . import (attention, attncc_ops, creation, elementwise, indexing, linalg, norm, scan, scatter,  # noqa: E402,F401
+               selection, shape)
 
 __all__ = ["TORCH_CONVERTERS", "register_torch_converter", "Converter", "TorchContext", "TorchConst",
            "TorchImportError"]

@@ -45,6 +45,14 @@ def _new(ctx, args):
     return _filled(ctx, args["size"], fill, args.get("dtype"))
 
 
+@register_torch_converter("aten.empty.memory_format", "aten.empty_permuted.default", "aten.empty_strided.default",
+                          "aten.new_empty.default", "aten.new_empty_strided.default")
+def _empty(ctx, args):
+    """Uninitialized memory has no defined value: zeros are as good as any, and deterministic (DeepSeek-V3
+    builds its MLA key with torch.empty and then fills it slice by slice: slice_scatter, see scatter.py)."""
+    return _filled(ctx, args["size"], 0, args.get("dtype"))
+
+
 @register_torch_converter("aten.arange.default", "aten.arange.start", "aten.arange.start_step")
 def _arange(ctx, args):
     """arange with symbolic bounds (positions): a slice of a constant arange that spans every value the
