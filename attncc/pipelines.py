@@ -1,12 +1,12 @@
 """Default optimization pipelines per target — the one place they are defined.
 
-Passes not registered yet (added by later work) are skipped with a note, so the
-defaults can name the full intended pipeline.
+Every pass named here must be registered: an unknown name, in a default or in a user's
+pipeline, is a PipelineError listing the registered passes (nothing is skipped silently).
 """
 from __future__ import annotations
 
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
-from .ir.passes import PASS_REGISTRY, parse_pipeline, split_pipeline
+from .ir.passes import parse_pipeline, split_pipeline
 
 # Order matters: clean up, lift spelled-out attention, peel what SDPA-made ops read off their key
 # (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
@@ -38,19 +38,20 @@ HARDWARE_PARALLEL_UNITS = {"host-cpu": 2, "h100-sxm": 132, "h200": 132, "a100-80
 
 def pipeline_for_hardware(hardware: str) -> str:
     """The fusion + tiling pipeline that prices a model on a catalog device (used by `attncc.analyze`)."""
-    return _registered_only(_for(hardware, HARDWARE_PARALLEL_UNITS.get(hardware, 1)))
+    return _checked(_for(hardware, HARDWARE_PARALLEL_UNITS.get(hardware, 1)))
 
 
 def default_pipeline(target: str) -> str:
-    """The default pipeline text for `target`, restricted to passes that are registered."""
-    return _registered_only(DEFAULT_PIPELINES.get(target, DEFAULT_PIPELINES["reference"]))
+    """The default pipeline text for `target` (targets without their own use the reference pipeline)."""
+    return _checked(DEFAULT_PIPELINES.get(target, DEFAULT_PIPELINES["reference"]))
 
 
-def _registered_only(text: str) -> str:
-    """`text` without the passes that are not registered (defaults may name passes added later)."""
-    return ",".join(item for item in split_pipeline(text) if item.split("{")[0] in PASS_REGISTRY)
+def _checked(text: str) -> str:
+    """`text`, after checking every pass it names is registered (PipelineError otherwise)."""
+    validate(text)
+    return text
 
 
 def validate(text: str) -> None:
-    """Raise PipelineError for a malformed user pipeline."""
+    """Raise PipelineError for a malformed pipeline or an unknown pass (the message lists the registered passes)."""
     parse_pipeline(text)
