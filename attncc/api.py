@@ -1,11 +1,16 @@
 """The public Python surface: import_model, compile, analyze, targets."""
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+import time
 from typing import Any
 
 from . import pipelines
 from .compiled import CompiledModel
+from .errors import ArtifactError
 from .frontends import import_model as _import_model
 from .ir import Graph
 from .ir.passes import run_pipeline
@@ -25,18 +30,35 @@ def optimize(graph: Graph, target: str = "cpu", passes: str | None = None, dump_
     return run_pipeline(graph, passes if passes is not None else pipelines.default_pipeline(target), dump_dir=dump_dir)
 
 
+# progress of the slow stages (import, passes, lowering); the CLI shows it on stderr with a TTY or --verbose
+log = logging.getLogger("attncc")
+
+
 def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes: str | None = None,
-            dump_dir: str | None = None, options: dict | None = None) -> CompiledModel:
-    """Import, optimize and lower `model` for `target`; returns a callable CompiledModel."""
+            dump_dir: str | None = None, options: dict | None = None, dynamic_shapes: Any = None,
+            strict: bool = False) -> CompiledModel:
+    """Import, optimize and lower `model` for `target`; returns a callable CompiledModel.
+
+    dynamic_shapes: for a torch model, torch.export's dynamic_shapes (e.g. {"x": {1: torch.export.Dim("seq")}}),
+      so the compiled model accepts other sizes along those dims; ONNX models declare them with dim_param.
+    strict: a node lowered as generic or reference code (see `CompiledModel.diagnostics`) raises FallbackError
+      instead of a FallbackWarning.
+    """
     from .backends import get_backend
 
     backend = get_backend(target)
     pipeline = passes if passes is not None else pipelines.default_pipeline(target)
     pipelines.validate(pipeline)  # fail on a typo before the (slow) import
-    source = import_model(model, example_inputs)
+    start = time.perf_counter()
+    log.info("importing %s", model if isinstance(model, (str, os.PathLike)) else type(model).__name__)
+    source = import_model(model, example_inputs, **({"dynamic_shapes": dynamic_shapes} if dynamic_shapes is not None else {}))
+    log.info("running %d passes (%.1f s)", len(pipelines.split_pipeline(pipeline)), time.perf_counter() - start)
     graph = run_pipeline(source, pipeline, dump_dir=dump_dir)
+    log.info("lowering %d nodes for %s (%.1f s)", len(graph.nodes), target, time.perf_counter() - start)
     executable = backend.lower(graph, dict(options or {}))
-    compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source)
+    log.info("compiled in %.1f s", time.perf_counter() - start)
+    compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source, strict=strict)
+    compiled.check_fallbacks()
     if example_inputs is not None and any(isinstance(d, str) for v in graph.inputs for d in v.shape):
         compiled.bind_dims(example_inputs if isinstance(example_inputs, (list, tuple)) else [example_inputs])
     return compiled
@@ -45,7 +67,8 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
 def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "host-cpu", **options):
     """Cost report of a model (or an already optimized graph) on `hardware` (see `attncc.hardware()`).
 
-    Options: phase ("prefill" | "decode"), seq, batch, past (KV length for decode), dims (symbol values).
+    Options: phase ("prefill" | "decode"), seq, batch, past (KV length for decode), dims (symbol values:
+    each must name a dynamic dim of the model). seq/batch/past that bind no dim are named in the report's notes.
     """
     from .cost_models import analyze_graph, get_hardware
 
@@ -63,7 +86,7 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
 def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: list[str]) -> Graph:
     """Import a model for `analyze`. When the user asks for other shapes (seq/batch/phase) of a torch model,
     export it with dynamic batch (axis 0) and sequence (axis 1) dims so every op is priced at those shapes."""
-    wants_shapes = any(options.get(k) is not None for k in ("phase", "seq", "batch", "past"))
+    wants_shapes = any(options.get(k) is not None for k in ("phase", "seq", "batch", "past", "dims"))
     try:
         import torch
     except ImportError:  # pragma: no cover
@@ -94,24 +117,46 @@ def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: l
 
 
 def load(directory: str) -> CompiledModel:
-    """Load a folder written by `CompiledModel.export` (no recompilation where the backend ships binaries)."""
-    import json
-    import os
+    """Load a folder written by `CompiledModel.export` (no recompilation where the backend ships binaries).
 
+    A missing, truncated or malformed file raises ArtifactError (an OSError) naming the file."""
     from .backends import get_backend
     from .ir import graph_from_json
 
     manifest_path = os.path.join(directory, "manifest.json")
     if not os.path.exists(manifest_path):
         raise FileNotFoundError(f"{directory!r} is not an attncc export: it has no manifest.json")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
+    for path in sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".json")):
+        _read_json(path)  # a truncated manifest/graph/plan is named here, before the backend reads it
+    manifest = _read_json(manifest_path)
+    missing = [k for k in ("target", "pipeline", "hardware") if k not in manifest]
+    if missing:
+        raise ArtifactError(f"{manifest_path}: not an attncc manifest (missing {', '.join(missing)}); re-export the model")
     backend = get_backend(manifest["target"])
-    with open(os.path.join(directory, "graph.json")) as f:
-        graph = graph_from_json(f.read())
-    loader = getattr(backend, "load", None)
-    executable = loader(directory) if loader else backend.lower(graph, {})
-    return CompiledModel(graph, executable, manifest["target"], manifest["pipeline"], manifest["hardware"])
+    graph_path = os.path.join(directory, "graph.json")
+    try:
+        with open(graph_path) as f:
+            graph = graph_from_json(f.read())
+        loader = getattr(backend, "load", None)
+        executable = loader(directory) if loader else backend.lower(graph, {})
+    except ArtifactError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        where = getattr(e, "filename", None) or directory
+        raise ArtifactError(f"cannot load the attncc export {directory!r}: {where}: {type(e).__name__}: {e}; "
+                            "re-export the model") from e
+    compiled = CompiledModel(graph, executable, manifest["target"], manifest["pipeline"], manifest["hardware"])
+    compiled.check_fallbacks()
+    return compiled
+
+
+def _read_json(path: str) -> Any:
+    """Parse a JSON file of an export folder; ArtifactError names the file when it is unreadable or truncated."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"cannot read {path}: {e} (the export folder is incomplete or corrupt; re-export the model)") from e
 
 
 def targets() -> list[dict]:

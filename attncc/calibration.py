@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from attncc.errors import AttnccError
 from attncc.ir.ops.attention import Tiling
 from attncc.ir.ops.attention_spec import AttentionSpec, MaskSpec
 
@@ -52,6 +53,30 @@ class KernelSample:
 def load_average() -> float:
     """1-minute load average (how many runnable processes share the cores)."""
     return os.getloadavg()[0]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class BusyMachineError(AttnccError, RuntimeError):
+    """The machine is too loaded to measure peaks honestly; names the load and how to override."""
+
+
+MAX_LOAD_PER_CORE = 0.5
+
+
+def check_machine_load(force: bool = False, max_per_core: float = MAX_LOAD_PER_CORE) -> str:
+    """Refuse (BusyMachineError) to calibrate when the 1-minute load per core exceeds `max_per_core`,
+    since other processes would make every measured peak too low; `force` measures anyway.
+    Returns a line describing the load for the log."""
+    load, cores = load_average(), usable_cores()
+    line = f"load average {load:.2f} on {cores} core(s) ({load / cores:.2f} per core)"
+    if load / cores > max_per_core and not force:
+        raise BusyMachineError(f"the machine is busy: {line}, above {max_per_core} per core, so the measured peaks "
+                               "would be too low; wait until it is idle or pass --force to measure anyway")
+    return line + (" — busy, measuring anyway (--force)" if load / cores > max_per_core else "")
 
 
 # ---- the kernels ------------------------------------------------------------------------------

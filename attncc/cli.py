@@ -5,15 +5,20 @@ import argparse
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import sys
+import traceback
 from typing import Any
+
+from .errors import AttnccError, UsageError
 
 EPILOG = """examples:
   attncc targets
   attncc compile model.onnx --target cpu --export out/
-  attncc compile examples/models.py:llama_block --print-pipeline --dump-ir ir_dump/
+  attncc compile examples/models.py:llama_block --print-pipeline --dump-ir out/ir
   attncc report model.onnx --hardware h100-sxm --phase decode --seq 8192 --batch 16
+  attncc report model.onnx --dims batch_size=16 --dims sequence_length=8192          (any named dynamic dim)
   attncc report mha.onnx gqa.onnx mla.onnx --hardware h100-sxm --phase decode --seq 8192   (compare variants)
   attncc report model.onnx --hardware h100-sxm,a100-80gb,host-cpu                           (compare devices)
   attncc calibrate
@@ -64,10 +69,30 @@ def _cmd_hardware(args) -> int:
     return 0
 
 
+def attncc_source_dirs() -> list[str]:
+    """attncc's own source folders: the package and the subpackages installed from top-level folders (ir/, ...)."""
+    dirs = []
+    for name in ("attncc", "attncc.ir", "attncc.cost_models", "attncc.backends"):
+        spec = importlib.util.find_spec(name)
+        dirs += [os.path.realpath(d) for d in (spec.submodule_search_locations or [])] if spec else []
+    return dirs
+
+
+def check_dump_dir(directory: str) -> None:
+    """Refuse to write IR dumps into (or under) a folder holding attncc's own .py files, e.g. `ir/` at the repo root."""
+    real = os.path.realpath(directory)
+    for root in attncc_source_dirs():
+        if real == root or real.startswith(root + os.sep):
+            raise UsageError(f"--dump-ir {directory}: refusing to write IR dumps into attncc's own source folder "
+                             f"{root} (it holds the package's .py files); use another folder, e.g. --dump-ir out/ir")
+
+
 def _cmd_compile(args) -> int:
     import attncc
     from attncc import pipelines
 
+    if args.dump_ir:
+        check_dump_dir(args.dump_ir)
     pipeline = args.passes or pipelines.default_pipeline(args.target)
     if args.print_pipeline:
         print(pipeline)
@@ -98,13 +123,19 @@ def _cmd_report(args) -> int:
     from attncc.cost_models import compare
 
     options = {k: getattr(args, k) for k in ("phase", "seq", "batch", "past") if getattr(args, k) is not None}
+    if args.dims:
+        options["dims"] = dict(args.dims)
     devices = [h.strip() for h in args.hardware.split(",") if h.strip()]
     reports = []
     for spec in args.model:
         model, inputs = load_model(spec)
         for hw in devices:
             label = spec.rsplit("/", 1)[-1] + (f"@{hw}" if len(devices) > 1 else "")
-            reports.append((label, attncc.analyze(model, inputs, hardware=hw, **options)))
+            report = attncc.analyze(model, inputs, hardware=hw, **options)
+            if report.unused_dims and hw == devices[0]:  # the same model on every device: say it once
+                note = next(n for n in report.notes if n.startswith("requested "))
+                print(f"attncc report: warning: {spec}: {note}", file=sys.stderr)
+            reports.append((label, report))
     if len(reports) > 1:  # comparison mode: variants and/or devices side by side
         print(compare(reports))
     elif args.json:
@@ -118,21 +149,69 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
+    from attncc.calibration import check_machine_load
     from attncc.cost_models import calibrate_host
 
+    log = logging.getLogger("attncc")
+    log.info(check_machine_load(force=args.force))  # refuses on a busy machine unless --force
     kernels = None
     if args.fit:  # time attncc's own kernels and refit the efficiency factors on them
         from attncc.calibration import measure_kernels
-        kernels = measure_kernels(quick=args.quick)
+        log.info("timing attncc's CPU kernels (--fit%s): builds and times each one, minutes",
+                 " --quick" if args.quick else "")
+        kernels = measure_kernels(quick=args.quick, log=log.info)
     probes = []
     try:  # attncc's own TVM matmul beats numpy's sgemm here: the fp32 peak is the best of both
         from attncc.calibration import measure_matmul_peak
+        log.info("measuring the fp32 peak of attncc's TVM matmul")
         probes.append(measure_matmul_peak(512 if args.quick else 2048))
     except ImportError as e:
         print(f"fp32 peak from numpy only: TVM kernels unavailable ({e})")
+    log.info("measuring matmul peaks (numpy, torch), memory bandwidth and call overhead")
     spec = calibrate_host(save=not args.dry_run, kernels=kernels, fp32_probes=probes)
     print(json.dumps(spec.to_dict() if hasattr(spec, "to_dict") else spec.__dict__, indent=2, default=str))
+    if args.dry_run:
+        print(f"dry run: spec not saved (it would go to {spec.path}; reports keep using "
+              f"{'the calibrated spec there' if os.path.exists(spec.path) else 'the default host-cpu spec'})")
+    else:
+        print(f"saved the calibrated host-cpu spec to {spec.path}; reports on host-cpu now use it "
+              f"(their header says 'hardware: host-cpu (calibrated, {spec.path}, ...)')")
     return 0
+
+
+def parse_dim(text: str) -> tuple[str, int]:
+    """`--dims NAME=VALUE` -> (NAME, VALUE)."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a positive integer VALUE, got {text!r}")
+    return name.strip(), int(value)
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: attncc's version and the installed TVM's (read from package metadata: no TVM import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """'attncc X (TVM Y)'."""
+    from importlib import metadata
+
+    import attncc
+
+    tvm = "not installed"
+    for dist in ("apache-tvm", "tvm"):
+        try:
+            tvm = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return f"attncc {attncc.__version__} (TVM {tvm})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="attncc", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="attncc — an attention compiler: finds every attention site in a torch or ONNX model, "
                     "lifts it into one IR op, optimizes, prices it on real hardware and generates TVM kernels.")
+    p.add_argument("--version", action=_VersionAction, help="print attncc's and TVM's versions and exit")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="progress on stderr, and the full traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("compile", help="import, optimize and build a model for a target",
@@ -165,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seq", type=int, help="sequence length (prefill) or KV length (decode)")
     r.add_argument("--batch", type=int, help="batch size")
     r.add_argument("--past", type=int, help="KV-cache length already present")
+    r.add_argument("--dims", metavar="NAME=VALUE", type=parse_dim, action="append",
+                   help="bind a named dynamic dim of the model (repeatable), e.g. --dims sequence_length=8192; "
+                        "--batch/--seq/--past bind dims named batch/seq/past")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--html", metavar="PATH", help="also write an HTML report with a roofline plot")
     r.set_defaults(func=_cmd_report)
@@ -177,8 +262,29 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--dry-run", action="store_true", help="measure and print, do not save")
     k.add_argument("--fit", action="store_true", help="also time attncc's CPU kernels and refit the efficiency factors")
     k.add_argument("--quick", action="store_true", help="with --fit: a third of the kernels")
+    k.add_argument("--force", action="store_true",
+                   help="measure even when the machine is busy (load per core above 0.5: the figures will be low)")
     k.set_defaults(func=_cmd_calibrate)
+    for command in (c, r, t, h, k):  # also accepted after the command; SUPPRESS keeps a flag given before it
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="progress on stderr, and the full traceback of an error")
     return p
+
+
+# errors a user can cause (bad files, inputs, options); anything else is a bug and keeps its traceback
+EXPECTED_ERRORS = (AttnccError, ValueError, TypeError, OSError, NotImplementedError, KeyError, ImportError)
+
+
+def _expected(e: BaseException) -> bool:
+    return isinstance(e, EXPECTED_ERRORS) or type(e).__module__.startswith("attncc")
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    if isinstance(e, KeyError) and not isinstance(e, AttnccError):
+        text = f"KeyError: {text}"
+    return text + (" (more with --verbose)" if len(lines) > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,11 +294,30 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    handler = None
+    if args.verbose or sys.stderr.isatty():  # progress lines of the slow stages (compile, calibrate)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("attncc: %(message)s"))
+        logger = logging.getLogger("attncc")
+        logger.addHandler(handler)
+        old_level = logger.level
+        logger.setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (ValueError, TypeError, NotImplementedError, KeyError) as e:
-        print(f"attncc {args.command}: error: {e}", file=sys.stderr)
+    except BrokenPipeError:  # `attncc report ... | head`: the reader left; nothing to say
+        sys.stdout = open(os.devnull, "w")
+        return 1
+    except Exception as e:  # noqa: BLE001 — expected errors become one line; others (bugs) keep their traceback
+        if not _expected(e):
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"attncc {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,41 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from typing import Any
 
 import numpy as np
 
+from .errors import ArtifactError, FallbackError, FallbackWarning, InputError
 from .ir import Graph, graph_to_json
 from .ir.types import numpy_dtype
+
+# lowering notes that say a node did not run as its generated kernel (backends/*: "used the generic TE
+# attention", "used the generic schedule", "ran the numpy reference on the host")
+_FALLBACK = re.compile(r"\b(generic|reference|fallback)\b")
+_NOTE_NODE = re.compile(r"node '([^']+)'")
+
+
+def fallback_notes(notes: list[str]) -> list[tuple[str | None, str, str]]:
+    """(node name, how it ran, note) for each lowering note that reports a fallback."""
+    out = []
+    for note in notes:
+        if not _FALLBACK.search(note):
+            continue
+        node = _NOTE_NODE.search(note)
+        how = ("numpy reference" if "reference" in note else "generic TE attention" if "generic TE attention" in note
+               else "generic schedule" if "generic schedule" in note else "fallback")
+        out.append((node.group(1) if node else None, how, note))
+    return out
+
+
+def _dtype_name(x: Any) -> str | None:
+    """The dtype of a tensor/array as an IR dtype name ("float32", "int64", "bfloat16"); None for other objects."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return None
+    return str(dtype).removeprefix("torch.") if _is_torch(x) else np.dtype(dtype).name
 
 
 def _is_torch(x: Any) -> bool:
@@ -51,7 +80,7 @@ class CompiledModel:
     """
 
     def __init__(self, graph: Graph, executable, target: str, pipeline: str, hardware: str,
-                 source_graph: Graph | None = None):
+                 source_graph: Graph | None = None, strict: bool = False):
         self.graph = graph
         self.executable = executable
         self.target = target
@@ -61,6 +90,8 @@ class CompiledModel:
         self._report = None
         # symbol values (e.g. {"batch": 2, "seq": 128}) from the example inputs or the latest call, for pricing
         self.dims: dict[str, int] = {}
+        self.strict = strict        # a lowering fallback (generic/reference code for a node) is an error
+        self._notes_seen = 0        # lowering notes already warned about (dynamic shapes add notes per shape)
 
     @property
     def diagnostics(self) -> list[dict]:
@@ -73,7 +104,53 @@ class CompiledModel:
             from .api import analyze
 
             self._report = analyze(self.graph, hardware=self.hardware, dims=dict(self.dims))
+            ran_as = {node: how for node, how, _ in fallback_notes(self.executable.notes) if node}
+            for row in self._report.rows:
+                row.lowering = ran_as.get(row.name, "")
         return self._report
+
+    def check_fallbacks(self) -> None:
+        """Warn once per lowering note that reports a fallback (naming the node); with `strict`, raise FallbackError."""
+        notes = list(self.executable.notes)
+        new, self._notes_seen = fallback_notes(notes[self._notes_seen:]), len(notes)
+        if not new:
+            return
+        self._report = None  # rows get their "ran as" marks from the notes
+        if self.strict:
+            raise FallbackError(f"strict=True: {len(new)} node(s) of graph '{self.graph.name}' fell back on {self.target}: "
+                                + "; ".join(f"node '{node}' ran as {how}" for node, how, _ in new)
+                                + f" ({new[0][2]})")
+        for node, how, note in new:
+            warnings.warn(f"attncc: node '{node}' runs as {how}, not a generated kernel: {note}", FallbackWarning,
+                          stacklevel=3)
+
+    def check_inputs(self, args) -> None:
+        """Reject an input whose dtype differs from the graph input's, or whose shape contradicts a static dim."""
+        for v, a in zip(self.graph.inputs, args):
+            got = _dtype_name(a)
+            if got is not None and got != v.dtype:
+                raise InputError(f"input '{v.name}' is {got} but the model expects {v.dtype}; "
+                                 f"cast it (e.g. x.to(torch.{v.dtype}) or x.astype(np.{v.dtype}))")
+            shape = getattr(a, "shape", None)
+            if shape is None:
+                continue
+            shape = tuple(int(n) for n in shape)
+            if len(shape) != len(v.shape):
+                raise InputError(f"input '{v.name}' expects rank {len(v.shape)} {v.type}, got shape {shape}")
+            fixed = [(i, d, n) for i, (d, n) in enumerate(zip(v.shape, shape)) if isinstance(d, int) and d != n]
+            if fixed:
+                i, d, n = fixed[0]
+                raise InputError(f"input '{v.name}' expects {v.type}, got shape {shape}: dim {i} is static ({d}) in "
+                                 f"this compiled model. {self._how_to_declare_dynamic(v.name, i)}")
+
+    def _how_to_declare_dynamic(self, name: str, axis: int) -> str:
+        torch_hint = (f"compile with a dynamic dim: attncc.compile(model, example_inputs, dynamic_shapes="
+                      f"{{'{name}': {{{axis}: torch.export.Dim('d{axis}')}}}}) (torch.export's dynamic_shapes)")
+        onnx_hint = "export the ONNX model with symbolic dims (dim_param, e.g. torch.onnx.export(..., dynamic_axes=...))"
+        source = self.source_graph if self.source_graph is not None else self.graph
+        if "onnx_inputs" in source.metadata:
+            return f"To accept other sizes, {onnx_hint}."
+        return f"To accept other sizes, {torch_hint}; for an ONNX model, {onnx_hint}."
 
     def bind_dims(self, inputs) -> None:
         """Record symbolic dim values from concrete inputs (the report prices these shapes)."""
@@ -93,6 +170,7 @@ class CompiledModel:
         if len(args) != len(self.graph.inputs):
             raise TypeError(f"the model takes {len(self.graph.inputs)} inputs "
                             f"({[v.name for v in self.graph.inputs]}), got {len(args)}")
+        self.check_inputs(args)
         if not self.dims and any(isinstance(d, str) for v in self.graph.inputs for d in v.shape):
             self.bind_dims(args)
         as_torch = any(_is_torch(a) for a in args)
@@ -104,10 +182,23 @@ class CompiledModel:
             outs = [np.asarray(o) if not _is_torch(o) else to_numpy(o) for o in self.executable(arrays)]
             if as_torch:
                 outs = [to_torch(o) for o in outs]
+        if len(self.executable.notes) > self._notes_seen:  # a new shape was lowered: report its fallbacks
+            self.check_fallbacks()
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def export(self, directory: str) -> list[str]:
-        """Write the deployable folder: backend artifacts, graph.json, report.json, manifest.json."""
+        """Write the deployable folder: backend artifacts, graph.json, report.json, manifest.json.
+
+        A folder that cannot be created or written raises ArtifactError (an OSError) naming the path."""
+        try:
+            return self._export(directory)
+        except ArtifactError:
+            raise
+        except OSError as e:
+            where = e.filename or directory
+            raise ArtifactError(f"cannot export to {directory!r}: {e.strerror or e} ({where})") from e
+
+    def _export(self, directory: str) -> list[str]:
         from .backends import get_backend
 
         os.makedirs(directory, exist_ok=True)
