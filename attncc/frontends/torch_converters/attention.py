@@ -3,7 +3,8 @@
 Mapping (exact, never lossy):
 - scale: torch's scale, or its default 1/sqrt(q.size(-1)); always stored explicitly.
 - is_causal: torch aligns the causal diagonal top-left (query i sees keys j <= i).
-- enable_gqa / differing head counts: num_kv_heads = key heads.
+- enable_gqa / differing head counts: num_kv_heads = key heads. Without enable_gqa, heads and batch
+  broadcast as in torch's matmuls: one key/value head serves all query heads (num_kv_heads = 1).
 - attn_mask: bool = keep-mask (True attends), float = additive bias.
 - dropout_p must be 0 (dropout is random; eval mode has none).
 Only output 0 exists in the IR; the logsumexp / debug outputs of the fused overloads are
@@ -16,7 +17,7 @@ import math
 import numpy as np
 
 from ...ir import dims as D
-from ...ir.ops import Attention, AttentionSpec, MaskSpec, Reshape
+from ...ir.ops import Attention, AttentionSpec, Expand, MaskSpec, Reshape
 from ...ir.ops.attention_spec import SpecError
 from . import register_torch_converter
 
@@ -66,6 +67,32 @@ def position_mask_of_constant(keep, q_len, kv_len) -> MaskSpec | None:
     return None
 
 
+def _broadcast_heads(ctx, q, k, v):
+    """Without enable_gqa, torch broadcasts the (batch, heads) axes of q, k and v like batched matmuls do:
+    a key/value with one head serves every query head (MQA, kept as num_kv_heads=1), a query with one
+    head is expanded to the key's heads. Returns (q, k, v, heads, kv_heads) on bhsd inputs."""
+    shapes = [tuple(ctx.shape_of(t)) for t in (q, k, v)]
+    counts = [_static(ctx, s[1], "head count") for s in shapes]
+    n = max(counts)
+    if any(c not in (1, n) for c in counts):
+        raise ctx.error(f"query, key and value have {counts[0]}, {counts[1]} and {counts[2]} heads, which do not "
+                        "broadcast (each must be 1 or the largest); pass enable_gqa=True for grouped-query attention")
+    batch = shapes[0][0]
+    for s in shapes[1:]:
+        if s[0] != 1 and not D.equal(s[0], batch):
+            batch = s[0] if batch == 1 else batch
+    out = []
+    for t, s, c, name in zip((q, k, v), shapes, counts, ("q", "k", "v")):
+        # the query takes every head; key and value keep one head when both have one (MQA)
+        want_heads = n if name == "q" or counts[1] != counts[2] else c
+        target = (batch, want_heads, s[2], s[3])
+        if any(not D.equal(a, b) for a, b in zip(target, s)):
+            t = ctx.emit(Expand(target), [t], name=f"{ctx.node.name}_{name}_broadcast")
+        out.append(t)
+    kv_heads = ctx.shape_of(out[1])[1]
+    return out[0], out[1], out[2], n, kv_heads
+
+
 @register_torch_converter(*SDPA_OVERLOADS)
 def _sdpa(ctx, args):
     q, k, v = args["query"], args["key"], args["value"]
@@ -94,8 +121,8 @@ def _sdpa(ctx, args):
         q, k, v = (ctx.emit(Reshape((D.product(s[:-3]), s[-3], s[-2], s[-1])), [t], name=f"{ctx.node.name}_{n}4d")
                    for t, s, n in ((q, qs, "q"), (k, ks, "k"), (v, vs, "v")))
         heads, kv_heads = _static(ctx, qs[-3], "query heads"), _static(ctx, ks[-3], "key heads")
-    if heads != kv_heads and not args.get("enable_gqa", False) and "flash" not in str(ctx.node.target):
-        raise ctx.error(f"query has {heads} heads but key has {kv_heads}; torch needs enable_gqa=True for that")
+    if rank >= 4 and not args.get("enable_gqa", False) and "flash" not in str(ctx.node.target):
+        q, k, v, heads, kv_heads = _broadcast_heads(ctx, q, k, v)
     mask_kind, position = "none", None
     if mask is not None and ctx.dtype_of(mask) == "bool":
         position = position_mask_of_constant(ctx.const_array(mask), qs[-2], ks[-2])
