@@ -109,13 +109,13 @@ def match_site(ctx: MatchContext, em: Emitter, sm: Node) -> Site:
     """Match one softmax; raises NotAttention naming the failed check."""
     x = sm.inputs[0]
     need(x.rank >= 2 and sm.op.axis % x.rank == x.rank - 1, f"softmax over axis {sm.op.axis} of a rank-{x.rank} tensor, not the last axis")
-    chain = walk_scores(ctx, x)
+    chain = walk_scores(ctx, x, em)
     pv = _probs_to_pv(ctx, sm, chain)
     q_side, kt = chain.matmul.inputs
-    q, fq = peel_scale(ctx, q_side)
+    q, fq = peel_scale(ctx, q_side, em)
     kt, fkt = peel_scale(ctx, kt)
     k = _untranspose(em, kt)
-    k, fk = peel_scale(ctx, k)
+    k, fk = peel_scale(ctx, k, em)
     scale = chain.scale * fq * fkt * fk
     need(math.isfinite(scale) and scale > 0, f"the combined scale {scale} is not a positive number")
     v = pv.inputs[1]

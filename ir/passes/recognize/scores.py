@@ -4,14 +4,16 @@ Accepted between MatMul and Softmax (any order the math allows): Mul/Div by a co
 (scale), c*tanh(x/c) (softcap), Add of a bias (additive mask; a constant 0/-inf position pattern
 becomes causal/window), Where(keep, scores, -inf) and masked_fill Where(mask, -inf, scores),
 float Casts (fp16/bf16 upcast around the softmax), identity. Anything else is "not attention".
+Several additive masks become one mask input (their sum), e.g. BLOOM's ALiBi, added by baddbmm in the
+(B*H, S, S) layout, plus the padding mask added after the view to (B, H, S, S).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ...graph import Node, Value
-from ...ops import MaskSpec
-from .common import MatchContext, is_batch_view, need
+from ...ops import Binary, MaskSpec
+from .common import Emitter, MatchContext, is_batch_view, need, same_shape
 from .mask import is_fill, position_mask, reaches_matmul, trace_keep
 from .scale import scalar_factor
 from .softcap import match_softcap
@@ -36,7 +38,8 @@ class ScoreChain:
 
 
 def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
-    """Ops from the softmax input back to the MatMul, as (kind, payload) in softmax -> MatMul order."""
+    """Ops from the softmax input back to the MatMul, as (kind, payload) in softmax -> MatMul order; masks
+    carry the shape of the scores they apply to (the MatMul's batch layout when under a batch view)."""
     steps: list[tuple] = []
     v = x
     for _ in range(64):
@@ -69,16 +72,16 @@ def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
             need(ra != rb, f"cannot tell the scores from the bias in add '{n.name}'")
             scores, bias = (a, b) if ra else (b, a)
             if ctx.scalar(bias) is None:  # adding one number to every score leaves the softmax unchanged
-                steps.append(("bias", bias))
+                steps.append(("bias", bias, v.shape))
             v = scores
             continue
         if kind == "Where":
             c, a, b = n.inputs
             if is_fill(ctx, b) and reaches_matmul(a):
-                steps.append(("keep", c, False))
+                steps.append(("keep", c, v.shape, False))
                 v = a
             elif is_fill(ctx, a) and reaches_matmul(b):
-                steps.append(("keep", c, True))
+                steps.append(("keep", c, v.shape, True))
                 v = b
             else:
                 need(False, f"where '{n.name}' does not choose between the scores and a -inf/very negative fill")
@@ -89,8 +92,35 @@ def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
     raise AssertionError  # unreachable
 
 
-def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
-    """Read the score chain feeding a softmax; raises NotAttention naming the failed check."""
+def _in_softmax_layout(em: Emitter | None, mask: Value, at: tuple, scores: tuple) -> Value:
+    """A mask applied to scores of shape `at` (the MatMul's merged (B*H) batch, under a batch view) as a mask
+    on the softmax input's shape `scores`: its batch axes are either all broadcast or all full."""
+    if same_shape(at, scores):
+        return mask
+    r_at, r_sm = len(at) - 2, len(scores) - 2
+    shape = (1,) * (len(at) - mask.rank) + tuple(mask.shape)
+    if all(d == 1 for d in shape[:r_at]):
+        target = (1,) * r_sm + shape[r_at:]
+    else:
+        need(same_shape(shape[:r_at], at[:r_at]),
+             f"mask '{mask.name}' {tuple(mask.shape)} broadcasts over part of the merged batch axes {tuple(at[:r_at])}")
+        target = tuple(scores[:r_sm]) + shape[r_at:]
+    need(em is not None, f"mask '{mask.name}' is applied under a batch view of the scores")
+    return em.reshape(mask, target)
+
+
+def _combined(em: Emitter | None, old: Value, new: Value, dtype: str, softcap: float | None) -> Value:
+    """Two additive masks on the scores are one: their sum (ALiBi plus the padding mask in BLOOM)."""
+    need(em is not None, "more than one mask tensor on the scores")
+    need(softcap is None, "more than one mask tensor on scores with a softcap (their sum is not exact there)")
+    a, b = em.cast(old, dtype), em.cast(new, dtype)
+    return em.graph.add1(Binary("add"), [a, b], name=f"{em.hint}_bias", source=em.source)
+
+
+def walk_scores(ctx: MatchContext, x: Value, em: Emitter | None = None) -> ScoreChain:
+    """Read the score chain feeding a softmax; raises NotAttention naming the failed check. With an emitter,
+    masks applied in the MatMul's merged batch layout are reshaped to the softmax's, and several additive
+    masks are summed into one mask input."""
     mm, steps = _steps(ctx, x)
     q_len, kv_len = mm.outputs[0].shape[-2], mm.outputs[0].shape[-1]
     chain = ScoreChain(mm)
@@ -109,12 +139,12 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
             if seen_bias:
                 chain.softcap_order = "after_mask"
             continue
-        value = step[1]
+        value, at = step[1], step[2]
         additive = kind == "bias"
         if additive:
             chain.biases.append(value)
         pattern = trace_keep(ctx, value, additive)
-        if pattern is not None and kind == "keep" and step[2]:
+        if pattern is not None and kind == "keep" and step[3]:
             pattern.buffer = ~pattern.buffer
         pos = position_mask(pattern, q_len, kv_len) if pattern is not None else None
         if pos is not None:
@@ -123,12 +153,16 @@ def walk_scores(ctx: MatchContext, x: Value) -> ScoreChain:
             need(chain.position.is_empty, "two position masks on the scores")
             chain.position, seen_keep = pos, True
             continue
-        need(chain.mask_input is None, "more than one mask tensor on the scores")
-        need(value.rank <= mm.outputs[0].rank, f"mask '{value.name}' has more axes than the scores")
+        need(value.rank <= len(at), f"mask '{value.name}' has more axes than the scores")
+        value = _in_softmax_layout(em, value, tuple(at), tuple(x.shape))
+        if chain.mask_input is not None:
+            need(additive and chain.mask_kind == "additive", "more than one mask tensor on the scores, "
+                 "not all additive (bool keep-masks and additive biases are not combined)")
+            value = _combined(em, chain.mask_input, value, x.dtype, chain.softcap)
         seen_bias |= additive
         seen_keep |= not additive
         chain.mask_input, chain.mask_kind = value, "additive" if additive else "bool"
-        chain.mask_inverted = kind == "keep" and step[2]
+        chain.mask_inverted = kind == "keep" and step[3]
     if chain.softcap is not None and chain.softcap_order == "after_mask":
         _split_at_softcap(chain, steps)
     return chain
