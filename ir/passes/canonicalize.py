@@ -8,6 +8,9 @@ Rules (each a one-liner in RULES):
 - Transpose with the identity permutation -> the value; Transpose(Transpose(x)) -> one Transpose.
 - Unary identity -> the value.
 - Expand to the value's own shape -> the value.
+- Concat drops operands of length 0 on its axis (a partial-rotary pass-through part when the rotary dim is
+  the whole head); a Concat of one operand -> that operand. The empty Slice feeding it is then dead.
+- Slice of the whole axis (start 0, step 1, to the end) -> the value.
 Requires: nothing. Guarantees: same outputs; dead nodes left behind are removed by `dce`.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Callable, ClassVar
 
 from .. import dims as D
 from ..graph import Graph, Node, Value
-from ..ops import Cast, Expand, Reshape, Transpose, Unary
+from ..ops import Cast, Concat, Expand, Reshape, Transpose, Unary
 from .base import Pass, register_pass
 
 _WIDER = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
@@ -71,12 +74,31 @@ def _expand(g: Graph, n: Node) -> Value | None:
     return x if _same_shape(x.shape, n.outputs[0].shape) else None
 
 
+def _concat(g: Graph, n: Node) -> Value | None:
+    axis = n.op.axis % n.outputs[0].rank
+    kept = [x for x in n.inputs if not D.equal(x.shape[axis], 0)]
+    if len(kept) == len(n.inputs) or not kept:
+        return None
+    if len(kept) == 1:
+        return kept[0]
+    return g.add1(Concat(n.op.axis), kept, name=n.name + "_nonempty", source=n.source)
+
+
+def _slice(g: Graph, n: Node) -> Value | None:
+    (x,) = n.inputs
+    op = n.op
+    whole = op.step == 1 and D.equal(op.start, 0) and (op.stop is None or D.equal(op.stop, x.shape[op.axis]))
+    return x if whole else None
+
+
 RULES: dict[str, Callable[[Graph, Node], Value | None]] = {
     "Cast": _cast,            # no-op casts, widening double casts
     "Reshape": _reshape,      # no-op reshapes, reshape chains
     "Transpose": _transpose,  # identity perms, transpose chains
     "Unary": _unary,          # identity
     "Expand": _expand,        # no-op expands
+    "Concat": _concat,        # zero-length operands
+    "Slice": _slice,          # whole-axis slices
 }
 
 
