@@ -18,11 +18,13 @@ from typing import Any
 from tvm import te
 
 from ...ir import Node
+from ...ir import dims as irdims
 from ...ir.interpreter import FEATURE_REFERENCES, attention_reference
 from ...ir.ops import Rotary
 from . import te_layout
 from .attention_config import AttentionKernelConfig
 from .errors import LoweringError
+from .symbolic import SymbolTable
 from .plan import Plan
 from .te_attention import attention_compute
 from .te_elementwise import load
@@ -31,16 +33,19 @@ from .te_elementwise import load
 class AttentionLowering:
     """Emits plan steps for one Attention node. `groups` is the GroupBuilder (for naming, scheduling)."""
 
-    def __init__(self, plan: Plan, groups, shapes: dict[int, tuple], target: dict, options: dict, plugin):
+    def __init__(self, plan: Plan, groups, shapes: dict[int, tuple], target: dict, options: dict, plugin,
+                 nominal: dict[str, int] | None = None):
         self.plan, self.groups, self.shapes, self.target, self.options = plan, groups, shapes, target, options
         self.plugin = plugin
+        self.nominal = nominal or {}   # sizes of the first call: they pick schedules of shape-generic kernels
         self.kernels: dict[int, Any] = {}            # step index -> built AttentionKernel
         self.references: dict[int, Node] = {}        # step index -> node run by the numpy reference
 
     # ---- small kernels around the attention kernel ------------------------------------------
     def emit(self, node: Node, label: str, fn, inputs: list[str], out_name: str, schedule=None) -> None:
         """Compile `fn(*te_inputs) -> te.Tensor` (named "out") writing plan value `out_name`."""
-        phs = [te.placeholder(tuple(self.plan.values[n]["shape"]), self.plan.values[n]["dtype"], name=f"in{i}")
+        sym = SymbolTable()
+        phs = [te.placeholder(sym.shape(self.plan.values[n]["shape"]), self.plan.values[n]["dtype"], name=f"in{i}")
                for i, n in enumerate(inputs)]
         try:
             out = fn(*phs)
@@ -114,9 +119,10 @@ class AttentionLowering:
         for past_name, new, out_v in ((names["past_key"], k, node.outputs[1]), (names["past_value"], v, node.outputs[2])):
             past = self._transpose(node, past_name, "past") if bshd else past_name
             ps, ns = self.plan.values[past]["shape"], self.plan.values[new]["shape"]
-            shape = (ps[0], ps[1], ps[2] + ns[2], ps[3])
+            shape = (ps[0], ps[1], irdims.add(ps[2], ns[2]), ps[3])
             dst = self.temp(node, "present_bhsd", shape, self.plan.values[new]["dtype"]) if bshd else out_v.name
-            self.emit(node, "kv_cache", lambda a, b, s=shape: te_layout.concat(_Axis(2), [a, b], s, a.dtype, "out"),
+            self.emit(node, "kv_cache", lambda a, b: te_layout.concat(
+                _Axis(2), [a, b], (a.shape[0], a.shape[1], a.shape[2] + b.shape[2], a.shape[3]), a.dtype, "out"),
                       [past, new], dst)
             if bshd:
                 self.emit(node, "present_bshd", lambda x: te_layout.transpose(_Perm((0, 2, 1, 3)), [x],
@@ -138,7 +144,10 @@ class AttentionLowering:
         spec, tiling = node.op.spec, node.op.tiling
         b, hq, sq, d = self.plan.values[q]["shape"]
         _, hkv, skv, _ = self.plan.values[k]["shape"]
+        dynamic = tuple(name for name, dim in (("batch", b), ("q_len", sq), ("kv_len", skv)) if isinstance(dim, str))
+        b, sq, skv = (irdims.evaluate(x, self.nominal) for x in (b, sq, skv))
         base = dict(batch=b, q_heads=hq, kv_heads=hkv, q_len=sq, kv_len=skv, head_dim=d, v_head_dim=spec.v_head_dim,
+                    dynamic=dynamic,
                     scale=float(spec.scale), dtype=dtype, causal=spec.mask.causal, alignment=spec.mask.alignment,
                     window_left=spec.mask.window_left, window_right=spec.mask.window_right,
                     softcap=spec.softcap, mask_input=mask_kind)
@@ -235,5 +244,5 @@ def _bhsd_view(x: te.Tensor) -> te.Tensor:
 
 
 def _perm_shape(shape):
-    s = [int(x) for x in shape]
+    s = list(shape)
     return (s[0], s[2], s[1], s[3])

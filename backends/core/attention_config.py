@@ -37,6 +37,9 @@ class AttentionKernelConfig:
     q_block: int | None = None
     kv_block: int | None = None
     num_splits: int | None = None
+    # dims the kernel takes from its arguments at run time ("batch", "q_len", "kv_len"); the ints above are
+    # then nominal sizes that only pick the schedule
+    dynamic: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.validate()
@@ -71,6 +74,11 @@ class AttentionKernelConfig:
                 raise ValueError(f"{name} must be None or a positive int, got {val!r}")
         if self.kv_block is not None and self.kv_block % 32 != 0:
             raise ValueError(f"kv_block must be a multiple of 32, got {self.kv_block!r}")
+        if isinstance(self.dynamic, list):
+            object.__setattr__(self, "dynamic", tuple(self.dynamic))  # from JSON
+        bad = set(self.dynamic) - {"batch", "q_len", "kv_len"}
+        if bad:
+            raise ValueError(f"dynamic dims must be among batch, q_len, kv_len; got {sorted(bad)}")
         if self.causal not in (True, False):
             raise ValueError(f"causal must be a bool, got {self.causal!r}")
 

@@ -15,7 +15,7 @@ from ...ir import Graph, graph_from_json, graph_to_json
 from ..base import Executable
 from .cache import GLOBAL_CACHE, CompileCache
 from .plan import Plan
-from .program import Program, decompose_variants, load_kernels
+from .program import GENERIC, Program, decompose_variants, load_kernels
 
 PLANS_INDEX = "plans.json"
 
@@ -34,7 +34,8 @@ class TvmBackend:
         return self.plugin.tvm_target(options or {})
 
     def lower(self, graph: Graph, options: dict[str, Any]) -> Executable:
-        """Lower `graph`; static graphs build now, graphs with symbolic dims build per shape at first call.
+        """Lower `graph`; static graphs build now, graphs with symbolic dims build at the first call: one
+        shape-generic build for every size (or, where that is impossible, one build per input shape).
 
         Options: cache (bool, default True), attention ("auto" | "generic"), plus the plugin's own (cpu: mcpu, num_cores).
         Variant features are first decomposed into plain Attention + IR ops (`decompose_variants`).
@@ -62,7 +63,8 @@ class TvmBackend:
         files.append(gpath)
         index = []
         for i, (shapes, runner) in enumerate(program.runners.items()):
-            entry = {"shapes": [list(s) for s in shapes], "plan": f"plan_{i}.json", "library": None}
+            entry = {"shapes": GENERIC if shapes == GENERIC else [list(s) for s in shapes],
+                     "plan": f"plan_{i}.json", "library": None}
             ppath = os.path.join(directory, entry["plan"])
             with open(ppath, "w") as f:
                 f.write(runner.plan.to_json())
@@ -100,7 +102,7 @@ class TvmBackend:
             with open(os.path.join(directory, entry["plan"])) as f:
                 plan = Plan.from_json(f.read())
             lib = tvm.runtime.load_module(os.path.join(directory, entry["library"])) if entry["library"] else None
-            shapes = tuple(tuple(s) for s in entry["shapes"])
+            shapes = GENERIC if entry["shapes"] == GENERIC else tuple(tuple(s) for s in entry["shapes"])
             attention = {int(step): (os.path.join(directory, meta["library"]), meta)
                          for step, meta in entry.get("attention", {}).items()}
             program.runners[shapes] = program._bind(plan, lib, load_kernels(plan, program.target, attention, self.plugin))

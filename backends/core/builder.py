@@ -35,17 +35,43 @@ def concrete_shapes(graph: ir.Graph, input_shapes: Sequence[tuple]) -> tuple[dic
     return shapes, env
 
 
-def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, options: dict[str, Any], plugin):
-    """Lower `graph` for these input shapes on `plugin`'s target.
+def symbolic_shapes(graph: ir.Graph) -> tuple[dict[int, tuple], dict[str, list[int]]]:
+    """id(Value) -> IR shape (ints and canonical symbolic dims) for every value, and where each symbol is
+    read from the inputs ({name: [input index, axis]}). Raises ValueError when a value's shape uses a symbol
+    no input dim names on its own (a shape-generic build could not size it)."""
+    sources: dict[str, list[int]] = {}
+    for i, v in enumerate(graph.inputs):
+        for axis, d in enumerate(v.shape):
+            if isinstance(d, str) and ir.dims.canonical(d) == d and d.isidentifier() and d not in sources:
+                sources[d] = [i, axis]
+    shapes: dict[int, tuple] = {}
+    for v in list(graph.inputs) + [o for n in graph.topological() for o in n.outputs]:
+        shape = tuple(ir.dims.canonical(d) for d in v.shape)
+        missing = set().union(*(ir.dims.symbols(d) for d in shape)) - set(sources)
+        if missing:
+            raise ValueError(f"value '{v.name}' has shape {shape}: dims {sorted(missing)} are not an input dim")
+        shapes[id(v)] = shape
+    return shapes, sources
+
+
+def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, options: dict[str, Any], plugin,
+               generic: bool = False):
+    """Lower `graph` on `plugin`'s target, for these input shapes or (generic) for every size of the graph's
+    symbolic dims, `input_shapes` then only giving the nominal sizes that pick schedules.
     Returns (plan, attention kernels, reference callables)."""
-    shapes, dims = concrete_shapes(graph, input_shapes)
+    concrete, nominal = concrete_shapes(graph, input_shapes)
     plan = Plan()
+    if generic:
+        shapes, plan.dims = symbolic_shapes(graph)
+        dims: dict[str, int] = {}
+    else:
+        shapes, dims = concrete, nominal
     outputs = {id(v) for v in graph.outputs}
     for v in graph.inputs:
         plan.inputs.append(plan.add_value(v.name, shapes[id(v)], v.dtype, "input"))
     order, group_of = plan_groups(graph, shapes, plugin.matmul.gate_cols)
     groups = GroupBuilder(graph, plan, shapes, dims, graph.constants, plugin)
-    attn = AttentionLowering(plan, groups, shapes, target, options, plugin)
+    attn = AttentionLowering(plan, groups, shapes, target, options, plugin, nominal)
     # declare every value first: kernels may write any node output (e.g. attention's present_key)
     for node in order:
         kind = classify(node)

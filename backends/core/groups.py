@@ -11,14 +11,13 @@ from . import te_layout
 from .errors import LoweringError
 from .fusion import Group
 from .plan import Plan
+from .symbolic import SymbolTable
 from .te_ops import TE_OPS, batched_matmul_full
 
 
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+def _numel(shape):
+    """Product of IR dims: an int, or the canonical text of a symbolic product."""
+    return ir.dims.product(shape)
 
 
 class GroupBuilder:
@@ -29,7 +28,12 @@ class GroupBuilder:
         self.graph, self.plan, self.shapes, self.dims, self.constants = graph, plan, shapes, dims, constants
         self.plugin = plugin
         self.matmul = plugin.matmul
+        self.sym = SymbolTable()   # fresh per kernel (see symbolic.py)
         self.count = 0
+
+    def T(self, shape) -> tuple:
+        """IR dims -> kernel shape (ints and this kernel's TIR variables)."""
+        return self.sym.shape(shape)
 
     # ---- helpers -------------------------------------------------------------------------
     def func_name(self, node: Node) -> str:
@@ -40,15 +44,24 @@ class GroupBuilder:
     def _builder(self, node: Node):
         if node.op.op_name == "Slice":
             n = self.shapes[id(node.inputs[0])][node.op.axis]
-            start = ir.dims.evaluate(node.op.start, self.dims)
-            stop = None if node.op.stop is None else ir.dims.evaluate(node.op.stop, self.dims)
-            s0, _, step = slice(start, stop, node.op.step).indices(n)
+            start = _try_eval(node.op.start, self.dims)
+            stop = None if node.op.stop is None else _try_eval(node.op.stop, self.dims)
+            if isinstance(n, int) and isinstance(start, int) and (stop is None or isinstance(stop, int)):
+                s0, _, step = slice(start, stop, node.op.step).indices(n)
+            elif isinstance(start, int) and start >= 0 and node.op.step > 0:
+                s0, step = start, node.op.step   # a symbolic extent: a non-negative start needs no clamping
+            elif isinstance(start, str) and node.op.step > 0:
+                s0, step = self.sym.expr(start), node.op.step
+            else:
+                raise LoweringError(node.name, "Slice", f"slice start {node.op.start!r} over a symbolic dim {n!r}: "
+                                    "only non-negative starts and positive steps are shape-generic")
             return te_layout.make_slice(s0, step)
         return TE_OPS[node.op.op_name]
 
     def build(self, group: Group) -> None:
         """Define, schedule and register the group's kernel; errors name the group's last node."""
         root = group.root
+        self.sym = SymbolTable()
         try:
             if group.kind == "matmul":
                 func, args, sched = self._matmul(group)
@@ -87,7 +100,7 @@ class GroupBuilder:
         key = (value.name, tuple(shape) if shape is not None else None)
         if key not in tensors:
             shp = tuple(shape if shape is not None else self.shapes[id(value)])
-            t = te.placeholder(shp, value.dtype, name=f"in{len(args)}")
+            t = te.placeholder(self.T(shp), value.dtype, name=f"in{len(args)}")
             tensors[key] = t
             args.append((t, self.plan.arg(value.name, shp)))
         return tensors[key]
@@ -107,7 +120,7 @@ class GroupBuilder:
             ins = [inside[id(v)] if id(v) in inside else self._placeholder(tensors, args, v) for v in node.inputs]
             v = node.outputs[0]
             name = "out" if node is group.root else f"t_{len(inside)}"
-            out = self._builder(node)(node.op, ins, tuple(self.shapes[id(v)]), v.dtype, name)
+            out = self._builder(node)(node.op, ins, self.T(self.shapes[id(v)]), v.dtype, name)
             inside[id(v)] = out
         return self._finish(out, args, group.root.outputs[0], self.shapes[id(group.root.outputs[0])])
 
@@ -141,12 +154,12 @@ class GroupBuilder:
             a = self._placeholder(tensors, args, a_v, a_view)
             b = self._placeholder(tensors, args, b_v, b_view)
             packed = False
-        acc = self.matmul.compute(a, b, n, packed, "acc")
+        acc = self.matmul.compute(a, b, self.sym.expr(n), packed, "acc")
         shape3 = (bt, m, n)
-        cur = te.compute(shape3, lambda *i: acc(*i).astype(out_v.dtype), name="t_anchor")
+        cur = te.compute(self.T(shape3), lambda *i: acc(*i).astype(out_v.dtype), name="t_anchor")
         if anchor.op.op_name == "Linear" and anchor.op.has_bias:
             bias = self._placeholder(tensors, args, anchor.inputs[2])
-            cur = te.compute(shape3, lambda bi, mi, ni: (acc[bi, mi, ni] + bias[ni].astype("float32")).astype(out_v.dtype),
+            cur = te.compute(self.T(shape3), lambda bi, mi, ni: (acc[bi, mi, ni] + bias[ni].astype("float32")).astype(out_v.dtype),
                              name="t_bias")
         inside = {id(out_v): cur}
         for node in group.nodes[1:]:
@@ -159,7 +172,7 @@ class GroupBuilder:
                 else:  # a row (bias/scale) or a scalar: right-aligned broadcast against (Bt, M, N)
                     s = self.shapes[id(v)]
                     ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
-            cur = self._builder(node)(node.op, ins, shape3, node.outputs[0].dtype, f"t_{len(inside)}")
+            cur = self._builder(node)(node.op, ins, self.T(shape3), node.outputs[0].dtype, f"t_{len(inside)}")
             inside[id(node.outputs[0])] = cur
         return self._finish(cur, args, group.root.outputs[0], shape3) + (lambda s: self.matmul.schedule(s, "out", "acc"),)
 
@@ -190,8 +203,8 @@ class GroupBuilder:
         def half(offset, dtype):
             return lambda bi, mi, ni: acc[bi, mi, ni // gate_cols * panel + offset + ni % gate_cols].astype(dtype)
 
-        inside = {id(gate.outputs[0]): te.compute(shape3, half(0, gate.outputs[0].dtype), name="t_gate"),
-                  id(up.outputs[0]): te.compute(shape3, half(gate_cols, up.outputs[0].dtype), name="t_up")}
+        inside = {id(gate.outputs[0]): te.compute(self.T(shape3), half(0, gate.outputs[0].dtype), name="t_gate"),
+                  id(up.outputs[0]): te.compute(self.T(shape3), half(gate_cols, up.outputs[0].dtype), name="t_up")}
         cur = None
         for node in group.nodes:
             if node in linears:
@@ -205,7 +218,7 @@ class GroupBuilder:
                 else:  # a row (bias/scale) or a scalar: right-aligned broadcast
                     s = self.shapes[id(v)]
                     ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
-            cur = self._builder(node)(node.op, ins, shape3, node.outputs[0].dtype, f"t_{len(inside)}")
+            cur = self._builder(node)(node.op, ins, self.T(shape3), node.outputs[0].dtype, f"t_{len(inside)}")
             inside[id(node.outputs[0])] = cur
         return self._finish(cur, args, out_v, shape3) + (lambda s: self.matmul.schedule(s, "out", "acc", gate_cols),)
 
@@ -239,7 +252,7 @@ class GroupBuilder:
         out_v = group.root.outputs[0]
         if len(group.nodes) > 1:
             raise LoweringError(anchor.name, "MatMul", "internal: irregular-broadcast matmul with an epilogue")
-        out = batched_matmul_full(a, b, tuple(self.shapes[id(out_v)]), out_v.dtype, "out")
+        out = batched_matmul_full(a, b, self.T(self.shapes[id(out_v)]), out_v.dtype, "out")
         func = te.create_prim_func([t for t, _ in args] + [out])
         return func, [x for _, x in args] + [self.plan.arg(out_v.name)]
 
@@ -253,3 +266,11 @@ def materialize_constant(plan: Plan, constants: dict, name: str, matmul):
     if info.get("pack") == "gated":
         return matmul.pack_gated(arr, constants[info["source_up"]])
     return arr
+
+
+def _try_eval(d, env: dict):
+    """An IR dim evaluated with `env` when every symbol is known (static plans), else left symbolic."""
+    try:
+        return ir.dims.evaluate(d, env)
+    except KeyError:
+        return ir.dims.canonical(d)

@@ -7,6 +7,9 @@ Values are named by their IR value names (derived values get a suffix). Storage 
   buffer  an intermediate, allocated once per plan and reused across calls
   const   a graph constant (optionally repacked, e.g. weight panels), uploaded once
   view    another value's memory under a different shape/dtype (Reshape, 2-D matmul views)
+
+Shapes are ints, or (shape-generic plans) the IR's text of symbolic dims ("past+1"), evaluated per
+call from the input shapes through `dims`.
 """
 from __future__ import annotations
 
@@ -24,13 +27,15 @@ class Plan:
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # shape-generic plans: where each dim name is read, {name: [input index, axis]}; {} for static plans
+    dims: dict[str, list[int]] = field(default_factory=dict)
     funcs: dict[str, Any] = field(default_factory=dict, repr=False)   # name -> tvm PrimFunc (not serialized)
 
     def add_value(self, name: str, shape, dtype: str, storage: str, **extra) -> str:
         """Declare a value; returns its name. Views name their `base` value."""
         if name in self.values:
             raise ValueError(f"plan value {name!r} declared twice")
-        self.values[name] = {"shape": [int(d) for d in shape], "dtype": dtype, "storage": storage, **extra}
+        self.values[name] = {"shape": [_dim(d) for d in shape], "dtype": dtype, "storage": storage, **extra}
         return name
 
     def fresh(self, hint: str) -> str:
@@ -44,7 +49,7 @@ class Plan:
     def arg(self, name: str, shape=None, dtype: str | None = None) -> list:
         """A call argument: a value seen under `shape` (and `dtype`) — a zero-copy view when they differ."""
         info = self.values[name]
-        return [name, [int(d) for d in (shape if shape is not None else info["shape"])], dtype or info["dtype"]]
+        return [name, [_dim(d) for d in (shape if shape is not None else info["shape"])], dtype or info["dtype"]]
 
     def add_call(self, func_name: str, prim_func, args: list, node: str, op: str) -> None:
         """Run compiled function `func_name` on `args` (outputs last)."""
@@ -53,9 +58,21 @@ class Plan:
 
     def to_json(self) -> str:
         return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "values": self.values,
-                           "steps": self.steps, "notes": self.notes}, indent=1)
+                           "steps": self.steps, "notes": self.notes, "dims": self.dims}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":
         d = json.loads(text)
-        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], d["notes"])
+        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], d["notes"], d.get("dims", {}))
+
+    @property
+    def generic(self) -> bool:
+        """True when shapes hold symbolic dims bound per call."""
+        return bool(self.dims)
+
+
+def _dim(d):
+    """A plan dim: an int, or the IR's canonical text of a symbolic dim."""
+    if isinstance(d, str):
+        return d
+    return int(d)

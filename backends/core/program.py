@@ -27,20 +27,45 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
+GENERIC = "generic"   # the runners key of a shape-generic build
+
+
 class Program:
-    """A graph lowered for one target: one PlanRunner per input-shape signature, built on demand."""
+    """A graph lowered for one target, built on demand at the first call.
+
+    A graph with symbolic input dims gets ONE shape-generic build (kernels read their sizes from their
+    arguments) that serves every size; when that build is impossible (a dim no input names, a kernel that
+    needs a static size) the reason is noted and each input-shape signature gets its own build, as for
+    static graphs. `options["shape_generic"] = False` asks for per-shape builds.
+    """
 
     def __init__(self, graph: Graph, target: dict, options: dict, cache: CompileCache, notes: list[str], plugin):
         self.graph, self.target, self.options, self.cache, self.notes = graph, target, options, cache, notes
         self.plugin = plugin
-        self.runners: dict[tuple, PlanRunner] = {}
-        self.keys: dict[tuple, str] = {}
+        self.runners: dict[Any, PlanRunner] = {}
+        self.keys: dict[Any, str] = {}
+        self.symbolic = any(isinstance(d, str) for v in graph.inputs for d in v.shape)
+        self.generic_failed: str | None = None if options.get("shape_generic", True) else "disabled by options"
+        self.builds = 0   # fresh builds by this program (cache hits not counted)
 
     def runner_for(self, shapes: tuple) -> PlanRunner:
-        """The runner for these input shapes: memory cache, then disk cache, then a fresh build."""
+        """The runner for these input shapes: the generic build, else per-shape (memory, disk, fresh build)."""
+        if GENERIC in self.runners:
+            return self.runners[GENERIC]
         if shapes in self.runners:
             return self.runners[shapes]
-        key = cache_key(self.graph, self.target, self.options, shapes, self.plugin.name)
+        if self.symbolic and self.generic_failed is None:
+            try:
+                return self._runner(GENERIC, shapes, generic=True)
+            except Exception as e:  # noqa: BLE001 - any generic-build failure falls back to per-shape builds
+                self.generic_failed = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                self.notes.append(f"shape-generic build not possible ({self.generic_failed}); "
+                                  "building once per input shape instead")
+        return self._runner(shapes, shapes, generic=False)
+
+    def _runner(self, slot, shapes: tuple, generic: bool) -> PlanRunner:
+        signature = [list(v.shape) for v in self.graph.inputs] if generic else shapes
+        key = cache_key(self.graph, self.target, self.options, signature, self.plugin.name)
         use_cache = self.options.get("cache", True)
         entry = self.cache.get_memory(key) if use_cache else None
         if entry is None and use_cache:
@@ -50,7 +75,8 @@ class Program:
                 self.cache.stats.disk_hits += 1
         if entry is None:
             self.cache.stats.misses += 1
-            plan, kernels, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin)
+            self.builds += 1
+            plan, kernels, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin, generic=generic)
             lib = compile_funcs(plan, self.target)
             entry = (plan, lib, kernels)
             if use_cache:
@@ -62,7 +88,7 @@ class Program:
         for n in plan.notes:
             if n not in self.notes:
                 self.notes.append(n)
-        self.runners[shapes], self.keys[shapes] = runner, key
+        self.runners[slot], self.keys[slot] = runner, key
         return runner
 
     def _bind(self, plan: Plan, lib, kernels) -> PlanRunner:

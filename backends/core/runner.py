@@ -14,6 +14,7 @@ import tvm
 
 from .errors import LoweringError
 from .plan import Plan
+from .symbolic import DimEvaluator
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                 "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int8": torch.int8,
@@ -62,8 +63,16 @@ def torch_to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _static(shape) -> bool:
+    return all(isinstance(d, int) for d in shape)
+
+
 class PlanRunner:
-    """A Plan bound to its compiled library, constants and attention kernels; call with a list of arrays."""
+    """A Plan bound to its compiled library, constants and attention kernels; call with a list of arrays.
+
+    Shape-generic plans: values whose shapes hold symbolic dims are allocated per call (buffers are kept
+    while the dims stay the same), every kernel reads its sizes from its arguments.
+    """
 
     def __init__(self, plan: Plan, lib, constants: dict[str, np.ndarray],
                  kernels: dict[int, Callable], references: dict[int, Callable]):
@@ -71,6 +80,7 @@ class PlanRunner:
         self.lib = lib
         self.kernels = kernels
         self.references = references
+        self._eval = DimEvaluator()
         self._funcs = {s["func"]: lib[s["func"]] for s in plan.steps if s["kind"] == "call"}
         self._persistent: dict[str, Any] = {}
         self._keepalive: list[torch.Tensor] = []
@@ -79,24 +89,32 @@ class PlanRunner:
                 t = to_torch(constants[name], info["dtype"])
                 self._keepalive.append(t)
                 self._persistent[name] = tvm.runtime.from_dlpack(t)
-            elif info["storage"] == "buffer":
+            elif info["storage"] == "buffer" and _static(info["shape"]):
                 t = torch.empty(info["shape"], dtype=TORCH_DTYPES[info["dtype"]])
                 self._keepalive.append(t)
                 self._persistent[name] = tvm.runtime.from_dlpack(t)
         for name, info in plan.values.items():
-            if info["storage"] == "view" and info["base"] in self._persistent:
+            if info["storage"] == "view" and info["base"] in self._persistent and _static(info["shape"]):
                 self._persistent[name] = self._view(self._persistent, info["base"], info["shape"], info["dtype"])
         # call arguments over constants/buffers never change: build their views once, not per call
         # (Python-side view creation was ~1/3 of the runner's per-call overhead)
         self._fixed_args: dict[int, list] = {
-            i: [self._view(self._persistent, *a) if a[0] in self._persistent else None for a in s["args"]]
+            i: [self._view(self._persistent, *a) if a[0] in self._persistent and _static(a[1]) else None
+                for a in s["args"]]
             for i, s in enumerate(plan.steps) if s["kind"] == "call"}
+        self._dyn_buffers: tuple[tuple, dict] = ((), {})   # (dims signature, name -> tvm tensor)
 
-    def _view(self, env: dict, name: str, shape: list[int], dtype: str):
+    def _view(self, env: dict, name: str, shape: list, dtype: str, dims: dict | None = None):
         t = env[name]
+        if dims is not None:
+            shape = list(self._eval.shape(shape, dims))
         if list(t.shape) == shape and t.dtype == dtype:
             return t
         return t._create_view(tuple(shape), dtype)
+
+    def bind_dims(self, inputs: Sequence[Any]) -> dict[str, int]:
+        """The value of every symbolic dim of a generic plan, read from the input shapes."""
+        return {name: int(inputs[i].shape[axis]) for name, (i, axis) in self.plan.dims.items()}
 
     def __call__(self, inputs: Sequence[Any], as_torch: bool = False) -> list[Any]:
         return self._execute(inputs, as_torch, None)
@@ -119,29 +137,34 @@ class PlanRunner:
         plan = self.plan
         env: dict[str, Any] = dict(self._persistent)
         held: dict[str, torch.Tensor] = {}
+        dims = self.bind_dims(inputs) if plan.generic else {}
         for name, x in zip(plan.inputs, inputs):
             info = plan.values[name]
             t = to_torch(x, info["dtype"])
-            if list(t.shape) != info["shape"]:
-                raise ValueError(f"input '{name}' has shape {tuple(t.shape)}; this plan was built for {tuple(info['shape'])}")
+            want = list(self._eval.shape(info["shape"], dims))
+            if list(t.shape) != want:
+                raise ValueError(f"input '{name}' has shape {tuple(t.shape)}; this plan was built for "
+                                 f"{tuple(info['shape'])}" + (f" = {tuple(want)} here" if plan.generic else ""))
             held[name] = t
             env[name] = tvm.runtime.from_dlpack(t)
         for name, info in plan.values.items():
             if info["storage"] == "output":
-                t = torch.empty(info["shape"], dtype=TORCH_DTYPES[info["dtype"]])
+                t = torch.empty(self._eval.shape(info["shape"], dims), dtype=TORCH_DTYPES[info["dtype"]])
                 held[name] = t
                 env[name] = tvm.runtime.from_dlpack(t)
+        if plan.generic:
+            env.update(self._buffers_for(dims))
         for name, info in plan.values.items():
             if info["storage"] == "view" and info["base"] in env and name not in env:
-                env[name] = self._view(env, info["base"], info["shape"], info["dtype"])
+                env[name] = self._view(env, info["base"], info["shape"], info["dtype"], dims)
         for i, step in enumerate(plan.steps):
             try:
                 if times is not None:
                     t0 = time.perf_counter()
-                    self._run_step(i, step, env)
+                    self._run_step(i, step, env, dims)
                     times.append(time.perf_counter() - t0)
                 else:
-                    self._run_step(i, step, env)
+                    self._run_step(i, step, env, dims)
             except LoweringError:
                 raise
             except Exception as e:  # a TVM or kernel failure: name the node, keep the cause chained
@@ -158,16 +181,28 @@ class PlanRunner:
             outs.append(t if as_torch else torch_to_numpy(t))
         return outs
 
-    def _run_step(self, i: int, step: dict, env: dict) -> None:
+    def _buffers_for(self, dims: dict[str, int]) -> dict[str, Any]:
+        """Intermediate buffers with symbolic shapes, allocated for these dims (reused while they repeat)."""
+        key = tuple(sorted(dims.items()))
+        if self._dyn_buffers[0] != key:
+            bufs = {}
+            for name, info in self.plan.values.items():
+                if info["storage"] == "buffer" and not _static(info["shape"]):
+                    t = torch.empty(self._eval.shape(info["shape"], dims), dtype=TORCH_DTYPES[info["dtype"]])
+                    bufs[name] = (t, tvm.runtime.from_dlpack(t))
+            self._dyn_buffers = (key, bufs)
+        return {name: tv for name, (_, tv) in self._dyn_buffers[1].items()}
+
+    def _run_step(self, i: int, step: dict, env: dict, dims: dict) -> None:
         kind = step["kind"]
         if kind == "call":
-            args = [f if f is not None else self._view(env, n, s, d)
+            args = [f if f is not None else self._view(env, n, s, d, dims)
                     for f, (n, s, d) in zip(self._fixed_args[i], step["args"])]
             self._funcs[step["func"]](*args)
         elif kind == "attention":
-            q, k, v = (torch.from_dlpack(self._view(env, *step[x])) for x in ("q", "k", "v"))
-            mask = torch.from_dlpack(self._view(env, *step["mask"])) if step.get("mask") else None
-            out = torch.from_dlpack(self._view(env, *step["out"]))
+            q, k, v = (torch.from_dlpack(self._view(env, *step[x], dims)) for x in ("q", "k", "v"))
+            mask = torch.from_dlpack(self._view(env, *step["mask"], dims)) if step.get("mask") else None
+            out = torch.from_dlpack(self._view(env, *step["out"], dims))
             self.kernels[i](q, k, v, mask=mask, out=out)
         elif kind == "reference":
             arrays = [torch_to_numpy(torch.from_dlpack(env[n])) for n in step["inputs"]]

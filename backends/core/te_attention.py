@@ -13,9 +13,9 @@ from .te_elementwise import load
 def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.Tensor | None,
                       kv_lengths: te.Tensor | None, out_dtype: str, name: str = "out") -> te.Tensor:
     """softmax(mask(softcap(scale q kᵀ))) v on bhsd tensors (RoPE and the KV cache already applied)."""
-    B, H, SQ, D = (int(x) for x in q.shape)
-    HKV, SK, DV = int(k.shape[1]), int(k.shape[2]), int(v.shape[3])
-    g = H // HKV
+    B, H, SQ, D = q.shape
+    HKV, SK, DV = k.shape[1], k.shape[2], v.shape[3]
+    g = int(H) // int(HKV)
     f32 = "float32"
     m = spec.mask
     offset = SK - SQ if m.alignment == "bottom_right" else 0

@@ -9,6 +9,8 @@ import math
 
 from tvm import te, tirx
 
+from .symbolic import is_one
+
 NARROW = ("bfloat16", "float16")
 
 
@@ -20,7 +22,7 @@ def compute_dtype(dtype: str) -> str:
 def load(t: te.Tensor, idx, out_shape) -> tirx.PrimExpr:
     """t[idx] with numpy broadcasting (right-aligned; size-1 dims read index 0), upcast from bf16/fp16."""
     off = len(out_shape) - len(t.shape)
-    sub = [0 if int(t.shape[i]) == 1 and int(out_shape[i + off]) != 1 else idx[i + off] for i in range(len(t.shape))]
+    sub = [0 if is_one(t.shape[i]) and not is_one(out_shape[i + off]) else idx[i + off] for i in range(len(t.shape))]
     v = t[tuple(sub)] if sub else t()
     return v.astype("float32") if str(t.dtype) in NARROW else v
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
+from .symbolic import is_one, static_int
+
 from .te_elementwise import load
 
 
@@ -27,7 +29,8 @@ def concat(op, ins, out_shape, out_dtype, name):
     offsets, total = [], 0
     for t in ins:
         offsets.append(total)
-        total += int(t.shape[ax])
+        size = static_int(t.shape[ax])
+        total = total + (t.shape[ax] if size is None else size)
 
     def f(*i):
         # select chain from the last piece back to the first
@@ -62,7 +65,7 @@ def make_slice(start: int, step: int):
 def gather(op, ins, out_shape, out_dtype, name):
     data, idx = ins
     ax = op.axis % len(data.shape)
-    n = int(data.shape[ax])
+    n = static_int(data.shape[ax]) or data.shape[ax]
     k = len(idx.shape)
 
     def f(*i):
@@ -88,7 +91,7 @@ def rotary(op, ins, out_shape, out_dtype, name):
     f32 = "float32"
 
     def cs(t, b, s, j):
-        bb = 0 if int(t.shape[0]) == 1 else b
+        bb = 0 if is_one(t.shape[0]) else b
         return t[bb, s, j].astype(f32)
 
     def f(b, h, s, d):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
+from .symbolic import static_int
+
 from .te_elementwise import compute_dtype, vexp
 
 
@@ -11,10 +13,23 @@ def _up(t: te.Tensor, *i):
     return v.astype("float32") if compute_dtype(str(t.dtype)) != str(t.dtype) else v
 
 
+def _extent(d):
+    """A dim as a Python int when static (cleaner loops), else its TIR expression."""
+    v = static_int(d)
+    return d if v is None else v
+
+
+def _inverse(n):
+    """1/n in fp32 for a static or symbolic element count."""
+    if isinstance(n, int):
+        return tirx.const(1.0 / n, "float32")
+    return tirx.const(1.0, "float32") / n.astype("float32")
+
+
 def softmax(op, ins, out_shape, out_dtype, name):
     (x,) = ins
     ax = op.axis % len(out_shape)
-    n = int(out_shape[ax])
+    n = _extent(out_shape[ax])
     cd = compute_dtype(str(x.dtype))
     red_shape = [d for i, d in enumerate(out_shape) if i != ax]
 
@@ -44,9 +59,9 @@ def softmax(op, ins, out_shape, out_dtype, name):
 
 def layer_norm(op, ins, out_shape, out_dtype, name):
     x = ins[0]
-    n = int(out_shape[-1])
+    n = _extent(out_shape[-1])
     rows = out_shape[:-1]
-    inv_n = tirx.const(1.0 / n, "float32")
+    inv_n = _inverse(n)
     k = te.reduce_axis((0, n), "k")
     total = te.compute(rows, lambda *r: te.sum(_up(x, *r, k), axis=k), name=name + "_sum")
     k2 = te.reduce_axis((0, n), "k2")
@@ -72,14 +87,14 @@ def layer_norm(op, ins, out_shape, out_dtype, name):
 
 def rms_norm(op, ins, out_shape, out_dtype, name):
     x = ins[0]
-    n = int(out_shape[-1])
+    n = _extent(out_shape[-1])
     rows = out_shape[:-1]
     k = te.reduce_axis((0, n), "k")
     ss = te.compute(rows, lambda *r: te.sum(_up(x, *r, k) * _up(x, *r, k), axis=k), name=name + "_sumsq")
     w = ins[1] if op.has_weight else None
 
     def f(*i):
-        y = _up(x, *i) * te.rsqrt(ss[i[:-1]] / tirx.const(n, "float32") + tirx.const(op.eps, "float32"))
+        y = _up(x, *i) * te.rsqrt(ss[i[:-1]] * _inverse(n) + tirx.const(op.eps, "float32"))
         if w is not None:
             y = y * _up(w, i[-1])
         return y.astype(out_dtype)
@@ -95,10 +110,10 @@ def reduce(op, ins, out_shape, out_dtype, name):
     (x,) = ins
     rank = len(x.shape)
     axes = sorted({a % rank for a in op.axes})
-    raxes = [te.reduce_axis((0, int(x.shape[a])), f"r{a}") for a in axes]
+    raxes = [te.reduce_axis((0, _extent(x.shape[a])), f"r{a}") for a in axes]
     count = 1
     for a in axes:
-        count *= int(x.shape[a])
+        count = count * _extent(x.shape[a])
     cd = compute_dtype(str(x.dtype))
 
     def src(o):

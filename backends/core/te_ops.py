@@ -8,6 +8,8 @@ from typing import Callable
 
 from tvm import te
 
+from .symbolic import is_one
+
 from . import te_elementwise as ew
 from . import te_layout as lay
 from . import te_norm as nrm
@@ -36,14 +38,14 @@ TE_OPS: dict[str, Callable] = {
 
 def batched_matmul_full(a: te.Tensor, b: te.Tensor, out_shape, out_dtype: str, name: str) -> te.Tensor:
     """numpy-semantics matmul with arbitrary batch broadcasting (used when operands cannot be viewed as 3-D)."""
-    k_len = int(a.shape[-1])
+    k_len = a.shape[-1]
     k = te.reduce_axis((0, k_len), "k")
     nb = len(out_shape) - 2
 
     def f(*i):
         batch = i[:nb]
-        ab = [0 if int(a.shape[j]) == 1 else batch[j + nb - (len(a.shape) - 2)] for j in range(len(a.shape) - 2)]
-        bb = [0 if int(b.shape[j]) == 1 else batch[j + nb - (len(b.shape) - 2)] for j in range(len(b.shape) - 2)]
+        ab = [0 if is_one(a.shape[j]) else batch[j + nb - (len(a.shape) - 2)] for j in range(len(a.shape) - 2)]
+        bb = [0 if is_one(b.shape[j]) else batch[j + nb - (len(b.shape) - 2)] for j in range(len(b.shape) - 2)]
         av = a[tuple(ab) + (i[nb], k)].astype("float32")
         bv = b[tuple(bb) + (k, i[nb + 1])].astype("float32")
         return te.sum(av * bv, axis=k)

@@ -6,6 +6,7 @@ from tvm import te
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
+from .symbolic import static_int
 from .te_elementwise import compute_dtype
 
 
@@ -21,7 +22,7 @@ def _unravel(flat, dims):
 def cumsum(op, ins, out_shape, out_dtype, name):
     """out[..., k, ...] = sum of x along `op.axis` up to k (before k when exclusive; from the end when reverse)."""
     (x,) = ins
-    shape = [int(d) for d in x.shape]
+    shape = [d if static_int(d) is None else static_int(d) for d in x.shape]  # symbolic dims stay TIR vars
     axis = op.axis % len(shape)
     n = shape[axis]
     others = shape[:axis] + shape[axis + 1:]

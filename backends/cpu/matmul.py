@@ -12,7 +12,9 @@ an unpacked B (rows of B are contiguous in n, so the vector loads stay contiguou
 from __future__ import annotations
 
 import numpy as np
-from tvm import s_tir, te
+from tvm import s_tir, te, tirx
+
+from ..core.symbolic import is_one, static_int
 
 PANEL = 32       # columns per packed weight panel = 2 AVX-512 fp32 vectors
 TILE_ROWS = 8    # rows of the register tile
@@ -50,12 +52,25 @@ def pack_gated(w_gate: np.ndarray, w_up: np.ndarray) -> np.ndarray:
 def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) -> te.Tensor:
     """fp32 accumulator C (Bt, M, N) = A (Ba, M, K) @ B, where B is packed panels (NP, K, 32)
     shared by every batch, or (Bb, K, N) with Bb in {1, Bt}."""
-    ba, m, k_len = (int(d) for d in a.shape)
-    bt = ba if packed else max(ba, int(b.shape[0]))
+    ba, m, k_len = a.shape
+    bb = b.shape[0]
+    if packed:
+        bt = ba
+    elif is_one(ba):
+        bt = bb
+    else:
+        bt = ba   # equal to bb, or bb is 1
     k = te.reduce_axis((0, k_len), "k")
+    # a symbolic row count (shape-generic build): the accumulator covers whole 8-row tiles, rows past m
+    # read zeros, so the register tile has a static shape (a predicated tile cannot live in registers)
+    rows = m if static_int(m) is not None else (m + TILE_ROWS - 1) // TILE_ROWS * TILE_ROWS
 
     def a_at(bi, mi, ki):
-        v = a[0 if ba == 1 else bi, mi, ki]
+        if rows is not m:
+            v = a[0 if is_one(ba) else bi, tirx.min(mi, m - 1), ki]
+            v = v.astype("float32") if str(a.dtype) != "float32" else v
+            return tirx.if_then_else(mi < m, v, tirx.const(0, "float32"))
+        v = a[0 if is_one(ba) else bi, mi, ki]
         return v.astype("float32") if v.dtype != "float32" else v
 
     if packed:
@@ -63,13 +78,11 @@ def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) 
             v = b[ni // PANEL, ki, ni % PANEL]
             return v.astype("float32") if v.dtype != "float32" else v
     else:
-        bb = int(b.shape[0])
-
         def b_at(bi, ki, ni):
-            v = b[0 if bb == 1 else bi, ki, ni]
+            v = b[0 if is_one(bb) else bi, ki, ni]
             return v.astype("float32") if v.dtype != "float32" else v
 
-    return te.compute((bt, m, n), lambda bi, mi, ni: te.sum(a_at(bi, mi, k) * b_at(bi, k, ni), axis=k), name=name)
+    return te.compute((bt, rows, n), lambda bi, mi, ni: te.sum(a_at(bi, mi, k) * b_at(bi, k, ni), axis=k), name=name)
 
 
 def _largest_divisor(n: int, choices) -> int:
@@ -91,8 +104,11 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PA
     inline_injective(sch, {root})
     o, c = sch.get_sblock(root), sch.get_sblock(acc)
     b, m, n = sch.get_loops(o)
-    m_len, n_len = (int(sch.get(x).extent) for x in (m, n))
-    mr = _largest_divisor(m_len, range(TILE_ROWS, 0, -1))
+    m_len, n_len = (static_int(sch.get(x).extent) for x in (m, n))
+    # a symbolic row count (shape-generic build) takes full 8-row tiles and a guarded tail
+    mr = TILE_ROWS if m_len is None else _largest_divisor(m_len, range(TILE_ROWS, 0, -1))
+    if n_len is None:  # symbolic columns (activation x activation products over a dynamic length)
+        raise ValueError("register tiles need a static column count")
     # a column tile of 1 leaves no vector loop to reorder: any exact divisor <= PANEL vectorizes (LLVM pads the tail)
     nr = _largest_divisor(n_len, tuple(c for c in (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1)) if c <= max_cols))
     mo, mi = sch.split(m, [None, mr])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 
+from ..core.symbolic import static_int
+
 VECTOR = 16  # fp32 lanes in one AVX-512 register
 
 
@@ -37,13 +39,16 @@ def _has_root(sch) -> bool:
         return False
 
 
-def _extent(sch, loop) -> int:
-    return int(sch.get(loop).extent)
+def _extent(sch, loop) -> int | None:
+    """The loop's trip count, or None when it is symbolic (shape-generic builds)."""
+    return static_int(sch.get(loop).extent)
 
 
 def _vectorize_tail(sch, loop) -> None:
     """Split the innermost loop so its inner part is a whole number of vector lanes, and vectorize it."""
     n = _extent(sch, loop)
+    if n is None:
+        return  # symbolic innermost extent: no exact vector split; the outer loops still run in parallel
     for lanes in (VECTOR, 8, 4):
         if n % lanes == 0 and n >= lanes:
             if n > lanes:
@@ -65,7 +70,7 @@ def schedule_injective(sch: s_tir.Schedule, root: str) -> None:
         _vectorize_tail(sch, loops[-1])
     else:
         n = _extent(sch, loops[0])
-        lanes = next((v for v in (VECTOR, 8, 4) if n % v == 0 and n > v), 1)
+        lanes = 1 if n is None else next((v for v in (VECTOR, 8, 4) if n % v == 0 and n > v), 1)
         if lanes > 1:
             o, i = sch.split(loops[0], [None, lanes])
             sch.parallel(o)

@@ -45,7 +45,16 @@ def check(graph, backend, dims=None, bf16=False, seed=0, options=None):
 def test_linear_norm_softmax_reduce_with_symbolic_batch(backend):
     g = mlp_block()
     ex = check(g, backend, {"batch": 2})
-    xs = rng_arrays(g, 1, {"batch": 3})  # a second shape compiles a second plan on the same executable
+    xs = rng_arrays(g, 1, {"batch": 3})  # a second shape reuses the one shape-generic build
+    np.testing.assert_allclose(ex(xs)[0], ir.run_graph(g, xs)[0], **FP32)
+    program = ex.artifacts["program"]
+    assert list(program.runners) == ["generic"] and program.builds == 1 and not program.generic_failed
+
+
+def test_symbolic_batch_per_shape_builds_when_generic_is_off(backend):
+    g = mlp_block()
+    ex = check(g, backend, {"batch": 2}, options={"shape_generic": False})
+    xs = rng_arrays(g, 1, {"batch": 3})
     np.testing.assert_allclose(ex(xs)[0], ir.run_graph(g, xs)[0], **FP32)
     assert len(ex.artifacts["program"].runners) == 2
 

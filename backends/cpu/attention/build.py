@@ -32,7 +32,7 @@ STATS = KernelStats()
 def select_kind(cfg: AttentionKernelConfig) -> str:
     """'decode' (split-KV, heads of a kv group together) for short queries, else 'prefill'."""
     from .decode import DECODE_MAX_Q
-    return "decode" if cfg.q_len <= DECODE_MAX_Q else "prefill"
+    return "decode" if cfg.q_len <= DECODE_MAX_Q and "q_len" not in cfg.dynamic else "prefill"
 
 
 def make_primfunc(cfg: AttentionKernelConfig, kind: str | None = None, threads: int | None = None):
@@ -106,6 +106,9 @@ class AttentionKernel:
                                      cfg.kv_len, cfg.head_dim, cfg.v_head_dim)
         shapes = {"q": (B, HQ, QL, D), "k": (B, HKV, KL, D), "v": (B, HKV, KL, DV)}
         arrs = {"q": q, "k": k, "v": v}
+        if cfg.dynamic:  # sizes come from the arguments: check the static dims and that q, k, v agree
+            B, QL, KL = q.shape[0], q.shape[2], k.shape[2]
+            shapes = {"q": (B, HQ, QL, D), "k": (B, HKV, KL, D), "v": (B, HKV, KL, DV)}
         for name, x in arrs.items():
             if tuple(x.shape) != shapes[name]:
                 raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {shapes[name]}")
@@ -119,7 +122,7 @@ class AttentionKernel:
         else:
             if mask is None:
                 raise ValueError(f"cfg.mask_input is {cfg.mask_input!r} but no mask was given")
-            args.append(_to_tvm(_aligned(self._prep_mask(mask))))
+            args.append(_to_tvm(_aligned(self._prep_mask(mask, B, QL, KL))))
         oshape = (B, HQ, QL, DV)
         if out is None:
             if torch_mode:
@@ -139,9 +142,9 @@ class AttentionKernel:
         args.append(_to_tvm(out))
         return args, out
 
-    def _prep_mask(self, mask):
+    def _prep_mask(self, mask, B: int, QL: int, KL: int):
         cfg = self.cfg
-        B, HQ, QL, KL = cfg.batch, cfg.q_heads, cfg.q_len, cfg.kv_len
+        HQ = cfg.q_heads
         torch_mode = _is_torch(mask)
         shape = tuple(mask.shape)
         if len(shape) > 4:

@@ -20,6 +20,7 @@ from tvm.script import tirx as T
 from ...core.attention_config import AttentionKernelConfig
 from .mathfn import NEG_INF, f32
 from . import score_mods as sm
+from .dynamic import SizedConfig, sizes
 from .tiles import make_online_softmax, pick_pv, vec_width
 
 DECODE_MAX_Q = 8
@@ -34,6 +35,11 @@ class DecodeSchedule:
 
 
 def choose_schedule(cfg: AttentionKernelConfig, threads: int = 2) -> DecodeSchedule:
+    if "kv_len" in cfg.dynamic:
+        # one build for every length: 128-key blocks, and enough splits for every thread (x8 for balance);
+        # short caches leave trailing splits empty (an empty loop and a -inf log-sum-exp, merged away)
+        tasks = max(1, cfg.batch * cfg.kv_heads)
+        return DecodeSchedule(cfg.num_splits or max(1, -(-8 * threads // tasks)), cfg.kv_block or 128, 0, 0)
     bk = cfg.kv_block or (256 if cfg.kv_len >= 256 else -(-cfg.kv_len // 16) * 16)
     if cfg.num_splits:
         ns = cfg.num_splits
@@ -47,15 +53,20 @@ def choose_schedule(cfg: AttentionKernelConfig, threads: int = 2) -> DecodeSched
 
 def make_decode(cfg: AttentionKernelConfig, sched: DecodeSchedule | None = None, threads: int = 2):
     sched = sched or choose_schedule(cfg, threads)
-    B, HQ, HKV, G = cfg.batch, cfg.q_heads, cfg.kv_heads, cfg.group
-    QL, KL, D, DV = cfg.q_len, cfg.kv_len, cfg.head_dim, cfg.v_head_dim
+    HQ, HKV, G = cfg.q_heads, cfg.kv_heads, cfg.group
+    B, QL, KL = sizes(cfg)
+    if "q_len" in cfg.dynamic:
+        raise ValueError("the decode kernel needs a static q_len (rows per task); use the prefill kernel")
+    cfg = SizedConfig(cfg, B, QL, KL)
+    D, DV = cfg.head_dim, cfg.v_head_dim
     DT = cfg.dtype
     NR = G * QL                          # rows per task: row r = g * QL + qi
     NS, BK = sched.num_splits, sched.kv_block
     assert BK % 16 == 0
-    CH = -(-KL // NS)                    # keys per split
-    CH = -(-CH // BK) * BK               # split boundaries on block boundaries
-    NS = -(-KL // CH)
+    CH = (KL + NS - 1) // NS             # keys per split
+    CH = (CH + BK - 1) // BK * BK        # split boundaries on block boundaries
+    if isinstance(KL, int):
+        NS = -(-KL // CH)
     SCALE = float(cfg.scale)
     has_mask = cfg.mask_input != "none"
     mask_dt = "uint8" if cfg.mask_input == "bool" else "float32"

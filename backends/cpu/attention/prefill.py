@@ -20,6 +20,7 @@ from tvm.script import tirx as T
 from ...core.attention_config import AttentionKernelConfig
 from .mathfn import NEG_INF, f32
 from . import score_mods as sm
+from .dynamic import SizedConfig, sizes
 from .tiles import make_online_softmax, pick_pv
 
 PANEL = 32
@@ -51,13 +52,15 @@ def choose_schedule(cfg: AttentionKernelConfig) -> PrefillSchedule:
 
 def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = None):
     sched = sched or choose_schedule(cfg)
-    B, HQ, HKV, G = cfg.batch, cfg.q_heads, cfg.kv_heads, cfg.group
-    QL, KL, D, DV = cfg.q_len, cfg.kv_len, cfg.head_dim, cfg.v_head_dim
+    HQ, HKV, G = cfg.q_heads, cfg.kv_heads, cfg.group
+    B, QL, KL = sizes(cfg)
+    cfg = SizedConfig(cfg, B, QL, KL)
+    D, DV = cfg.head_dim, cfg.v_head_dim
     DT = cfg.dtype
     BQ, BK, R, R2, W2 = sched.q_block, sched.kv_block, sched.qk_rows, sched.pv_rows, sched.pv_width
     assert BK % PANEL == 0 and BQ % R == 0
-    NQB = -(-QL // BQ)
-    NKP = -(-KL // PANEL)              # key panels
+    NQB = (QL + BQ - 1) // BQ
+    NKP = (KL + PANEL - 1) // PANEL    # key panels
     KLP = NKP * PANEL                  # padded key length
     NPB = BK // PANEL                  # panels per key block
     SCALE = float(cfg.scale)
