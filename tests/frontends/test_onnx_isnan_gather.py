@@ -37,6 +37,7 @@ def test_isnan_matches_onnxruntime():
     assert [n.op.fn for n in g.find("Binary")] == ["ne"]
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="cpu backend: float comparisons on NaN come out False (x != x is folded)")
 def test_isnan_on_cpu(tmp_path, monkeypatch):
     import attncc

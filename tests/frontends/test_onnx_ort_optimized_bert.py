@@ -82,6 +82,7 @@ def test_ort_optimized_bert_imports_and_matches_onnxruntime(ort_bert):
         np.testing.assert_allclose(got, _ort(ort_bert, feeds), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # ~10 s of TVM builds; the import test above runs by default
 def test_ort_optimized_bert_compiles_for_cpu_and_matches_onnxruntime(ort_bert, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
     compiled = attncc.compile(ort_bert, target="cpu")

@@ -68,3 +68,34 @@ def test_partial_rotary_with_the_whole_head_rotated_compiles_for_cpu(tmp_path, m
     with torch.no_grad():
         want = model(*inputs).numpy()
     np.testing.assert_allclose(got.numpy() if hasattr(got, "numpy") else got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("partial_rotary_factor", [1.0, 0.5])
+def test_transformers_phi_partial_rotary_compiles_for_cpu(partial_rotary_factor, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import attncc
+
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    cfg = transformers.PhiConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                 intermediate_size=64, partial_rotary_factor=partial_rotary_factor,
+                                 max_position_embeddings=64)
+    cfg._attn_implementation = "eager"
+    phi = transformers.PhiModel(cfg).eval()
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.phi = phi
+
+        def forward(self, ids):
+            return self.phi(input_ids=ids, use_cache=False).last_hidden_state
+
+    model, ids = LastHidden().eval(), torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(0))
+    compiled = attncc.compile(model, (ids,), target="cpu")
+    assert len(compiled.graph.attention_ops()) == 1
+    with torch.no_grad():
+        want = model(ids).numpy()
+    np.testing.assert_allclose(compiled(ids).numpy(), want, rtol=1e-4, atol=1e-5)
