@@ -178,7 +178,7 @@ class CostReport:
                          f"{hw.main_memory.name} bytes); KV cache {human(c.kv_bytes_per_token, 'B')}/token; "
                          f"tiles {c.details.get('tiling')}.")
         if row.lowering:
-            parts.append(f"The compiled model runs it as {row.lowering}, not a generated kernel; this prices a kernel.")
+            parts.append(f"The compiled model runs it as {row.lowering}, not the tuned kernel priced here.")
         parts.extend(c.notes)
         return " ".join(parts)
 
