@@ -49,11 +49,12 @@ class AttentionLowering:
                for i, n in enumerate(inputs)]
         try:
             out = fn(*phs)
-            func = te.create_prim_func(phs + [out])
+            scalars = sym.scalar_params(phs + [out])
+            func = te.create_prim_func(phs + [out] + [v for v, _ in scalars])
         except Exception as e:
             raise LoweringError(node.name, "Attention", f"defining its {label} kernel failed", e) from e
         func = self.groups.schedule(func, schedule or (lambda s: self.plugin.schedule("injective")(s, "out")), node)
-        args = [self.plan.arg(n) for n in inputs] + [self.plan.arg(out_name)]
+        args = [self.plan.arg(n) for n in inputs] + [self.plan.arg(out_name)] + [Plan.dim_arg(t) for _, t in scalars]
         self.plan.add_call(self.groups.func_name(node) + "_" + label, func, args, node.name, f"Attention.{label}")
 
     def temp(self, node: Node, label: str, shape, dtype: str) -> str:

@@ -107,8 +107,10 @@ class GroupBuilder:
 
     def _finish(self, out: te.Tensor, ins: list, out_value, out_shape) -> tuple:
         out = te.compute(out.shape, lambda *i: out(*i), name="out") if out.op.name != "out" else out
-        func = te.create_prim_func([t for t, _ in ins] + [out])
-        return func, [a for _, a in ins] + [self.plan.arg(out_value.name, out_shape)]
+        scalars = self.sym.scalar_params([t for t, _ in ins] + [out])
+        func = te.create_prim_func([t for t, _ in ins] + [out] + [v for v, _ in scalars])
+        return func, ([a for _, a in ins] + [self.plan.arg(out_value.name, out_shape)]
+                      + [Plan.dim_arg(text) for _, text in scalars])
 
     # ---- injective and row groups -------------------------------------------------------------
     def _plain(self, group: Group):

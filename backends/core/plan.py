@@ -51,6 +51,13 @@ class Plan:
         info = self.values[name]
         return [name, [_dim(d) for d in (shape if shape is not None else info["shape"])], dtype or info["dtype"]]
 
+    DIM = "#dim"   # a call argument that is a dim's value (an int32 scalar), not a tensor
+
+    @staticmethod
+    def dim_arg(text: str) -> list:
+        """A call argument passing the value of dim `text` (evaluated per call)."""
+        return [Plan.DIM, text, "int32"]
+
     def add_call(self, func_name: str, prim_func, args: list, node: str, op: str) -> None:
         """Run compiled function `func_name` on `args` (outputs last)."""
         self.funcs[func_name] = prim_func

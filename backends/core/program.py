@@ -92,7 +92,7 @@ class Program:
         return runner
 
     def _bind(self, plan: Plan, lib, kernels) -> PlanRunner:
-        used = set(plan.outputs) | {a[0] for s in plan.steps for a in s.get("args", [])}
+        used = set(plan.outputs) | {a[0] for s in plan.steps for a in s.get("args", []) if a[0] != Plan.DIM}
         used |= {s[k][0] for s in plan.steps if s["kind"] == "attention" for k in ("q", "k", "v", "mask", "out") if s.get(k)}
         used |= {n for s in plan.steps if s["kind"] == "reference" for n in s["inputs"]}
         used |= {plan.values[n]["base"] for n in list(used) if plan.values[n]["storage"] == "view"}

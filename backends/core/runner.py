@@ -100,7 +100,7 @@ class PlanRunner:
         # (Python-side view creation was ~1/3 of the runner's per-call overhead)
         self._fixed_args: dict[int, list] = {
             i: [self._view(self._persistent, *a) if a[0] in self._persistent and _static(a[1]) else None
-                for a in s["args"]]
+                for a in s["args"] if a[0] != Plan.DIM]
             for i, s in enumerate(plan.steps) if s["kind"] == "call"}
         self._dyn_buffers: tuple[tuple, dict] = ((), {})   # (dims signature, name -> tvm tensor)
 
@@ -198,6 +198,7 @@ class PlanRunner:
         if kind == "call":
             args = [f if f is not None else self._view(env, n, s, d, dims)
                     for f, (n, s, d) in zip(self._fixed_args[i], step["args"])]
+            args += [self._eval(s, dims) for n, s, _ in step["args"][len(args):]]  # trailing dim scalars
             self._funcs[step["func"]](*args)
         elif kind == "attention":
             q, k, v = (torch.from_dlpack(self._view(env, *step[x], dims)) for x in ("q", "k", "v"))

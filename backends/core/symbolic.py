@@ -38,6 +38,12 @@ class SymbolTable:
     def shape(self, shape: Sequence) -> tuple:
         return tuple(self.expr(d) for d in shape)
 
+    def scalar_params(self, tensors) -> list[tuple[tirx.Var, str]]:
+        """Variables no tensor dim binds (e.g. a Slice starting at "past" in a kernel whose buffers never have
+        a "past" dim): they become int32 scalar parameters, passed by the runner. Returns (var, dim text)."""
+        bound = {id(d) for t in tensors for d in t.shape if isinstance(d, tirx.Var)}
+        return [(v, text) for text, v in self.vars.items() if id(v) not in bound]
+
 
 def static_int(d) -> int | None:
     """d as a Python int when it is a compile-time constant (int or IntImm), else None."""

@@ -64,7 +64,10 @@ class MatchContext:
         args = [self.const(x) for x in n.inputs]
         if any(a is None for a in args):
             return None
-        outs = KERNELS[n.op.op_name](n.op, args, n, self._ctx)
+        try:
+            outs = KERNELS[n.op.op_name](n.op, args, n, self._ctx)
+        except KeyError:  # an attribute names a symbolic dim (e.g. Slice start "past"): not a constant
+            return None
         return np.asarray(outs[n.outputs.index(v)])
 
     def scalar(self, v: Value | None) -> float | None:
