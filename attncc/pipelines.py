@@ -5,6 +5,8 @@ pipeline, is a PipelineError listing the registered passes (nothing is skipped s
 """
 from __future__ import annotations
 
+import os
+
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
 from .ir.passes import parse_pipeline, split_pipeline
 
@@ -16,6 +18,13 @@ _FUSE = ("canonicalize,constant-fold,lift-attention,fold-repeat-kv,fold-kv-cache
          "fold-repeat-kv,fuse-attention,fuse-qkv,cse,canonicalize,dce")
 
 
+def _host_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _for(hardware: str, parallel_units: int) -> str:
     return (f"{_FUSE},mla-absorb{{target={hardware}}},decode-split-kv{{parallel_units={parallel_units}}},"
             f"tile{{target={hardware}}}")
@@ -23,7 +32,7 @@ def _for(hardware: str, parallel_units: int) -> str:
 
 DEFAULT_PIPELINES: dict[str, str] = {
     "reference": "canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,dce",
-    "cpu": _for("cpu", 2),                # host: cores of the calibrated host spec
+    "cpu": _for("cpu", _host_cores()),    # host: the cores this process may run on
     "cuda": _for("h100", 132),            # SMs
     "mobile-cpu": _for("mobile-cpu", 6),
     "mobile-gpu": _for("mobile-gpu", 12),

@@ -17,13 +17,15 @@ class TargetInfo:
     module: str           # "package.module:Class" that implements the Backend protocol
     description: str
     status: str           # "available" | "planned"
+    capabilities: str = ""  # "package.module:function" returning its Capabilities without importing TVM
 
 
 TARGETS: dict[str, TargetInfo] = {
     "reference": TargetInfo("reference", "attncc.backends.reference:ReferenceBackend",
                             "numpy reference interpreter (numerics oracle)", "available"),
     "cpu": TargetInfo("cpu", "attncc.backends.cpu.backend:CpuBackend",
-                      "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)", "available"),
+                      "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)", "available",
+                      "attncc.backends.cpu.capabilities:cpu_capabilities"),
     "cuda": TargetInfo("cuda", "attncc.backends.cuda.backend:CudaBackend",
                        "NVIDIA GPU sm_80/sm_90 through TVM CUDA codegen", "planned"),
     "mobile-cpu": TargetInfo("mobile-cpu", "attncc.backends.mobile.cpu:MobileCpuBackend",
@@ -41,6 +43,15 @@ class UnknownTargetError(ValueError):
     """A target name that is not registered or not available yet."""
 
 
+def target_capabilities(name: str) -> Capabilities | None:
+    """A target's Capabilities without importing TVM (None for targets that declare none)."""
+    info = TARGETS.get(name)
+    if info is None or not info.capabilities:
+        return None
+    mod, fn = info.capabilities.split(":")
+    return getattr(importlib.import_module(mod), fn)()
+
+
 def get_backend(name: str) -> Backend:
     """The backend object for a target name; clear errors for unknown or planned targets."""
     if name not in TARGETS:
@@ -55,4 +66,5 @@ def get_backend(name: str) -> Backend:
     return _INSTANCES[name]
 
 
-__all__ = ["Backend", "Capabilities", "Executable", "TARGETS", "TargetInfo", "get_backend", "UnknownTargetError"]
+__all__ = ["Backend", "Capabilities", "Executable", "TARGETS", "TargetInfo", "get_backend", "target_capabilities",
+           "UnknownTargetError"]

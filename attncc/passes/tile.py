@@ -58,8 +58,10 @@ def matmul_footprint(m_block: int, n_block: int, k: int, elem: int) -> int:
 
 
 def choose_attention_tiling(spec, batch: int, q_len: int, kv_len: int, dtype: str, hw: HardwareSpec,
-                            q_block: int | None = None, kv_block: int | None = None):
-    """(Tiling, predicted OpCost) of the fastest fitting (q_block, kv_block); overrides pin a dimension."""
+                            q_block: int | None = None, kv_block: int | None = None, rules=None):
+    """(Tiling, predicted OpCost) of the fastest fitting (q_block, kv_block); overrides pin a dimension.
+
+    `rules` (the target's `TileRules`): only tiles its kernels accept are candidates."""
     rows = q_len * spec.group_size
     # powers of two plus the exact extents (the untiled plan is a candidate whenever it fits)
     # (a superset of the cost model's default search, so the choice is never predicted slower than it)
@@ -68,6 +70,8 @@ def choose_attention_tiling(spec, batch: int, q_len: int, kv_len: int, dtype: st
     best = None
     for qb in qbs:
         for kb in kbs:
+            if rules is not None and not (q_block and kv_block) and not rules.accepts(qb, kb):
+                continue
             t = Tiling(q_block=qb, kv_block=kb, target=hw.name)
             fits = attention_tile_footprint(spec, t, dtype) <= hw.on_chip_bytes
             if not fits and not (q_block and kv_block):
@@ -77,7 +81,8 @@ def choose_attention_tiling(spec, batch: int, q_len: int, kv_len: int, dtype: st
             if best is None or key < best[2]:
                 best = (t, cost, key)
     if best is None:  # nothing fits (enormous head dims): the smallest tile, priced with its spill
-        t = Tiling(q_block=1, kv_block=16, target=hw.name)
+        t = Tiling(q_block=rules.q_block_multiple if rules else 1, kv_block=rules.kv_block_multiple if rules else 16,
+                   target=hw.name)
         best = (t, attention_cost(spec, batch, q_len, kv_len, dtype, t, hw), None)
     return best[0], best[1]
 
@@ -108,6 +113,14 @@ def matmul_tiling(graph: Graph, node: Node) -> Tiling | None:
     if not rec or "m_block" not in rec:
         return None
     return Tiling(q_block=rec["m_block"], kv_block=rec["n_block"], target=rec.get("target"))
+
+
+def _tile_rules(target: str):
+    """The attention tile rules of backend target `target` (None when it is only a catalog device)."""
+    from attncc.backends import target_capabilities
+
+    caps = target_capabilities(target)
+    return caps.tiles if caps is not None else None
 
 
 def _eval(d, env: dict[str, int], default: int) -> int:
@@ -147,7 +160,8 @@ class Tile(Pass):
         kv_len = _eval(k.shape[seq_ax], env, self.default_dim)
         if spec.kv_cache:
             kv_len += _eval(named["past_key"].shape[seq_ax], env, self.default_dim)
-        tiling, cost = choose_attention_tiling(spec, batch, q_len, kv_len, q.dtype, hw, self.q_block, self.kv_block)
+        tiling, cost = choose_attention_tiling(spec, batch, q_len, kv_len, q.dtype, hw, self.q_block, self.kv_block,
+                                               _tile_rules(self.target))
         if attention_tile_footprint(spec, tiling, q.dtype) > hw.on_chip_bytes:
             graph.diagnostics.append({"pass": "tile", "node": node.name, "reason":
                                       f"tile {tiling.q_block}x{tiling.kv_block} exceeds {hw.tile_level} "

@@ -5,10 +5,10 @@ from typing import Any
 
 import numpy as np
 
-from ..base import Capabilities
 from . import matmul as _mm
 from . import schedules as _sched
-from .target import ensure_thread_pool, host_caches, host_dtypes, host_target, vector_width_bits
+from .capabilities import cpu_capabilities
+from .target import ensure_thread_pool, host_target
 
 
 class CpuMatmul:
@@ -44,11 +44,8 @@ class CpuPlugin:
     hardware = "host-cpu"
 
     def __init__(self):
-        l1, l2 = host_caches()
-        # one source for tiling, kernels and report: the machine's own L1d/L2 (sysfs), not constants
-        self.capabilities = Capabilities(vector_width_bits=vector_width_bits(), on_chip_bytes=l1,
-                                         second_level_bytes=l2, tensor_cores=False,
-                                         dtypes=host_dtypes(), runs_here=True)
+        # one source for tiling, kernels and report: this machine's L1d/L2 (sysfs) and the kernels' tile rules
+        self.capabilities = cpu_capabilities()
         self.matmul = CpuMatmul()
 
     def tvm_target(self, options: dict[str, Any]) -> dict:

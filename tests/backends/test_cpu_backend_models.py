@@ -25,3 +25,13 @@ def test_model_compiles_for_cpu_and_matches_torch(name):
     got = got[0] if isinstance(got, tuple) else got
     torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-5)
     assert cm.graph.attention_ops(), "the model's attention was not lifted, so the kernel path went untested"
+    # the tile pass proposes only tiles the kernels accept, and the kernels run the tiles it recorded
+    assert not [n for n in cm.executable.notes if "rejected by the kernel" in n], cm.executable.notes
+    rules = cm.executable.artifacts["program"].plugin.capabilities.tiles
+    for node in cm.graph.attention_ops():
+        assert rules.accepts(node.op.tiling.q_block, node.op.tiling.kv_block), node.op.tiling
+    steps = [s for r in cm.executable.artifacts["program"].runners.values() for s in r.plan.steps
+             if s["kind"] == "attention"]
+    tiles = {(n.op.tiling.q_block, n.op.tiling.kv_block) for n in cm.graph.attention_ops()}
+    for step in steps:
+        assert (step["config"]["q_block"], step["config"]["kv_block"]) in tiles
