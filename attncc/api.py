@@ -132,6 +132,9 @@ def load(directory: str) -> CompiledModel:
     missing = [k for k in ("target", "pipeline", "hardware") if k not in manifest]
     if missing:
         raise ArtifactError(f"{manifest_path}: not an attncc manifest (missing {', '.join(missing)}); re-export the model")
+    from .compiled import verify_export
+
+    verify_export(directory, manifest)  # before the backend maps any library
     backend = get_backend(manifest["target"])
     graph_path = os.path.join(directory, "graph.json")
     try:

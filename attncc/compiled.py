@@ -209,17 +209,22 @@ class CompiledModel:
             with open(gpath, "w") as f:
                 f.write(graph_to_json(self.graph))
             files.append(gpath)
-        manifest = {"target": self.target, "pipeline": self.pipeline, "hardware": self.hardware,
-                    "inputs": [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)} for v in self.graph.inputs],
-                    "outputs": [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)} for v in self.graph.outputs],
-                    "files": [os.path.basename(p) for p in files]}
         try:
             rpath = os.path.join(directory, "report.json")
             with open(rpath, "w") as f:
                 f.write(self.report.to_json())
-            manifest["files"].append("report.json")
+            with open(os.path.join(directory, "report.txt"), "w") as f:
+                f.write(self.report.to_text() + "\n")
+            files += [rpath, os.path.join(directory, "report.txt")]
+            report_note = None
         except (NotImplementedError, KeyError, ValueError) as e:  # e.g. symbolic dims never bound by a call
-            manifest["report"] = f"not written: {e}"
+            report_note = f"not written: {e}"
+        with open(os.path.join(directory, "README.md"), "w") as f:
+            f.write(_folder_readme(self))
+        files.append(os.path.join(directory, "README.md"))
+        manifest = export_manifest(self, directory, files)
+        if report_note:
+            manifest["report"] = report_note
         mpath = os.path.join(directory, "manifest.json")
         with open(mpath, "w") as f:
             json.dump(manifest, f, indent=2)
@@ -228,3 +233,102 @@ class CompiledModel:
     def __repr__(self) -> str:
         return (f"CompiledModel(target={self.target!r}, nodes={len(self.graph.nodes)}, "
                 f"attention_sites={len(self.graph.attention_ops())})")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("attncc", "apache-tvm", "apache-tvm-ffi", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+def export_manifest(model: "CompiledModel", directory: str, files: list[str]) -> dict:
+    """What the folder holds and how to call it: versions, target, inputs/outputs (dtype, shape with its
+    symbolic dims, an example shape), the sha256 of every file (checked by `attncc.load`)."""
+    dims = dict(model.dims)
+
+    def io(v):
+        example = [d if isinstance(d, int) else dims.get(d) for d in v.shape]
+        return {"name": v.name, "dtype": v.dtype, "shape": list(v.shape),
+                "example_shape": example if all(isinstance(d, int) for d in example) else None}
+
+    dynamic = sorted({d for v in model.graph.inputs for d in v.shape if isinstance(d, str)})
+    ranges = model.graph.metadata.get("dim_ranges", {}) if hasattr(model.graph, "metadata") else {}
+    return {"format": "attncc-export-2", "versions": _versions(), "target": model.target,
+            "tvm_target": getattr(model.executable.artifacts.get("program"), "target", None),
+            "pipeline": model.pipeline, "hardware": model.hardware,
+            "inputs": [io(v) for v in model.graph.inputs], "outputs": [io(v) for v in model.graph.outputs],
+            "dynamic_dims": {d: ranges.get(d, {"min": None, "max": None}) for d in dynamic},
+            "example_dims": dims,
+            "files": {os.path.relpath(p, directory): _sha256(p) for p in sorted(set(files))}}
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_export(directory: str, manifest: dict) -> None:
+    """Raise ArtifactError naming the first file of an export folder that is missing or not the file exported."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return  # an older export without checksums: nothing to verify against
+    for name, want in files.items():
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            raise ArtifactError(f"{path}: missing from the attncc export (listed in manifest.json); re-export the model")
+        if _sha256(path) != want:
+            raise ArtifactError(f"{path}: does not match its sha256 in manifest.json (truncated or modified); "
+                                "re-export the model")
+
+
+def _folder_readme(model: "CompiledModel") -> str:
+    ins = "\n".join(f"- `{v.name}`: {v.dtype} {list(v.shape)}" for v in model.graph.inputs)
+    outs = "\n".join(f"- `{v.name}`: {v.dtype} {list(v.shape)}" for v in model.graph.outputs)
+    return f"""# attncc export ({model.target})
+
+Compiled by attncc for target `{model.target}` (cost report: `report.txt`). Symbolic dims are bound from the
+inputs at every call: one build serves every size.
+
+Inputs:
+{ins}
+
+Outputs:
+{outs}
+
+## Run it without attncc or torch
+
+Needs only `apache-tvm`, `apache-tvm-ffi` and `numpy` (TVM's runtime library is enough: `run.py` sets
+`TVM_USE_RUNTIME_LIB=1`):
+
+```bash
+python run.py                      # random inputs of the example sizes; prints the outputs' shapes
+```
+
+```python
+import sys; sys.path.insert(0, "path/to/this/folder")
+import attncc_runtime as rt
+rt.size_thread_pool()              # every core (TVM alone would take half)
+model = rt.load_folder("path/to/this/folder")
+outputs = model.run([x, ...])      # numpy arrays or torch tensors in (zero-copy when aligned), TVM tensors out
+y = outputs[0].numpy()
+```
+
+## With attncc
+
+```python
+import attncc
+model = attncc.load("path/to/this/folder")   # checks every file against manifest.json's sha256 first
+y = model(x, ...)
+```
+"""

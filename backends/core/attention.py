@@ -38,7 +38,6 @@ class AttentionLowering:
         self.plan, self.groups, self.shapes, self.target, self.options = plan, groups, shapes, target, options
         self.plugin = plugin
         self.nominal = nominal or {}   # sizes of the first call: they pick schedules of shape-generic kernels
-        self.kernels: dict[int, Any] = {}            # step index -> built AttentionKernel
         self.references: dict[int, Node] = {}        # step index -> node run by the numpy reference
 
     # ---- small kernels around the attention kernel ------------------------------------------
@@ -184,13 +183,15 @@ class AttentionLowering:
         kind = node.op.spec.mask.input
         try:
             cfg = self._config(node, q, k, dtype, kind)
-            kernel = self.plugin.build_attention_kernel(cfg, self.target)  # build now: failures surface at compile time
+            func, meta = self.plugin.attention_primfunc(cfg, self.target)
         except Exception as e:  # noqa: BLE001 - an unsupported case falls back, with the reason
-            return f"the flash kernel could not be built ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
-        step = {"kind": "attention", "config": dataclasses.asdict(cfg), "q": self.plan.arg(q), "k": self.plan.arg(k),
-                "v": self.plan.arg(v), "mask": self._mask_arg(node, mask, q, k, kind) if kind != "none" else None,
+            return f"the flash kernel could not be generated ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        name = self.groups.func_name(node) + "_attention"
+        self.plan.funcs[name] = func.with_attr("global_symbol", name)   # built into the plan's one library
+        step = {"kind": "attention", "func": name, "config": dataclasses.asdict(cfg), "kernel": meta,
+                "q": self.plan.arg(q), "k": self.plan.arg(k), "v": self.plan.arg(v),
+                "mask": self._mask_arg(node, mask, q, k, kind) if kind != "none" else None,
                 "out": self.plan.arg(out), "node": node.name, "op": "Attention"}
-        self.kernels[len(self.plan.steps)] = kernel
         self.plan.steps.append(step)
         return None
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
+import numpy as np
 import tvm
 
 from ...ir import Graph, graph_from_json, graph_to_json
 from ..base import Executable
 from .cache import GLOBAL_CACHE, CompileCache
 from .plan import Plan
-from .program import GENERIC, Program, decompose_variants, load_kernels
+from .program import GENERIC, Program, decompose_variants
 
 PLANS_INDEX = "plans.json"
 
@@ -52,63 +54,101 @@ class TvmBackend:
                           notes=notes, accepts_torch=True)
 
     def export(self, executable: Executable, directory: str) -> list[str]:
-        """Write graph.json, plans.json and per shape `kernels_<i>.so` + `attention_<i>_<step>.so`
-        (each attention kernel's library; its kind and schedule are in plans.json)."""
+        """Write a folder that runs with TVM's runtime and numpy alone (see runtime.py and the folder's README):
+        graph.json, plans.json (index), per build plan_<i>.json + kernels_<i>.so (the ONE library holding every
+        kernel of that build) + constants_<i>.npz (weights as the kernels read them), attncc_runtime.py, run.py."""
         program: Program = executable.artifacts["program"]
+        if not program.runners:
+            raise ValueError("nothing to export yet: a model with symbolic dims builds at its first call; "
+                             "call it once (any size) before exporting")
         os.makedirs(directory, exist_ok=True)
         files = []
-        gpath = os.path.join(directory, "graph.json")
-        with open(gpath, "w") as f:
+
+        def path(name: str) -> str:
+            files.append(os.path.join(directory, name))
+            return files[-1]
+
+        with open(path("graph.json"), "w") as f:
             f.write(graph_to_json(program.graph))
-        files.append(gpath)
         index = []
         for i, (shapes, runner) in enumerate(program.runners.items()):
             entry = {"shapes": GENERIC if shapes == GENERIC else [list(s) for s in shapes],
-                     "plan": f"plan_{i}.json", "library": None}
-            ppath = os.path.join(directory, entry["plan"])
-            with open(ppath, "w") as f:
+                     "plan": f"plan_{i}.json", "library": f"kernels_{i}.so" if runner.lib is not None else None,
+                     "constants": f"constants_{i}.npz"}
+            with open(path(entry["plan"]), "w") as f:
                 f.write(runner.plan.to_json())
-            files.append(ppath)
             if runner.lib is not None:
-                entry["library"] = f"kernels_{i}.so"
-                runner.lib.export_library(os.path.join(directory, entry["library"]))
-                files.append(os.path.join(directory, entry["library"]))
-            for step_index, kernel in runner.kernels.items():
-                if hasattr(kernel, "export_library") and hasattr(kernel, "metadata"):
-                    name = f"attention_{i}_{step_index}.so"
-                    kernel.export_library(os.path.join(directory, name))
-                    files.append(os.path.join(directory, name))
-                    entry.setdefault("attention", {})[str(step_index)] = {"library": name, **kernel.metadata()}
+                if getattr(runner, "library_path", None):   # loaded from the cache or an export: copy the file
+                    shutil.copyfile(runner.library_path, path(entry["library"]))
+                else:
+                    runner.lib.export_library(path(entry["library"]))
+            consts = {k: (v.view("uint16") if v.dtype.name == "bfloat16" else v)
+                      for k, v in program.constants_of(runner).items()}
+            with open(path(entry["constants"]), "wb") as f:
+                np.savez(f, **consts)
             index.append(entry)
-        ipath = os.path.join(directory, PLANS_INDEX)
-        with open(ipath, "w") as f:
-            json.dump({"target": program.target, "options": {k: v for k, v in program.options.items()
-                                                             if isinstance(v, (str, int, float, bool))},
-                       "plans": index}, f, indent=1)
-        files.append(ipath)
+        with open(path(PLANS_INDEX), "w") as f:
+            json.dump({"target": program.target, "backend": self.name,
+                       "options": {k: v for k, v in program.options.items() if isinstance(v, (str, int, float, bool))},
+                       "inputs": [v.name for v in program.graph.inputs],
+                       "outputs": [v.name for v in program.graph.outputs], "plans": index}, f, indent=1)
+        shutil.copyfile(os.path.join(os.path.dirname(__file__), "runtime.py"), path("attncc_runtime.py"))
+        with open(path("run.py"), "w") as f:
+            f.write(RUN_SCRIPT)
         return files
 
     def load(self, directory: str) -> Executable:
-        """Rebuild an Executable from `export` output without recompiling: group and attention kernels are
-        loaded from their libraries (an attention library that is missing or fails to load is rebuilt)."""
+        """An Executable over an `export` folder, without recompiling: each build's one library is loaded."""
         with open(os.path.join(directory, "graph.json")) as f:
             graph = graph_from_json(f.read())
         with open(os.path.join(directory, PLANS_INDEX)) as f:
             index = json.load(f)
-        notes: list[str] = []
-        notes.extend(self.plugin.prepare_runtime(self.target({})))  # this host, which may differ from the exporter
+        notes: list[str] = list(self.plugin.prepare_runtime(self.target({})))  # this host may differ from the exporter's
         program = Program(graph, index["target"], index.get("options", {}), self.cache, notes, self.plugin)
         for entry in index["plans"]:
             with open(os.path.join(directory, entry["plan"])) as f:
                 plan = Plan.from_json(f.read())
-            lib = tvm.runtime.load_module(os.path.join(directory, entry["library"])) if entry["library"] else None
+            lib_path = os.path.join(directory, entry["library"]) if entry["library"] else None
+            lib = tvm.runtime.load_module(lib_path) if lib_path else None
             shapes = GENERIC if entry["shapes"] == GENERIC else tuple(tuple(s) for s in entry["shapes"])
-            attention = {int(step): (os.path.join(directory, meta["library"]), meta)
-                         for step, meta in entry.get("attention", {}).items()}
-            program.runners[shapes] = program._bind(plan, lib, load_kernels(plan, program.target, attention, self.plugin))
+            program.runners[shapes] = program._bind(plan, lib, lib_path)
             notes.extend(n for n in plan.notes if n not in notes)
         return Executable(run=program, backend=self.name, artifacts={"graph": graph, "program": program},
                           notes=notes, accepts_torch=True)
 
 
-__all__ = ["TvmBackend"]
+RUN_SCRIPT = '''"""Run this exported attncc model with TVM's runtime and numpy only (no attncc, no torch).
+
+    python run.py            # runs it on random inputs of the example sizes and prints the outputs' shapes
+
+From your own code:
+    import attncc_runtime as rt
+    model = rt.load_folder(".")          # picks the build that matches the input shapes
+    outputs = model.run([x, ...])        # numpy arrays (or torch tensors) in, TVM tensors out (.numpy())
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")   # the TVM runtime alone: no compiler library
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+
+import numpy as np  # noqa: E402
+
+import attncc_runtime as rt  # noqa: E402
+
+if __name__ == "__main__":
+    rt.size_thread_pool()
+    model = rt.load_folder(here)
+    with open(os.path.join(here, "manifest.json")) as f:
+        manifest = json.load(f)
+    rng = np.random.default_rng(0)
+    inputs = []
+    for spec in manifest["inputs"]:
+        shape = [d if isinstance(d, int) else manifest.get("example_dims", {}).get(d, 8) for d in spec["example_shape"]]
+        inputs.append(rng.standard_normal(shape).astype(spec["dtype"]) if "float" in spec["dtype"]
+                      else rng.integers(0, 2, shape).astype(spec["dtype"]))
+    for name, out in zip(manifest["outputs"], model.run(inputs)):
+        print(name["name"], tuple(out.shape), out.dtype)
+'''

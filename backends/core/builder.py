@@ -58,7 +58,7 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
                generic: bool = False):
     """Lower `graph` on `plugin`'s target, for these input shapes or (generic) for every size of the graph's
     symbolic dims, `input_shapes` then only giving the nominal sizes that pick schedules.
-    Returns (plan, attention kernels, reference callables)."""
+    Returns (plan, reference callables); the plan's funcs (attention kernels included) build into one library."""
     concrete, nominal = concrete_shapes(graph, input_shapes)
     plan = Plan()
     if generic:
@@ -102,7 +102,7 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
             raise LoweringError(v.producer.name if v.producer else v.name, "output", "graph output was fused away")
         plan.outputs.append(v.name)
     references = {i: reference_callable(n) for i, n in attn.references.items()}
-    return plan, attn.kernels, references
+    return plan, references
 
 
 def _storage_base(plan: Plan, name: str) -> str:
@@ -111,21 +111,28 @@ def _storage_base(plan: Plan, name: str) -> str:
     return info["base"] if info["storage"] == "view" else name
 
 
+# the attention kernels were written and measured with TVM's storage rewrite off (their per-task tiles
+# are laid out by hand; backends/cpu/attention/build.py): the one library keeps that setting
+PASS_CONFIG = {"tirx.disable_storage_rewrite": True}
+
+
 def compile_funcs(plan: Plan, target: dict):
     """Build every PrimFunc of the plan into one library; a failure names the node whose kernel broke."""
     if not plan.funcs:
         return None
     mod = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in plan.funcs.items()})
     try:
-        return tvm.compile(mod, target=tvm.target.Target(target))
+        with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+            return tvm.compile(mod, target=tvm.target.Target(target))
     except Exception as whole:  # find the culprit: build each function alone
         for step in plan.steps:
-            if step["kind"] != "call":
+            if not step.get("func"):
                 continue
             name = step["func"]
             try:
-                tvm.compile(tvm.IRModule({name: plan.funcs[name].with_attr("global_symbol", name)}),
-                            target=tvm.target.Target(target))
+                with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+                    tvm.compile(tvm.IRModule({name: plan.funcs[name].with_attr("global_symbol", name)}),
+                                target=tvm.target.Target(target))
             except Exception as e:
                 raise LoweringError(step["node"], step["op"], "TVM failed to compile its kernel", e) from e
         raise LoweringError("<module>", "-", "TVM failed to compile the module", whole) from whole

@@ -1,8 +1,8 @@
 """Compile cache: a lowered plan + its built library, keyed by graph text, target, options and shapes.
 
 In memory for the process, and on disk under $ATTNCC_CACHE_DIR/<target> (default ~/.cache/attncc/<target>)
-as `<key>/plan.json` + `<key>/kernels.so` + per attention step `<key>/attention_<step>.so` (kind and
-schedule in `<key>/attention.json`), so recompiling an unchanged model is near-instant: nothing is rebuilt.
+as `<key>/plan.json` + `<key>/kernels.so` (every kernel of the plan, attention included, in one library),
+so recompiling an unchanged model is near-instant: nothing is rebuilt.
 Constants are not part of the key: weights are bound at load, not compiled in.
 """
 from __future__ import annotations
@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...ir import Graph, print_ir
 
-CACHE_VERSION = "core-2"
-ATTENTION_INDEX = "attention.json"
+CACHE_VERSION = "core-3"
 
 
 def _code_fingerprint() -> str:
@@ -70,6 +71,7 @@ class CacheStats:
     memory_hits: int = 0
     disk_hits: int = 0
     misses: int = 0
+    corrupt: int = 0
 
     @property
     def hits(self) -> int:
@@ -78,7 +80,7 @@ class CacheStats:
 
 @dataclass
 class CompileCache:
-    """Entries are (plan, lib, kernels) tuples; the disk holds plan.json + kernels.so + attention_<step>.so."""
+    """Entries are (plan, lib) pairs; the disk holds plan.json + kernels.so."""
 
     memory: dict[str, Any] = field(default_factory=dict)
     stats: CacheStats = field(default_factory=CacheStats)
@@ -96,25 +98,28 @@ class CompileCache:
         return os.path.join(cache_dir(target_name), key)
 
     def load_disk(self, key: str, target_name: str = "cpu"):
-        """(plan_json, lib path or None, attention files) when the entry exists on disk, else None.
+        """(plan_json, library path or None) when a sound entry exists on disk, else None.
 
-        Attention files map step index -> (library path, metadata); an entry without them (or with an
-        unreadable attention.json) gives {} and the kernels are rebuilt from the plan's configs.
-        """
+        Every file is checked against the sha256 sums written beside it before anything is loaded (a
+        truncated library would otherwise crash the process with SIGBUS when TVM maps it): a corrupt or
+        incomplete entry is removed with a warning, and the caller rebuilds it."""
         path = self.disk_path(key, target_name)
-        plan_path = os.path.join(path, "plan.json")
-        if not os.path.exists(plan_path):
+        if not os.path.isdir(path):
             return None
-        lib = os.path.join(path, "kernels.so")
-        with open(plan_path) as f:
+        problem = verify_folder(path, CHECKSUMS)
+        if problem is not None:
+            warnings.warn(f"attncc: compile cache entry {path} is unusable ({problem}); rebuilding it",
+                          CacheWarning, stacklevel=3)
+            shutil.rmtree(path, ignore_errors=True)
+            self.stats.corrupt += 1
+            return None
+        with open(os.path.join(path, "plan.json")) as f:
             text = f.read()
-        return text, (lib if os.path.exists(lib) else None), _read_attention_index(path)
+        lib = os.path.join(path, "kernels.so")
+        return text, (lib if os.path.exists(lib) else None)
 
-    def save_disk(self, key: str, plan_json: str, lib, kernels: dict | None = None, target_name: str = "cpu") -> None:
-        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry.
-
-        `kernels` (step index -> AttentionKernel) are stored as attention_<step>.so + attention.json.
-        """
+    def save_disk(self, key: str, plan_json: str, lib, target_name: str = "cpu") -> None:
+        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry."""
         final = self.disk_path(key, target_name)
         if os.path.exists(final):
             return
@@ -122,33 +127,55 @@ class CompileCache:
         tmp = tempfile.mkdtemp(dir=cache_dir(target_name), prefix=".tmp-")
         if lib is not None:
             lib.export_library(os.path.join(tmp, "kernels.so"))
-        index = {}
-        for step, kernel in (kernels or {}).items():
-            if hasattr(kernel, "export_library") and hasattr(kernel, "metadata"):
-                name = f"attention_{step}.so"
-                kernel.export_library(os.path.join(tmp, name))
-                index[str(step)] = {"library": name, **kernel.metadata()}
-        if index:
-            with open(os.path.join(tmp, ATTENTION_INDEX), "w") as f:
-                json.dump(index, f, indent=1)
         with open(os.path.join(tmp, "plan.json"), "w") as f:
             f.write(plan_json)
+        write_checksums(tmp, CHECKSUMS)
         try:
             os.rename(tmp, final)
         except OSError:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read_attention_index(folder: str) -> dict[int, tuple[str, dict]]:
-    """step -> (library path, metadata) from `folder`/attention.json; {} when absent or unreadable."""
+class CacheWarning(UserWarning):
+    """A compile cache entry was corrupt or incomplete and is being rebuilt."""
+
+
+CHECKSUMS = "checksums.json"
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: str, name: str) -> dict[str, str]:
+    """sha256 of every file in `folder` (but `name` itself), written to `folder`/`name`; returns them."""
+    sums = {f: sha256_file(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
+            if f != name and os.path.isfile(os.path.join(folder, f))}
+    with open(os.path.join(folder, name), "w") as f:
+        json.dump(sums, f, indent=1)
+    return sums
+
+
+def verify_folder(folder: str, name: str) -> str | None:
+    """None when every file listed in `folder`/`name` exists with its sha256, else what is wrong."""
     try:
-        with open(os.path.join(folder, ATTENTION_INDEX)) as f:
-            index = json.load(f)
-        return {int(step): (os.path.join(folder, meta["library"]), meta) for step, meta in index.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        with open(os.path.join(folder, name)) as f:
+            sums = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"{name} unreadable: {e}"
+    if not isinstance(sums, dict) or not sums:
+        return f"{name} lists no files"
+    for file, want in sums.items():
+        p = os.path.join(folder, file)
+        if not os.path.isfile(p):
+            return f"{file} is missing"
+        if sha256_file(p) != want:
+            return f"{file} does not match its sha256 (truncated or modified)"
+    return None
 
 
 GLOBAL_CACHE = CompileCache()

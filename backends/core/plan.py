@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...ir import dims as irdims
+
 
 @dataclass
 class Plan:
@@ -64,8 +66,18 @@ class Plan:
         self.steps.append({"kind": "call", "func": func_name, "args": args, "node": node, "op": op})
 
     def to_json(self) -> str:
+        """The plan as JSON, with `dim_polys` (every symbolic dim text as [[coefficient, [symbols]], ...])
+        so a runtime without attncc's dim parser can evaluate shapes."""
         return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "values": self.values,
-                           "steps": self.steps, "notes": self.notes, "dims": self.dims}, indent=1)
+                           "steps": self.steps, "notes": self.notes, "dims": self.dims,
+                           "dim_polys": self.dim_polys()}, indent=1)
+
+    def dim_polys(self) -> dict[str, list]:
+        texts = {d for info in self.values.values() for d in info["shape"] if isinstance(d, str)}
+        for step in self.steps:
+            for a in step.get("args", []) + [step[k] for k in ("q", "k", "v", "mask", "out") if step.get(k)]:
+                texts |= {d for d in ([a[1]] if a[0] == Plan.DIM else a[1]) if isinstance(d, str)}
+        return {t: [[c, list(syms)] for syms, c in irdims._parse(t).items()] for t in sorted(texts)}
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":

@@ -5,7 +5,7 @@ a plugin supplies only what differs between targets:
 - its TVM target and `Capabilities` (the one source the tiling pass, kernels and report read);
 - a schedule per kernel class ("injective", "rows", "generic") applied to a TE-made PrimFunc;
 - a matmul strategy (weight packing layout, the TE compute over it, its schedule);
-- its attention kernels (build from an `AttentionKernelConfig`, load a stored one);
+- its attention kernels (a PrimFunc per `AttentionKernelConfig`, compiled into the plan's one library);
 - what to do before its code runs here (e.g. size the CPU thread pool).
 See docs/adding-a-target.md.
 """
@@ -57,11 +57,9 @@ class TargetPlugin(Protocol):
     def schedule(self, kind: str) -> Schedule:
         """The schedule for a kernel class: "injective", "rows" or "generic"."""
 
-    def build_attention_kernel(self, cfg: AttentionKernelConfig, target: dict):
-        """A compiled attention kernel (callable `k(q, k, v, mask=None, out=None)`, `export_library`, `metadata`)."""
-
-    def load_attention_kernel(self, path: str, cfg: AttentionKernelConfig, target: dict, metadata: dict):
-        """A kernel stored by `export_library`; raises when the file is missing or unusable."""
+    def attention_primfunc(self, cfg: AttentionKernelConfig, target: dict):
+        """(PrimFunc over (q, k, v[, mask], out), metadata) of the attention kernel for `cfg`, built into
+        the plan's one library by the core."""
 
     def prepare_runtime(self, target: dict) -> list[str]:
         """Make this process ready to run the target's code; returns notes for the user."""

@@ -11,7 +11,6 @@ import tvm
 from ...ir import Graph
 from ...ir.passes import run_pipeline
 from .attention import reference_callable
-from .attention_config import AttentionKernelConfig
 from .builder import build_plan, compile_funcs
 from .cache import CompileCache, cache_key
 from .groups import materialize_constant
@@ -76,22 +75,24 @@ class Program:
         if entry is None:
             self.cache.stats.misses += 1
             self.builds += 1
-            plan, kernels, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin, generic=generic)
+            plan, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin, generic=generic)
             lib = compile_funcs(plan, self.target)
-            entry = (plan, lib, kernels)
+            entry = (plan, lib, None)
             if use_cache:
-                self.cache.save_disk(key, plan.to_json(), lib, kernels, self.plugin.name)
+                self.cache.save_disk(key, plan.to_json(), lib, self.plugin.name)
         if use_cache:
             self.cache.put_memory(key, entry)
-        plan, lib, kernels = entry
-        runner = self._bind(plan, lib, kernels)
+        plan, lib, lib_path = entry
+        runner = self._bind(plan, lib, lib_path)
         for n in plan.notes:
             if n not in self.notes:
                 self.notes.append(n)
         self.runners[slot], self.keys[slot] = runner, key
         return runner
 
-    def _bind(self, plan: Plan, lib, kernels) -> PlanRunner:
+    def _bind(self, plan: Plan, lib, library_path: str | None = None) -> PlanRunner:
+        """A runner over `lib`; `library_path` is the file a loaded `lib` came from (TVM cannot re-export a
+        loaded library, so `export` copies that file)."""
         used = set(plan.outputs) | {a[0] for s in plan.steps for a in s.get("args", []) if a[0] != Plan.DIM}
         used |= {s[k][0] for s in plan.steps if s["kind"] == "attention" for k in ("q", "k", "v", "mask", "out") if s.get(k)}
         used |= {n for s in plan.steps if s["kind"] == "reference" for n in s["inputs"]}
@@ -100,40 +101,25 @@ class Program:
                   for name, info in plan.values.items() if info["storage"] == "const" and name in used}
         nodes = {n.name: n for n in self.graph.nodes}
         refs = {i: reference_callable(nodes[s["node"]]) for i, s in enumerate(plan.steps) if s["kind"] == "reference"}
-        return PlanRunner(plan, lib, consts, kernels, refs)
+        runner = PlanRunner(plan, lib, consts, refs)
+        runner.library_path = library_path
+        return runner
 
-    def _from_disk(self, plan_json: str, lib_path: str | None, attention_files: dict):
+    def constants_of(self, runner: PlanRunner) -> dict:
+        """The (repacked) constants a runner was bound with, by plan value name."""
+        plan = runner.plan
+        return {name: materialize_constant(plan, self.graph.constants, name, self.plugin.matmul)
+                for name, info in plan.values.items() if info["storage"] == "const" and name in runner._persistent}
+
+    def _from_disk(self, plan_json: str, lib_path: str | None):
         plan = Plan.from_json(plan_json)
         lib = tvm.runtime.load_module(lib_path) if lib_path else None
-        return plan, lib, load_kernels(plan, self.target, attention_files, self.plugin)
+        return plan, lib, lib_path
 
     def __call__(self, inputs: Sequence[Any]) -> list[Any]:
         shapes = tuple(_shape_of(x) for x in inputs)
         runner = self.runner_for(shapes)
         return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
-
-
-def load_kernels(plan: Plan, target: dict, files: dict[int, tuple[str, dict]], plugin) -> dict[int, Any]:
-    """Attention kernels of a stored plan: loaded from their stored libraries (`files`: step -> (path,
-    metadata)), each one whose file is missing or fails to load rebuilt from its recorded config instead."""
-    kernels = {}
-    for i, s in enumerate(plan.steps):
-        if s["kind"] != "attention":
-            continue
-        cfg = AttentionKernelConfig(**s["config"])
-        if i in files:
-            try:
-                kernels[i] = plugin.load_attention_kernel(files[i][0], cfg, target, files[i][1])
-                continue
-            except Exception:  # noqa: BLE001 - a missing/stale/corrupt library only costs a rebuild
-                pass
-        kernels[i] = plugin.build_attention_kernel(cfg, target)
-    return kernels
-
-
-def rebuild_kernels(plan: Plan, target: dict, plugin) -> dict[int, Any]:
-    """Attention kernels of a stored plan, rebuilt from their recorded configs."""
-    return load_kernels(plan, target, {}, plugin)
 
 
 # variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold

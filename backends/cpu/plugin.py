@@ -60,6 +60,16 @@ class CpuPlugin:
 
         return build_attention_kernel(cfg, target=target)
 
+    def attention_primfunc(self, cfg, target: dict):
+        """(PrimFunc, {"kind", "schedule"}) of the flash kernel for `cfg`, not yet compiled."""
+        import dataclasses
+
+        from .attention.build import make_primfunc
+
+        threads = int(target.get("num-cores", 0)) or None
+        func, schedule, kind = make_primfunc(cfg, None, threads)
+        return func, {"kind": kind, "schedule": dataclasses.asdict(schedule)}
+
     def load_attention_kernel(self, path: str, cfg, target: dict, metadata: dict):
         from .attention import load_attention_kernel
 
