@@ -2,7 +2,7 @@
 
     python benchmarks/overhead.py
 
-Prints microseconds per call through attncc.compile's CompiledModel (numpy in/out), through the plan
+Prints microseconds per call through attncc.compile's CompiledModel (numpy or torch in/out), through the plan
 runner alone (TVM tensors in/out, what an exported folder's attncc_runtime does), and for a static and
 a shape-generic build.
 """
@@ -44,7 +44,11 @@ def main() -> None:
         import tvm
 
         tx = [tvm.runtime.tensor(a) for a in xs]
-        print(f"{label:14s}: CompiledModel {per_call_us(lambda: cm(*xs)):6.1f} us/call, "
+        import torch
+
+        ts = [torch.from_numpy(a).clone() for a in xs]   # torch allocations are 64-byte aligned
+        print(f"{label:14s}: CompiledModel numpy {per_call_us(lambda: cm(*xs)):6.1f} us/call, "
+              f"torch {per_call_us(lambda: cm(*ts)):6.1f} us/call, "
               f"executable {per_call_us(lambda: cm.executable(xs)):6.1f} us/call, "
               f"plan runner (TVM tensors) {per_call_us(lambda: runner.run(tx)):6.1f} us/call")
 

@@ -67,6 +67,7 @@ class PlanExecutor:
         self._fixed = {i: [self._view(self._persistent, *a) if a[0] in self._persistent and _static(a[1]) else None
                            for a in self._tensor_args(s)] for i, s in enumerate(self.steps) if s.get("func")}
         self._dyn: tuple[tuple, dict] = ((), {})
+        self._staging: dict[str, Any] = {}
 
     # ---- dims ------------------------------------------------------------------------------------
     def dim(self, d, dims: dict[str, int]) -> int:
@@ -103,6 +104,16 @@ class PlanExecutor:
 
     def to_tensor(self, x: Any, name: str, dtype: str):
         """A TVM tensor over `x` (zero-copy when TVM accepts its memory as is)."""
+        if isinstance(x, np.ndarray):
+            if x.dtype.name == dtype != "bfloat16" and x.flags.c_contiguous and x.ctypes.data % 64 == 0:  # numpy has no bf16 DLPack
+                return tvm.runtime.from_dlpack(x)
+            # misaligned (numpy aligns to 16 bytes), strided or another dtype: one copy into a staging
+            # tensor kept for this input (no allocation per call; outputs never alias it)
+            stage = self._staging.get(name)
+            if stage is None or tuple(stage.shape) != x.shape:
+                stage = self._staging[name] = tvm.runtime.empty(x.shape, dtype, self.dev)
+            stage.copyfrom(x if x.dtype.name == dtype else x.astype(dtype))
+            return stage
         if isinstance(x, tvm.runtime.Tensor) and x.dtype == dtype:
             return x
         if hasattr(x, "__dlpack__") and str(x.dtype).replace("torch.", "") == dtype:

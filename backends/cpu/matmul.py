@@ -15,9 +15,13 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from ..core.symbolic import is_one, static_int
+from .target import vector_width_bits
 
 PANEL = 32       # columns per packed weight panel = 2 AVX-512 fp32 vectors
-TILE_ROWS = 8    # rows of the register tile
+# rows of the register tile: 8 x 32 fp32 = 16 AVX-512 accumulators (of 32 zmm). With AVX2 (16 ymm) that
+# tile needs 32 accumulators and spills: measured on a 2-core Zen 3 (AVX2), Linear 256x512x512: 8 rows 67,
+# 4 rows 134, 2 rows 160 GFLOP/s (6x16: 118) -> 2 rows there
+TILE_ROWS = 8 if vector_width_bits() >= 512 else 2
 
 
 def pack_weight(w: np.ndarray) -> np.ndarray:
@@ -61,15 +65,14 @@ def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) 
     else:
         bt = ba   # equal to bb, or bb is 1
     k = te.reduce_axis((0, k_len), "k")
-    # a symbolic row count (shape-generic build): the accumulator covers whole 8-row tiles, rows past m
-    # read zeros, so the register tile has a static shape (a predicated tile cannot live in registers)
+    # a symbolic row count (shape-generic build): the accumulator covers whole row tiles (rows past m
+    # re-read row m-1), so the register tile has a static shape (a predicated tile cannot live in registers)
     rows = m if static_int(m) is not None else (m + TILE_ROWS - 1) // TILE_ROWS * TILE_ROWS
 
     def a_at(bi, mi, ki):
-        if rows is not m:
+        if rows is not m:  # rows past m repeat row m-1: wasted work in the last tile, never written out
             v = a[0 if is_one(ba) else bi, tirx.min(mi, m - 1), ki]
-            v = v.astype("float32") if str(a.dtype) != "float32" else v
-            return tirx.if_then_else(mi < m, v, tirx.const(0, "float32"))
+            return v.astype("float32") if str(a.dtype) != "float32" else v
         v = a[0 if is_one(ba) else bi, mi, ki]
         return v.astype("float32") if v.dtype != "float32" else v
 
