@@ -46,18 +46,31 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
     """
     from .backends import get_backend
 
-    backend = get_backend(target)
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+    backend = get_backend(target)   # loads TVM (its compiler library) for TVM targets: ~2 s once per process
+    stages["load backend"] = time.perf_counter() - clock
     pipeline = passes if passes is not None else pipelines.default_pipeline(target)
     pipelines.validate(pipeline)  # fail on a typo before the (slow) import
-    start = time.perf_counter()
     log.info("importing %s", model if isinstance(model, (str, os.PathLike)) else type(model).__name__)
+    clock = time.perf_counter()
     source = import_model(model, example_inputs, **({"dynamic_shapes": dynamic_shapes} if dynamic_shapes is not None else {}))
-    log.info("running %d passes (%.1f s)", len(pipelines.split_pipeline(pipeline)), time.perf_counter() - start)
+    stages["import"] = time.perf_counter() - clock
+    log.info("running %d passes", len(pipelines.split_pipeline(pipeline)))
+    clock = time.perf_counter()
     graph = run_pipeline(source, pipeline, dump_dir=dump_dir)
-    log.info("lowering %d nodes for %s (%.1f s)", len(graph.nodes), target, time.perf_counter() - start)
+    stages["passes"] = time.perf_counter() - clock
+    log.info("lowering %d nodes for %s", len(graph.nodes), target)
+    clock = time.perf_counter()
     executable = backend.lower(graph, dict(options or {}))
-    log.info("compiled in %.1f s", time.perf_counter() - start)
+    stages["lower"] = time.perf_counter() - clock
+    program = executable.artifacts.get("program")
+    if program is not None and getattr(program, "symbolic", False):
+        stages_note = "lower (a model with dynamic dims builds at its first call)"
+        stages[stages_note] = stages.pop("lower")
+    log.info("compiled: %s", ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
     compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source, strict=strict)
+    compiled.compile_stages = stages   # seconds per stage (`attncc compile --verbose` prints them)
     compiled.check_fallbacks()
     if example_inputs is not None and any(isinstance(d, str) for v in graph.inputs for d in v.shape):
         compiled.bind_dims(example_inputs if isinstance(example_inputs, (list, tuple)) else [example_inputs])

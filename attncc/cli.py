@@ -87,6 +87,35 @@ def check_dump_dir(directory: str) -> None:
                              f"{root} (it holds the package's .py files); use another folder, e.g. --dump-ir out/ir")
 
 
+def parse_dynamic(items: list[str], model) -> dict:
+    """`INPUT:AXIS=NAME[:MIN:MAX]` items -> torch.export dynamic_shapes keyed by forward's argument names."""
+    import inspect
+
+    import torch
+
+    names = [p for p in inspect.signature(model.forward).parameters if p != "self"] \
+        if hasattr(model, "forward") else []
+    if not names:
+        raise UsageError("--dynamic applies to torch models (ONNX models declare dynamic dims with dim_param)")
+    shapes: dict = {n: None for n in names}
+    dims: dict = {}
+    for item in items:
+        head, sep, rest = item.partition("=")
+        inp, _, axis = head.partition(":")
+        parts = rest.split(":")
+        if not sep or not axis.isdigit() or not parts[0].isidentifier() or len(parts) not in (1, 3) \
+                or (len(parts) == 3 and not (parts[1].isdigit() and parts[2].isdigit())):
+            raise UsageError(f"--dynamic {item!r}: expected INPUT:AXIS=NAME or INPUT:AXIS=NAME:MIN:MAX, e.g. x:1=seq:2:4096")
+        if inp not in shapes:
+            raise UsageError(f"--dynamic {item!r}: the model's inputs are {names}")
+        name = parts[0]
+        if name not in dims:
+            kw = {"min": int(parts[1]), "max": int(parts[2])} if len(parts) == 3 else {}
+            dims[name] = torch.export.Dim(name, **kw)
+        shapes[inp] = {**(shapes[inp] or {}), int(axis): dims[name]}
+    return shapes
+
+
 def _cmd_compile(args) -> int:
     import attncc
     from attncc import pipelines
@@ -101,7 +130,12 @@ def _cmd_compile(args) -> int:
     if args.model is None:
         raise SystemExit("attncc compile: MODEL is required (unless only --print-pipeline)")
     model, inputs = load_model(args.model)
-    cm = attncc.compile(model, inputs, target=args.target, passes=pipeline, dump_dir=args.dump_ir)
+    dynamic = parse_dynamic(args.dynamic, model) if args.dynamic else None
+    cm = attncc.compile(model, inputs, target=args.target, passes=pipeline, dump_dir=args.dump_ir,
+                        dynamic_shapes=dynamic)
+    if inputs is not None and not isinstance(model, (str, os.PathLike)):
+        args_ = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+        cm(*args_)   # build now (a model with dynamic dims builds at its first call), so export has kernels
     print(f"compiled for {args.target}: {len(cm.graph.nodes)} nodes, {len(cm.graph.attention_ops())} attention op(s)")
     for n in cm.graph.attention_ops():
         print(f"  {n.name}: {n.spec.summary()}")
@@ -235,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print-ir", action="store_true", help="print the optimized IR")
     c.add_argument("--export", metavar="DIR", help="write a deployable folder")
     c.add_argument("--report", action="store_true", help="print the cost report for the target's hardware")
+    c.add_argument("--dynamic", metavar="INPUT:AXIS=NAME[:MIN:MAX]", action="append", default=[],
+                   help="declare a dynamic dim of a torch model's input for torch.export (repeatable), e.g. "
+                        "x:1=seq:2:4096; one shape-generic build then serves every size (ONNX: use dim_param)")
     c.set_defaults(func=_cmd_compile)
 
     r = sub.add_parser("report", help="cost report (FLOPs, bytes, roofline time) of a model on a hardware spec",

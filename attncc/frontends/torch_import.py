@@ -136,6 +136,19 @@ def _symbol_maps(ep, user_nodes, dim_names) -> tuple[dict[str, str], dict[str, i
     return names, bounds
 
 
+def _dim_ranges(ep, names: dict[str, str]) -> dict[str, dict]:
+    """{dim name: {"min", "max"}} of every symbolic dim torch.export constrained (None: unbounded)."""
+    out = {}
+    for sym, vr in ep.range_constraints.items():
+        def bound(v):
+            try:
+                return int(v) if v.is_finite else None
+            except (TypeError, AttributeError, ValueError):
+                return None
+        out[names.get(str(sym), str(sym))] = {"min": bound(vr.lower), "max": bound(vr.upper)}
+    return out
+
+
 def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: Any = None,
                              forward_params: list[str] | None = None, name: str = "main") -> Graph:
     """Convert a decomposed ExportedProgram node by node (no passes run)."""
@@ -148,6 +161,7 @@ def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: A
     dim_names = _user_dim_names(dynamic_shapes, forward_params or [], len(user_nodes))
     symbol_names, bounds = _symbol_maps(ep, user_nodes, dim_names)
     graph = Graph(name)
+    graph.metadata["dim_ranges"] = _dim_ranges(ep, symbol_names)   # exported folders record them
     ctx = TorchContext(graph, symbol_names, bounds)
     env: dict[torch.fx.Node, Any] = {}
     for spec in sig.input_specs:
