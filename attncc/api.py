@@ -68,7 +68,7 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
     if program is not None and getattr(program, "symbolic", False):
         stages_note = "lower (a model with dynamic dims builds at its first call)"
         stages[stages_note] = stages.pop("lower")
-    log.info("compiled: %s", ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
+    log.info("compiled in %.2f s: %s", sum(stages.values()), ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
     compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source, strict=strict)
     compiled.compile_stages = stages   # seconds per stage (`attncc compile --verbose` prints them)
     compiled.check_fallbacks()
