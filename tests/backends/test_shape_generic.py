@@ -104,3 +104,22 @@ def test_tvm_ffi_pin_keeps_save_json_working():
 
     text = tvm.ir.save_json(tvm.tirx.Var("x", "int32"))
     assert tvm.ir.load_json(text).name == "x"
+
+
+def test_cli_compile_with_dynamic_dims_exports_a_generic_build(cache_dir, tmp_path, capsys):
+    from attncc.cli import main
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "models.py")
+    out = tmp_path / "block"
+    assert main(["compile", f"{example}:llama_block", "--dynamic", "x:1=seq:2:512", "--export", str(out)]) == 0
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dynamic_dims"] == {"seq": {"min": 2, "max": 512}}
+    assert json.loads((out / "plans.json").read_text())["plans"][0]["shapes"] == "generic"
+    loaded = attncc.load(str(out))
+    x = torch.randn(2, 77, 256)
+    y = loaded(x)
+    assert tuple(y.shape) == (2, 77, 256) and loaded.executable.artifacts["program"].builds == 0
+    assert main(["compile", f"{example}:llama_block", "--dynamic", "nope:1=seq"]) != 0
+    assert "the model's inputs are ['x']" in capsys.readouterr().err
