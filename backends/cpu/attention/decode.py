@@ -21,7 +21,7 @@ from ...core.attention_config import AttentionKernelConfig
 from .mathfn import NEG_INF, f32
 from . import score_mods as sm
 from .dynamic import SizedConfig, sizes
-from .tiles import make_online_softmax, pick_pv, vec_width
+from .tiles import REG_ROWS, make_online_softmax, pick_pv, vec_width
 
 DECODE_MAX_Q = 8
 
@@ -74,7 +74,7 @@ def make_decode(cfg: AttentionKernelConfig, sched: DecodeSchedule | None = None,
     NEG = f32(NEG_INF)
     DW = vec_width(D)                    # lanes of the QK partial sums
     online_softmax = make_online_softmax(NR, BK)
-    pv_update, (R2, W2) = pick_pv(NR, DV, 8)
+    pv_update, (R2, W2) = pick_pv(NR, DV, REG_ROWS)
     sched = DecodeSchedule(NS, BK, R2, W2)
 
     def mods(M, b, h, qi, kj, s):

@@ -21,7 +21,7 @@ from ...core.attention_config import AttentionKernelConfig
 from .mathfn import NEG_INF, f32
 from . import score_mods as sm
 from .dynamic import SizedConfig, sizes
-from .tiles import make_online_softmax, pick_pv
+from .tiles import REG_ROWS, make_online_softmax, pick_pv
 
 PANEL = 32
 
@@ -43,11 +43,12 @@ def choose_schedule(cfg: AttentionKernelConfig) -> PrefillSchedule:
     windowed = cfg.eff_window_left is not None
     bk_default = 64 if windowed else 128
     bk = cfg.kv_block or min(bk_default, -(-cfg.kv_len // PANEL) * PANEL)
-    # register budget (32 zmm): QK tile R x 32 keys = 2R accumulators
-    r = 8
+    # register budget: QK tile R x 32 keys = 2R zmm accumulators of 32 with AVX-512; with AVX2 (16 ymm)
+    # the same tile is 4R registers, so R = REG_ROWS (2) there (tiles.py has the measurements)
+    r = REG_ROWS
     while bq % r:
         r //= 2
-    return PrefillSchedule(bq, bk, r, 8, 32)  # PV tile refined by tiles.pick_pv
+    return PrefillSchedule(bq, bk, r, REG_ROWS, 32)  # PV tile refined by tiles.pick_pv
 
 
 def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = None):
