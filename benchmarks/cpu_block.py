@@ -1,9 +1,10 @@
 """Whole Llama-style decoder block: attncc `cpu` target vs torch eager, same process, same weights.
 
-    python benchmarks/cpu_block.py [--hidden 512] [--seq 256] [--dtype float32]
+    python benchmarks/cpu_block.py [--quick] [--engines]
 
 Prints per case: attncc ms, torch eager ms, ratio (attncc / torch; < 1 means attncc is faster),
-then the geometric mean ratio. The IR block (tests/backends/cpu_graphs.py:llama_block) and the
+then the geometric mean ratio; with --engines also torch.compile (inductor) and onnxruntime on the same block,
+each timed in its own process. The IR block (tests/backends/cpu_graphs.py:llama_block) and the
 torch module below compute the same function: RMSNorm -> q/k/v -> RoPE -> causal GQA SDPA ->
 o_proj + residual -> RMSNorm -> SwiGLU MLP + residual.
 """
@@ -32,6 +33,7 @@ class TorchBlock(torch.nn.Module):
         c = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in graph.constants.items()}
         self.w = c
         self.h, self.kv, self.d = heads, kv_heads, hidden // heads
+        self.repeat_kv = False
 
     def forward(self, x, cos, sin):
         w, b, s = self.w, x.shape[0], x.shape[1]
@@ -48,7 +50,11 @@ class TorchBlock(torch.nn.Module):
         q = (n1 @ w["wq"]).view(b, s, self.h, self.d).transpose(1, 2)
         k = (n1 @ w["wk"]).view(b, s, self.kv, self.d).transpose(1, 2)
         v = (n1 @ w["wv"]).view(b, s, self.kv, self.d).transpose(1, 2)
-        a = torch.nn.functional.scaled_dot_product_attention(rope(q), rope(k), v, is_causal=True, enable_gqa=True)
+        if self.repeat_kv:  # the ONNX exporter has no enable_gqa: repeat K/V heads instead
+            k, v = k.repeat_interleave(self.h // self.kv, 1), v.repeat_interleave(self.h // self.kv, 1)
+            a = torch.nn.functional.scaled_dot_product_attention(rope(q), rope(k), v, is_causal=True)
+        else:
+            a = torch.nn.functional.scaled_dot_product_attention(rope(q), rope(k), v, is_causal=True, enable_gqa=True)
         h1 = a.transpose(1, 2).reshape(b, s, -1) @ w["wo"] + x
         n2 = rms(h1, w["ln2"])
         return (torch.nn.functional.silu(n2 @ w["wg"]) * (n2 @ w["wu"])) @ w["wd"] + h1
@@ -104,14 +110,77 @@ def run_case(hidden, heads, kv_heads, seq, ffn) -> float:
     return ratio
 
 
+def _inputs(hidden, heads, seq):
+    rng = np.random.default_rng(0)
+    d = hidden // heads
+    x = torch.from_numpy(rng.standard_normal((1, seq, hidden)).astype(np.float32))
+    ang = np.arange(seq)[:, None] / (10000 ** (np.arange(d // 2) / (d // 2)))
+    return (x, torch.from_numpy(np.cos(ang)[None].astype(np.float32)),
+            torch.from_numpy(np.sin(ang)[None].astype(np.float32)))
+
+
+def engine_ms(engine: str, hidden, heads, kv_heads, seq, ffn) -> float:
+    """Best ms of `engine` ("inductor" | "onnxruntime") on the block; run in its own process (own thread pool)."""
+    g = llama_block(hidden=hidden, heads=heads, kv_heads=kv_heads, seq=seq, ffn=ffn)
+    ref = TorchBlock(g, hidden, heads, kv_heads).eval()
+    args = _inputs(hidden, heads, seq)
+    with torch.no_grad():
+        if engine == "inductor":
+            fn = torch.compile(ref)
+            fn(*args)
+            return bench(lambda: fn(*args)) * 1e3
+        import tempfile
+
+        import onnxruntime as ort
+
+        ref.repeat_kv = True
+        path = os.path.join(tempfile.mkdtemp(), "block.onnx")
+        torch.onnx.export(ref, args, path, input_names=["x", "cos", "sin"], opset_version=17, dynamo=False)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = os.cpu_count() or 1
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        feed = {"x": args[0].numpy(), "cos": args[1].numpy(), "sin": args[2].numpy()}
+        return bench(lambda: sess.run(None, feed)) * 1e3
+
+
+def other_engines(case) -> dict[str, float | str]:
+    """ms per engine, each measured in a separate process (engines with their own thread pools)."""
+    import json
+    import subprocess
+
+    out = {}
+    for engine in ("inductor", "onnxruntime"):
+        done = subprocess.run([sys.executable, __file__, "--engine", engine, "--case", ",".join(map(str, case))],
+                              capture_output=True, text=True, timeout=1200)
+        try:
+            out[engine] = json.loads(done.stdout.strip().splitlines()[-1])["ms"]
+        except (IndexError, ValueError, KeyError):
+            out[engine] = f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:120]}"
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one small case")
+    p.add_argument("--engines", action="store_true", help="also time torch.compile (inductor) and onnxruntime, "
+                   "each in its own process")
+    p.add_argument("--engine", help=argparse.SUPPRESS)
+    p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.engine:
+        import json
+
+        print(json.dumps({"ms": engine_ms(args.engine, *map(int, args.case.split(",")))}))
+        return
     cases = [(512, 8, 2, 256, 1376)] if args.quick else [(512, 8, 2, 256, 1376), (768, 8, 2, 512, 2048),
                                                           (1024, 8, 2, 512, 2816)]
     ratios = [run_case(*c) for c in cases]
+    if args.engines:
+        for c in cases:
+            print(f"  h={c[0]} seq={c[3]} other engines (own processes):",
+                  ", ".join(f"{k} {v:.2f} ms" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in other_engines(c).items()))
     print(f"geomean ratio attncc/torch-eager: {math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}")
 
 
