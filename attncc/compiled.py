@@ -183,9 +183,30 @@ class CompiledModel:
             outs = [np.asarray(o) if not _is_torch(o) else to_numpy(o) for o in self.executable(arrays)]
             if as_torch:
                 outs = [to_torch(o) for o in outs]
+        outs = self._apply_input_mutations(args, outs)
         if len(self.executable.notes) > self._notes_seen:  # a new shape was lowered: report its fallbacks
             self.check_fallbacks()
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _apply_input_mutations(self, args, outs: list) -> list:
+        """Inputs the model writes in place (a static KV cache, index_copy_): their new values lead the graph's
+        outputs. Written in the caller's memory already when it was passed zero-copy; else copied back into the
+        caller's tensor, as torch would have mutated it. Returns the model's own outputs."""
+        muts = self.graph.metadata.get("input_mutations", [])
+        if not muts:
+            return outs
+        names = [v.name for v in self.graph.inputs]
+        for out_index, input_name in muts:
+            user, new = args[names.index(input_name)], outs[out_index]
+            if _is_torch(user):
+                if user.data_ptr() != (new.data_ptr() if _is_torch(new) else np.asarray(new).ctypes.data):
+                    import torch
+
+                    user.copy_(new if _is_torch(new) else torch.from_numpy(np.asarray(new)))
+            elif isinstance(user, np.ndarray) and not np.shares_memory(user, np.asarray(new)):
+                np.copyto(user, np.asarray(new))
+        skip = {m[0] for m in muts}
+        return [o for i, o in enumerate(outs) if i not in skip]
 
     def export(self, directory: str) -> list[str]:
         """Write the deployable folder: backend artifacts, graph.json, report.json, manifest.json.

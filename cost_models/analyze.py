@@ -153,6 +153,16 @@ def _layout(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
     return price(cost, hw, out.dtype, "layout", launches=launches)
 
 
+def _index_copy(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
+    """A static KV cache written at positions: read the new rows and the indices, write the rows. Priced as
+    the in-place write the backends emit when the data is a mutated input (otherwise they first copy the
+    data, which this rule does not count)."""
+    _, index, src = node.inputs
+    cost = OpCost(main_level=hw.main_memory.name)
+    cost.bytes[hw.main_memory.name] = 2.0 * bind.nbytes(src, node.name) + bind.nbytes(index, node.name)
+    return price(cost, hw, src.dtype, "layout", launches=1)
+
+
 OP_COST_RULES: dict[str, Callable[..., OpCost]] = {
     "Attention": _attention, "FusedAttention": _attention,
     "MatMul": _matmul, "Linear": _matmul,
@@ -161,6 +171,7 @@ OP_COST_RULES: dict[str, Callable[..., OpCost]] = {
     "Rotary": _elementwise,
     "CumSum": _elementwise,  # a running sum: 1 add per element, reads the input once, writes the output once
     **{k: _layout for k in LAYOUT_OPS + VIEW_OPS},
+    "IndexCopy": _index_copy,
 }
 
 

@@ -187,10 +187,16 @@ def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: A
             raise TorchImportError(f"FX node '{node.name}': unsupported node kind {node.op!r}; supported: call_function")
         ctx.node = node
         env[node] = _convert_node(ctx, node, env)
-    mutated = [s.target for s in sig.output_specs if s.kind not in (OutputKind.USER_OUTPUT,)]
+    mutated = [s.target for s in sig.output_specs
+               if s.kind not in (OutputKind.USER_OUTPUT, OutputKind.USER_INPUT_MUTATION)]
     if mutated:
-        raise TorchImportError(f"the model mutates state in place ({', '.join(map(str, mutated))}), e.g. a static KV "
-                               "cache; return the new tensors (torch.cat(past, new)) instead")
+        raise TorchImportError(f"the model mutates its own buffers in place ({', '.join(map(str, mutated))}); "
+                               "pass such state (e.g. a static KV cache) as an input, which attncc updates in place, "
+                               "or return the new tensors (torch.cat(past, new))")
+    # inputs the model writes in place (index_copy_ into a static KV cache): their new values lead the graph's
+    # outputs; backends alias them to the input's memory and the compiled model returns only the user outputs
+    input_mutations = [[i, str(s.target)] for i, s in enumerate(sig.output_specs)
+                       if s.kind == OutputKind.USER_INPUT_MUTATION]
     ctx.node = None
     outs = []
     for i, a in enumerate(node.args[0]):  # `node` is the output node here
@@ -202,6 +208,8 @@ def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: A
         outs.append(v)
     graph.set_outputs(outs)
     graph.metadata.update({"frontend": "torch.export", "dim_bounds": bounds})
+    if input_mutations:
+        graph.metadata["input_mutations"] = input_mutations
     graph.dead_code_elimination()
     graph.verify()
     return graph

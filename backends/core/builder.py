@@ -11,6 +11,7 @@ from .attention import AttentionLowering, reference_callable
 from .errors import LoweringError
 from .fusion import classify, plan_groups
 from .groups import GroupBuilder
+from .index_copy import in_place, lower_index_copy
 from .plan import Plan
 
 
@@ -82,6 +83,9 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
             elif kind == "view":
                 base = node.inputs[0]
                 plan.add_value(v.name, shapes[id(v)], v.dtype, "view", base=_storage_base(plan, base.name))
+            elif kind == "index_copy" and in_place(graph, node):   # written in the mutated input's memory
+                plan.add_value(v.name, shapes[id(v)], v.dtype, "view", base=node.inputs[0].name)
+                plan.aliases[v.name] = node.inputs[0].name
             elif g is not None and g.root is not node:
                 continue  # fused away: never materialized
             else:
@@ -92,9 +96,11 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
             raise LoweringError(node.name, node.op.op_name, f"this op has no {plugin.name} lowering; supported ops: "
                                    "Linear, MatMul, Softmax, LayerNorm, RMSNorm, Reduce, CumSum, Unary, Binary, "
                                    "Activation, Where, Cast, Transpose, Concat, Slice, Gather, Expand, Rotary, "
-                                   "Reshape, Attention")
+                                   "Reshape, IndexCopy, Attention")
         if kind == "attention":
             attn.lower(node)
+        elif kind == "index_copy":
+            lower_index_copy(plan, node, shapes, groups, in_place(graph, node))
         elif kind in ("matmul", "rows", "injective") and group_of[node.name].root is node:
             groups.build(group_of[node.name])
     for v in graph.outputs:

@@ -25,7 +25,7 @@ INJECTIVE_OPS = ELEMENTWISE_OPS + LAYOUT_OPS
 
 
 def classify(node: Node) -> str:
-    """'const' | 'view' | 'attention' | 'matmul' | 'rows' | 'injective' | 'unsupported'."""
+    """'const' | 'view' | 'attention' | 'index_copy' | 'matmul' | 'rows' | 'injective' | 'unsupported'."""
     name = node.op.op_name
     if name == "Constant":
         return "const"
@@ -33,6 +33,8 @@ def classify(node: Node) -> str:
         return "view"
     if name in ("Attention", "FusedAttention"):
         return "attention"
+    if name == "IndexCopy":
+        return "index_copy"
     if name in MATMUL_OPS:
         return "matmul"
     if name in ROW_OPS:

@@ -31,6 +31,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     # shape-generic plans: where each dim name is read, {name: [input index, axis]}; {} for static plans
     dims: dict[str, list[int]] = field(default_factory=dict)
+    # outputs that ARE an input's memory, written in place (a static KV cache): {output: input}
+    aliases: dict[str, str] = field(default_factory=dict)
     funcs: dict[str, Any] = field(default_factory=dict, repr=False)   # name -> tvm PrimFunc (not serialized)
 
     def add_value(self, name: str, shape, dtype: str, storage: str, **extra) -> str:
@@ -70,7 +72,7 @@ class Plan:
         so a runtime without attncc's dim parser can evaluate shapes."""
         return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "values": self.values,
                            "steps": self.steps, "notes": self.notes, "dims": self.dims,
-                           "dim_polys": self.dim_polys()}, indent=1)
+                           "aliases": self.aliases, "dim_polys": self.dim_polys()}, indent=1)
 
     def dim_polys(self) -> dict[str, list]:
         texts = {d for info in self.values.values() for d in info["shape"] if isinstance(d, str)}
@@ -82,7 +84,8 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> "Plan":
         d = json.loads(text)
-        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], d["notes"], d.get("dims", {}))
+        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], d["notes"], d.get("dims", {}),
+                   d.get("aliases", {}))
 
     @property
     def generic(self) -> bool:

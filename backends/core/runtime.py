@@ -171,8 +171,12 @@ class PlanExecutor:
             if clock:
                 times.append(clock() - start)
         outs = []
+        aliases = plan.get("aliases", {})
         for name in plan["outputs"]:
             t = env[name]
+            if name in aliases:   # written in place into an input's memory: that input, not a copy
+                outs.append(env[aliases[name]])
+                continue
             if self.values[name]["storage"] != "output":  # an input, constant, view or reused buffer: a private copy
                 fresh = tvm.runtime.empty(t.shape, t.dtype, self.dev)
                 fresh.copyfrom(t)

@@ -176,6 +176,16 @@ def _gather(op, inputs, node, ctx):
     return [np.take(data, idx, axis=op.axis)]
 
 
+@kernel("IndexCopy")
+def _index_copy(op, inputs, node, ctx):
+    data, idx, src = inputs
+    out = np.array(data, copy=True)
+    where = [slice(None)] * out.ndim
+    where[op.axis % out.ndim] = np.asarray(idx).astype(np.int64)
+    out[tuple(where)] = src
+    return [out]
+
+
 @kernel("Expand")
 def _expand(op, inputs, node, ctx):
     (x,) = inputs

@@ -7,12 +7,12 @@ from .elementwise import Activation, Binary, Unary, Where
 from .linalg import Linear, MatMul
 from .norm import LayerNorm, Reduce, RMSNorm, Softmax
 from .scan import CumSum
-from .tensor import Cast, Concat, Constant, Expand, Gather, Reshape, Slice, Transpose
+from .tensor import Cast, Concat, Constant, Expand, Gather, IndexCopy, Reshape, Slice, Transpose
 from . import attention_features  # registers the variant feature kinds (MLA, HiLo, MoH, ...)
 
 __all__ = [
     "Op", "OP_REGISTRY", "register_op", "Attention", "Rotary", "Tiling", "AttentionSpec", "MaskSpec", "RopeSpec",
     "Feature", "SpecError", "register_feature", "Unary", "Binary", "Activation", "Where", "MatMul", "Linear",
-    "Softmax", "LayerNorm", "RMSNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather",
+    "Softmax", "LayerNorm", "RMSNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather", "IndexCopy",
     "Expand", "Cast", "FusedAttention", "CumSum",
 ]

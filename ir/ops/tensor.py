@@ -149,6 +149,30 @@ class Gather(Op):
 
 @register_op
 @dataclass(frozen=True)
+class IndexCopy(Op):
+    """`data` with the slices at positions `index` along `axis` replaced by `source` (torch's index_copy;
+    a static KV cache written at `cache_position`). When `data` is a graph input the model mutates (its
+    value is also returned through `graph.metadata["input_mutations"]`), backends write in place."""
+
+    axis: int = 0
+    op_name: ClassVar[str] = "IndexCopy"
+    num_inputs: ClassVar = (3, 3)
+
+    def infer(self, node):
+        data, idx, src = input_types(node)
+        ax = normalize_axis(self.axis, data.rank, node)
+        require(idx.dtype in ("int64", "int32") and idx.rank == 1, node,
+                f"index must be a 1-D int64/int32 tensor, got {idx.dtype} rank {idx.rank}")
+        want = data.shape[:ax] + (idx.shape[0],) + data.shape[ax + 1:]
+        require(src.rank == data.rank and src.dtype == data.dtype, node,
+                f"source must be {data.dtype} of rank {data.rank}, got {src.dtype} rank {src.rank}")
+        require(all(D.canonical(a) == D.canonical(b) for a, b in zip(src.shape, want)), node,
+                f"source shape {src.shape} must be {want}")
+        return [data]
+
+
+@register_op
+@dataclass(frozen=True)
 class Expand(Op):
     """Broadcast to `shape` (numpy broadcast_to; -1 keeps the input's dim)."""
 

@@ -14,7 +14,7 @@ import torch
 import attncc
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
-from models import TinyLlamaPrefill, tiny_llama  # noqa: E402
+from models import TinyLlama, TinyLlamaPrefill  # noqa: E402
 
 # runs in a fresh interpreter: attncc and torch cannot be imported, and the TVM compiler library must stay unloaded
 RUNNER = textwrap.dedent("""
@@ -43,8 +43,8 @@ RUNNER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    lm = tiny_llama()
-    ids = torch.randint(0, 512, (1, 9))
+    lm = TinyLlama(vocab=64, hidden=64, layers=2, heads=4, kv_heads=2, ffn=96).eval()
+    ids = torch.randint(0, 64, (1, 9))
     seq = torch.export.Dim("seq", min=2, max=256)
     cm = attncc.compile(TinyLlamaPrefill(lm), (ids,), dynamic_shapes={"ids": {1: seq}})
     cm(ids)
@@ -73,7 +73,7 @@ def test_folder_runs_without_attncc_torch_or_the_compiler(exported, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["versions"]["apache-tvm"] and manifest["inputs"][0]["shape"] == [1, "seq"]
     assert set(manifest["files"]) >= {"kernels_0.so", "plan_0.json", "attncc_runtime.py", "run.py", "README.md"}
-    ids = np.random.default_rng(1).integers(0, 512, (1, 23)).astype("int64")   # a new length: no build exists for it
+    ids = np.random.default_rng(1).integers(0, 64, (1, 23)).astype("int64")   # a new length: no build exists for it
     outs, info = _run_standalone(folder, [ids], tmp_path)
     assert not info["compiler_loaded"]
     with torch.no_grad():
@@ -105,7 +105,7 @@ def test_folder_runs_in_a_fresh_venv_with_only_tvm_and_numpy(exported, tmp_path)
     pins = ["apache-tvm==0.27.0.post1", "apache-tvm-ffi<0.1.15", "numpy"]
     subprocess.run([py, "-m", "pip", "install", "-q", *pins], check=True, timeout=1200)
     _, lm, folder = exported
-    ids = np.random.default_rng(2).integers(0, 512, (1, 31)).astype("int64")
+    ids = np.random.default_rng(2).integers(0, 64, (1, 31)).astype("int64")
     outs, _ = _run_standalone(folder, [ids], tmp_path, python=py)
     with torch.no_grad():
         want = TinyLlamaPrefill(lm)(torch.from_numpy(ids))[0]

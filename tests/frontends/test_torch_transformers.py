@@ -62,6 +62,7 @@ def test_hf_llama_dynamic_batch_and_seq_imports_and_matches_eager(variant):
         assert_matches_eager(optimized, model, (ids,), rtol=1e-4)
 
 
+@pytest.mark.slow  # ~11 s; shape-generic cpu builds of dynamic models are covered in tests/backends/test_shape_generic.py
 def test_hf_llama_dynamic_compiles_for_cpu_and_matches_eager(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))  # really compile, never reuse a plan
     model, graph = _dynamic_hf_llama("sdpa")

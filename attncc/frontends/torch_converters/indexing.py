@@ -3,7 +3,7 @@ axes) become Gather."""
 from __future__ import annotations
 
 from ...ir import dims as D
-from ...ir.ops import Binary, Gather, Reshape, Where
+from ...ir.ops import Binary, Gather, IndexCopy, Reshape, Where
 from . import register_torch_converter
 
 
@@ -53,3 +53,23 @@ def _gather_adjacent(ctx, data, first: int, indices):
     merged = ctx.emit(Reshape((*shape[:first], D.product(sizes), *shape[first + len(indices):])), [data],
                       name=f"{ctx.node.name}_merged")
     return ctx.emit(Gather(first), [merged, linear])
+
+
+@register_torch_converter("aten.index_copy.default")
+def _index_copy(ctx, args):
+    return ctx.emit(IndexCopy(ctx.axis(args["dim"], ctx.rank_of(args["self"]))), [args["self"], args["index"], args["source"]])
+
+
+@register_torch_converter("aten.index_put.default")
+def _index_put(ctx, args):
+    """x[..., idx, ...] = values with ONE index tensor (what torch.export makes of index_copy_ into a static
+    KV cache): IndexCopy. Several index tensors, boolean masks and accumulate=True are not supported."""
+    idx = list(args["indices"])
+    used = [i for i, t in enumerate(idx) if t is not None]
+    if len(used) != 1 or args.get("accumulate"):
+        raise ctx.error("index_put with several index tensors or accumulate=True is not supported; supported: "
+                        "x[..., index, ...] = values with one 1-D int index tensor (index_copy_)")
+    axis, index = used[0], idx[used[0]]
+    if ctx.dtype_of(index) not in ("int64", "int32") or ctx.rank_of(index) != 1:
+        raise ctx.error("index_put: only a 1-D int64/int32 index tensor is supported (no bool masks)")
+    return ctx.emit(IndexCopy(axis), [args["self"], index, args["values"]])
