@@ -53,6 +53,23 @@ def timeit_pair(fa, fb, min_time=0.2, rounds=9):
     return min(ta), min(tb)
 
 
+# --generic: every flash case compares the shape-generic kernel (batch/q_len/kv_len as run-time variables, what a
+# model with dynamic dims runs) against the static kernel for the same shape instead of against torch
+GENERIC = False
+
+
+def _pair(cfg, q, k, v, torch_fn, mask=None):
+    """(attncc fn, other fn): the kernel vs torch, or with GENERIC the shape-generic vs the static kernel."""
+    import dataclasses
+
+    static, _ = _kernel_fn(cfg, q, k, v, mask)
+    if not GENERIC:
+        return static, torch_fn
+    dyn = ("kv_len",) if cfg.q_len == 1 else ("batch", "q_len", "kv_len")
+    generic, _ = _kernel_fn(dataclasses.replace(cfg, dynamic=dyn), q, k, v, mask)
+    return generic, static
+
+
 def _kernel_fn(cfg, q, k, v, mask=None):
     from attncc.backends.cpu.attention import build_attention_kernel
     kern = build_attention_kernel(cfg)
@@ -72,7 +89,6 @@ def _sdpa_case(B, HQ, HKV, N, D, causal=False, window=None, dtype="float32"):
     cfg = AttentionKernelConfig(B, HQ, HKV, N, N, D, D, scale=D ** -0.5, dtype=dtype,
                                 causal=causal or window is not None,
                                 window_left=window)
-    fa, _ = _kernel_fn(cfg, q, k, v)
     if window is not None:
         i = torch.arange(N)[:, None]
         j = torch.arange(N)[None, :]
@@ -82,6 +98,7 @@ def _sdpa_case(B, HQ, HKV, N, D, causal=False, window=None, dtype="float32"):
         fb = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
     else:
         fb = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    fa, fb = _pair(cfg, q, k, v, fb)
     return fa, fb, ("flop", cfg.flops())
 
 
@@ -139,8 +156,7 @@ def _decode():
     k = torch.randn(B, HKV, KV, D)
     v = torch.randn(B, HKV, KV, D)
     cfg = AttentionKernelConfig(B, HQ, HKV, 1, KV, D, D, scale=D ** -0.5)
-    fa, _ = _kernel_fn(cfg, q, k, v)
-    fb = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    fa, fb = _pair(cfg, q, k, v, lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
     nbytes = (k.numel() + v.numel() + 2 * q.numel()) * 4
     return fa, fb, ("byte", nbytes)
 
@@ -205,7 +221,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TVM_NUM_THREADS", "2")))
     ap.add_argument("--only", default=None, help="substring filter on case names")
     ap.add_argument("--all", action="store_true", help="include non-quick cases")
+    ap.add_argument("--generic", action="store_true", help="compare shape-generic kernels with static ones "
+                    "(the 'torch' columns then hold the static kernel)")
     args = ap.parse_args(argv)
+    global GENERIC
+    GENERIC = args.generic
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import torch
     torch.set_num_threads(args.threads)
