@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends.core.cache import sha256_file  # TVM-free: hashes files only
 from .errors import ArtifactError, FallbackError, FallbackWarning, InputError
 from .ir import Graph, graph_to_json
 from .ir.types import numpy_dtype
@@ -286,17 +287,7 @@ def export_manifest(model: "CompiledModel", directory: str, files: list[str]) ->
             "inputs": [io(v) for v in model.graph.inputs], "outputs": [io(v) for v in model.graph.outputs],
             "dynamic_dims": {d: ranges.get(d, {"min": None, "max": None}) for d in dynamic},
             "example_dims": dims,
-            "files": {os.path.relpath(p, directory): _sha256(p) for p in sorted(set(files))}}
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+            "files": {os.path.relpath(p, directory): sha256_file(p) for p in sorted(set(files))}}
 
 
 def verify_export(directory: str, manifest: dict) -> None:
@@ -308,7 +299,7 @@ def verify_export(directory: str, manifest: dict) -> None:
         path = os.path.join(directory, name)
         if not os.path.isfile(path):
             raise ArtifactError(f"{path}: missing from the attncc export (listed in manifest.json); re-export the model")
-        if _sha256(path) != want:
+        if sha256_file(path) != want:
             raise ArtifactError(f"{path}: does not match its sha256 in manifest.json (truncated or modified); "
                                 "re-export the model")
 
