@@ -7,7 +7,8 @@ what a cached token holds, how many keys each query sees, which heads compute. F
                key entry, read once) plus the W_UK/W_UV absorptions per query. Naive: up-project the
                latent to H heads of K (d) and V (dv) for every cached token, write and re-read them.
   mtla         keys merged over time in chunks of `stride`: KV length and cache ÷ stride.
-  grouped      Efficient Conformer: (S, d) -> (S/g, g·d): score FLOPs n²d -> n²d/g.
+  grouped      Efficient Conformer: (S, d) -> (ceil(S/g), g·d) (zero-padded to a multiple of g, as the authors'
+               code does): score FLOPs n²d -> n²d/g; the regrouping is a reshape of the padded q/k/v.
   strided      queries subsampled by `stride`.
   hilo         LITv2: `local_heads` attend within windows of wh·ww keys; the rest attend keys
                average-pooled by wh·ww.

@@ -27,8 +27,10 @@ class _Projected(nn.Module):
 
 class GroupedAttention(_Projected):
     """Grouped multi-head self-attention ("Efficient Conformer: Progressive Downsampling and Grouped Attention for
-    Automatic Speech Recognition", Burchi & Vielzeuf 2021): `group_size` consecutive tokens are concatenated per
-    head, so attention runs over S/g tokens of g·d features: O(n²d) -> O(n²d/g). S must be divisible by g."""
+    Automatic Speech Recognition", Burchi & Vielzeuf 2021): `group_size` consecutive token vectors are
+    concatenated and then split into heads, so attention runs over S/g tokens of g·d features: O(n²d) -> O(n²d/g).
+    As in the authors' code, S is zero-padded (after the projections) to a multiple of g and the output sliced back.
+    `qkv` holds the authors' query/key/value layers stacked ([Wq; Wk; Wv])."""
 
     def __init__(self, embed_dim: int, num_heads: int, group_size: int, causal: bool = False):
         super().__init__(embed_dim, num_heads)
@@ -38,8 +40,6 @@ class GroupedAttention(_Projected):
                                   mask=MaskSpec(causal=causal), kv_source=Grouped(group_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check(x.shape[1] % self.group_size == 0,
-              f"sequence length {x.shape[1]} is not divisible by group_size {self.group_size}; pad the input")
         return self._attend(x)
 
 

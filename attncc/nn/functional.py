@@ -133,12 +133,16 @@ def global_query(spec, n):
 @variant("grouped")
 def grouped(spec, n):
     g = spec.kv_source.group_size
-    for x in ("query", "key"):
-        if n[x].shape[2] % g:
-            raise ValueError(f"grouped: {x} length {n[x].shape[2]} is not divisible by group_size {g}; pad first")
-    q, k, v = (n[x].reshape(n[x].shape[0], n[x].shape[1], n[x].shape[2] // g, -1) for x in ("query", "key", "value"))
-    o = sdpa(spec, q, k, v)
-    return o.reshape(o.shape[0], o.shape[1], o.shape[2] * g, -1)
+    Sq = n["query"].shape[2]
+
+    def regroup(x):   # zero-pad to a multiple of g, concatenate g token vectors, then split heads (the authors' order)
+        B, H, S, Dx = x.shape
+        x = torch.nn.functional.pad(x, (0, 0, 0, -S % g))
+        return x.transpose(1, 2).reshape(B, -1, H, g * Dx).transpose(1, 2)
+
+    o = sdpa(spec, *(regroup(n[x]) for x in ("query", "key", "value")))
+    B, H, Sg, GD = o.shape
+    return o.transpose(1, 2).reshape(B, Sg * g, H, GD // g)[:, :Sq].transpose(1, 2)
 
 
 @variant("strided")

@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ... import dims as D
-from ...errors import require
 from ..attention_spec import Feature, register_feature
 from ._common import check, check_plain_context, out, positive_int, qkv, static_int
 
@@ -13,10 +11,13 @@ from ._common import check, check_plain_context, out, positive_int, qkv, static_
 @register_feature
 @dataclass(frozen=True)
 class Grouped(Feature):
-    """Grouped attention: each head's `group_size` consecutive tokens are concatenated along the feature axis,
-    q/k/v (B, H, S, D) -> (B, H, S/g, g·D), attention runs over S/g grouped tokens (spec.scale applies; the
-    paper uses 1/sqrt(g·D)), and the output is split back to (B, H, S, Dv). Masks act on grouped positions.
-    S must be divisible by g (pad before the op)."""
+    """Grouped attention as Burchi & Vielzeuf's code computes it (burchim/EfficientConformer, models/attentions.py):
+    the model-dim token vectors are zero-padded to a multiple of g tokens, g consecutive tokens are concatenated,
+    and THEN split into heads: (B, T, H·D) -> (B, T/g, g·H·D) -> (B, H, T/g, g·D). On the op's per-head inputs
+    (B, H, S, D) that is: pad S, transpose to (B, S, H, D), reshape to (B, S/g, H, g·D), transpose back, so a
+    grouped head mixes several original heads of one token. Attention runs over the S/g grouped tokens
+    (spec.scale applies; the paper uses 1/sqrt(g·D)), masks act on grouped positions, and the output is
+    regrouped the same way and sliced back to (B, H, Sq, Dv). Needs num_kv_heads == num_heads (the paper's MHA)."""
 
     kind: ClassVar[str] = "grouped"
     variant_label: ClassVar[str] = "grouped"
@@ -27,14 +28,12 @@ class Grouped(Feature):
 
     def validate(self, spec):
         check_plain_context(self, spec)
+        check(spec.num_kv_heads == spec.num_heads,
+              f"grouped: num_kv_heads ({spec.num_kv_heads}) must equal num_heads ({spec.num_heads}); grouped "
+              "attention regroups the whole token vector into heads (Efficient Conformer is MHA)")
 
     def infer(self, spec, t, node):
         q, k, v, B, Sq, Skv = qkv(spec, t, node)
-        for name, s in (("query", Sq), ("key", Skv)):
-            try:
-                D.floordiv(s, self.group_size)
-            except ValueError:
-                require(False, node, f"grouped: {name} length {s} is not divisible by group_size {self.group_size}; pad first")
         return out(q, B, spec.num_heads, Sq, spec.v_head_dim)
 
 
