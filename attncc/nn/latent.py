@@ -8,7 +8,7 @@ from torch import nn
 
 from ..ir.ops import AttentionSpec, MaskSpec
 from ..ir.ops.attention_features import MLA, MTLA
-from ._base import apply_rope, check, merge_heads, param, rope_tables, split_heads
+from ._base import apply_rope, check, merge_heads, param, rms_norm, rope_tables, split_heads, yarn_inv_freq, yarn_mscale
 from .custom_op import attention
 
 
@@ -19,31 +19,70 @@ class MultiHeadLatentAttention(nn.Module):
     values per token ("The New LLM Bottleneck"; "A Random Matrix Theory Perspective on MLA" studies the
     decoupled-RoPE choice used here).
 
+    As DeepSeek-V2/V3 (and transformers' DeepseekV3Attention): the latent passes an RMSNorm (`kv_norm`, the
+    checkpoints' kv_a_layernorm) before it is cached and up-projected; `q_lora_rank` selects the low-rank query
+    path x -> q_a_proj -> RMSNorm (q_a_layernorm) -> q_b_proj; `rope_interleave` rotates channel pairs (2i, 2i+1)
+    (DeepSeek's checkpoint layout); `rope_scaling` = {"rope_type": "yarn", "factor", "original_max_position_embeddings",
+    "beta_fast", "beta_slow", "mscale", "mscale_all_dim"} applies YaRN: scaled frequencies, cos/sin multiplied by
+    mscale(factor, mscale)/mscale(factor, mscale_all_dim) and the softmax scale by mscale(factor, mscale_all_dim)².
+    `load_deepseek_v3(hf_attention)` copies a transformers DeepseekV3Attention's weights.
+
     `absorbed=True` runs the decode-friendly order (W_UK folded into q, W_UV applied to the attention output);
     it equals the naive order. forward(x, cache=None) -> y, or (y, new_cache) when a cache (B, P, latent+rope)
     is passed (decode): the new tokens sit at positions P.. and attend causally to the whole cache.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, latent_dim: int, nope_dim: int, rope_dim: int,
-                 v_head_dim: int, absorbed: bool = False, max_len: int = 4096):
+                 v_head_dim: int, absorbed: bool = False, max_len: int = 4096, q_lora_rank: int | None = None,
+                 kv_norm: bool = True, norm_eps: float = 1e-6, bias: bool = True, rope_theta: float = 10000.0,
+                 rope_interleave: bool = False, rope_scaling: dict | None = None):
         super().__init__()
         check(rope_dim % 2 == 0, f"rope_dim must be even, got {rope_dim}")
         check(min(num_heads, latent_dim, nope_dim, v_head_dim) > 0, "num_heads, latent_dim, nope_dim, v_head_dim must be positive")
+        check(q_lora_rank is None or q_lora_rank > 0, f"q_lora_rank must be None or positive, got {q_lora_rank}")
         self.num_heads, self.latent_dim, self.nope_dim, self.rope_dim = num_heads, latent_dim, nope_dim, rope_dim
-        self.q_proj = nn.Linear(embed_dim, num_heads * (nope_dim + rope_dim))
-        self.kv_down = nn.Linear(embed_dim, latent_dim + rope_dim)
+        self.norm_eps, self.rope_interleave = norm_eps, rope_interleave
+        qd = num_heads * (nope_dim + rope_dim)
+        if q_lora_rank is None:
+            self.q_proj = nn.Linear(embed_dim, qd, bias=bias)
+        else:
+            self.q_a_proj = nn.Linear(embed_dim, q_lora_rank, bias=bias)
+            self.q_a_norm = nn.Parameter(torch.ones(q_lora_rank))
+            self.q_b_proj = nn.Linear(q_lora_rank, qd, bias=False)
+        self.q_lora_rank = q_lora_rank
+        self.kv_down = nn.Linear(embed_dim, latent_dim + rope_dim, bias=bias)
+        self.kv_norm = nn.Parameter(torch.ones(latent_dim)) if kv_norm else None
         self.w_uk = param(latent_dim, num_heads, nope_dim)
         self.w_uv = param(latent_dim, num_heads, v_head_dim)
-        self.o_proj = nn.Linear(num_heads * v_head_dim, embed_dim)
-        cos, sin = rope_tables(max_len, rope_dim)
+        self.o_proj = nn.Linear(num_heads * v_head_dim, embed_dim, bias=bias)
+        self.softmax_scale = 1 / math.sqrt(nope_dim + rope_dim)
+        cos, sin = self._rope_tables(max_len, rope_theta, rope_scaling)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.set_absorbed(absorbed)
 
+    def _rope_tables(self, max_len: int, theta: float, scaling: dict | None):
+        if not scaling or scaling.get("rope_type", "default") == "default":
+            return rope_tables(max_len, self.rope_dim, theta)
+        check(scaling.get("rope_type") == "yarn",
+              f"rope_scaling: only rope_type 'yarn' (or 'default') is supported, got {scaling.get('rope_type')!r}")
+        check("factor" in scaling and "original_max_position_embeddings" in scaling,
+              "rope_scaling (yarn) needs 'factor' and 'original_max_position_embeddings'")
+        factor = float(scaling["factor"])
+        inv = yarn_inv_freq(self.rope_dim, theta, factor, int(scaling["original_max_position_embeddings"]),
+                            scaling.get("beta_fast") or 32, scaling.get("beta_slow") or 1, scaling.get("truncate", True))
+        m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+        attn = scaling.get("attention_factor") or (yarn_mscale(factor, m) / yarn_mscale(factor, m_all) if m and m_all
+                                                   else yarn_mscale(factor))
+        if m_all:   # DeepSeek folds mscale_all_dim² into the softmax scale
+            self.softmax_scale *= yarn_mscale(factor, m_all) ** 2
+        ang = torch.arange(max_len, dtype=torch.float32)[:, None] * inv[None, :]
+        return ang.cos() * attn, ang.sin() * attn
+
     def set_absorbed(self, absorbed: bool) -> None:
         """Switch between the naive and the absorbed computation order (same numbers)."""
         d = self.nope_dim + self.rope_dim
-        self.spec = AttentionSpec(self.num_heads, 1, d, v_head_dim=self.w_uv.shape[-1], scale=1 / math.sqrt(d),
+        self.spec = AttentionSpec(self.num_heads, 1, d, v_head_dim=self.w_uv.shape[-1], scale=self.softmax_scale,
                                   mask=MaskSpec(causal=True, alignment="bottom_right"),
                                   kv_source=MLA(self.latent_dim, self.rope_dim, absorbed))
 
@@ -51,19 +90,53 @@ class MultiHeadLatentAttention(nn.Module):
     def kv_cache_per_token(self) -> int:
         return self.spec.kv_source.kv_cache_per_token
 
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        if self.rope_interleave:   # pairs (2i, 2i+1): lay evens then odds out, then rotate halves (same dot products)
+            x = torch.cat([x[..., 0::2], x[..., 1::2]], dim=-1)
+        return apply_rope(x, cos, sin)
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q_lora_rank is None:
+            return self.q_proj(x)
+        return self.q_b_proj(rms_norm(self.q_a_proj(x), self.q_a_norm, self.norm_eps))
+
     def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None):
         B, S, _ = x.shape
         P = 0 if cache is None else cache.shape[1]
         cos, sin = self.cos[P:P + S], self.sin[P:P + S]
-        q = split_heads(self.q_proj(x), self.num_heads)
-        q = torch.cat([q[..., :self.nope_dim], apply_rope(q[..., self.nope_dim:], cos, sin)], dim=-1)
+        q = split_heads(self._query(x), self.num_heads)
+        q = torch.cat([q[..., :self.nope_dim], self._rope(q[..., self.nope_dim:], cos, sin)], dim=-1)
         kv = self.kv_down(x)
-        entry = torch.cat([kv[..., :self.latent_dim], apply_rope(kv[..., self.latent_dim:], cos, sin)], dim=-1)
+        latent = kv[..., :self.latent_dim]
+        if self.kv_norm is not None:
+            latent = rms_norm(latent, self.kv_norm, self.norm_eps)
+        entry = torch.cat([latent, self._rope(kv[..., self.latent_dim:], cos, sin)], dim=-1)
         full = entry if cache is None else torch.cat([cache, entry], dim=1)
         key = full[:, None]
         o = attention(self.spec, query=q, key=key, value=key[..., :self.latent_dim], w_uk=self.w_uk, w_uv=self.w_uv)
         y = self.o_proj(merge_heads(o))
         return y if cache is None else (y, full)
+
+    @torch.no_grad()
+    def load_deepseek_v3(self, hf) -> "MultiHeadLatentAttention":
+        """Copy the weights of a transformers DeepseekV3Attention (same dims) into this module; returns self."""
+        H, n, dv, L = self.num_heads, self.nope_dim, self.w_uv.shape[-1], self.latent_dim
+        pairs = [(self.kv_down, hf.kv_a_proj_with_mqa), (self.o_proj, hf.o_proj)]
+        pairs += [(self.q_proj, hf.q_proj)] if self.q_lora_rank is None else [(self.q_a_proj, hf.q_a_proj),
+                                                                              (self.q_b_proj, hf.q_b_proj)]
+        for mine, theirs in pairs:
+            mine.weight.copy_(theirs.weight)
+            if mine.bias is not None:
+                check(theirs.bias is not None, "load_deepseek_v3: this module has biases, the checkpoint does not (bias=False)")
+                mine.bias.copy_(theirs.bias)
+        if self.q_lora_rank is not None:
+            self.q_a_norm.copy_(hf.q_a_layernorm.weight)
+        check(self.kv_norm is not None, "load_deepseek_v3: DeepSeek-V3 normalizes the latent; build with kv_norm=True")
+        self.kv_norm.copy_(hf.kv_a_layernorm.weight)
+        wb = hf.kv_b_proj.weight.reshape(H, n + dv, L)          # rows per head: [k_nope | v]
+        self.w_uk.copy_(wb[:, :n].permute(2, 0, 1))
+        self.w_uv.copy_(wb[:, n:].permute(2, 0, 1))
+        return self
 
 
 class TemporalLatentAttention(nn.Module):
