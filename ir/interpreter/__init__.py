@@ -15,6 +15,7 @@ from .kernels import KERNELS, kernel
 from . import variants  # noqa: E402,F401  (registers the attention variant references)
 from . import fused_attention_ref  # noqa: E402,F401  (registers the FusedAttention kernel)
 from . import scan_ref  # noqa: E402,F401  (registers the CumSum kernel)
+from . import conv_ref  # noqa: E402,F401  (registers the Convolution and Pool kernels)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """All IR ops. Importing this package registers every op by name."""
 from .attention import Attention, Rotary, Tiling
+from .conv import Convolution, Pool
 from .attention_spec import AttentionSpec, Feature, MaskSpec, RopeSpec, SpecError, register_feature
 from .base import OP_REGISTRY, Op, register_op
 from .fused_attention import FusedAttention
@@ -14,5 +15,5 @@ __all__ = [
     "Op", "OP_REGISTRY", "register_op", "Attention", "Rotary", "Tiling", "AttentionSpec", "MaskSpec", "RopeSpec",
     "Feature", "SpecError", "register_feature", "Unary", "Binary", "Activation", "Where", "MatMul", "Linear",
     "Softmax", "LayerNorm", "RMSNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather", "IndexCopy",
-    "Expand", "Cast", "FusedAttention", "CumSum",
+    "Expand", "Cast", "FusedAttention", "CumSum", "Convolution", "Pool",
 ]
