@@ -30,6 +30,7 @@ def register_torch_converter(*names: str):
 # one module per op family; importing registers its converters
 from . import (attention, attncc_ops, creation, elementwise, indexing, linalg, norm, scan, scatter,  # noqa: E402,F401
                selection, shape)
+from . import conv  # noqa: E402,F401  (convolution and pooling)
 
 __all__ = ["TORCH_CONVERTERS", "register_torch_converter", "Converter", "TorchContext", "TorchConst",
            "TorchImportError"]
