@@ -34,7 +34,7 @@ TARGETS: dict[str, TargetInfo] = {
     "mobile-gpu": TargetInfo("mobile-gpu", "attncc.backends.mobile.gpu:MobileGpuBackend",
                              "OpenCL GPU (Adreno/Mali class)", "planned"),
     "optical": TargetInfo("optical", "attncc.backends.optical.backend:OpticalBackend",
-                          "simulated free-space 4f optical accelerator", "planned"),
+                          "simulated free-space 4f optical accelerator", "available"),
 }
 
 _INSTANCES: dict[str, Backend] = {}
