@@ -135,7 +135,15 @@ def _cmd_compile(args) -> int:
                         dynamic_shapes=dynamic)
     if inputs is not None and not isinstance(model, (str, os.PathLike)):
         args_ = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        cm(*args_)   # build now (a model with dynamic dims builds at its first call), so export has kernels
+        from attncc.backends import get_backend
+
+        program = cm.executable.artifacts.get("program")
+        if program is not None and not get_backend(args.target).capabilities.runs_here:
+            # a cross target (mobile-cpu): build for these shapes without running its code (emulation only)
+            cm.bind_dims(args_)
+            program.runner_for(tuple(tuple(int(d) for d in a.shape) for a in args_))
+        else:
+            cm(*args_)   # build now (a model with dynamic dims builds at its first call), so export has kernels
     print(f"compiled for {args.target}: {len(cm.graph.nodes)} nodes, {len(cm.graph.attention_ops())} attention op(s)")
     for n in cm.graph.attention_ops():
         print(f"  {n.name}: {n.spec.summary()}")

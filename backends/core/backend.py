@@ -17,6 +17,7 @@ from ...ir import Graph, graph_from_json, graph_to_json
 from ..base import Executable
 from .cache import GLOBAL_CACHE, CompileCache
 from .plan import Plan
+from .plugin import read_library, write_library
 from .program import GENERIC, Program, decompose_variants
 
 PLANS_INDEX = "plans.json"
@@ -81,7 +82,7 @@ class TvmBackend:
                 if getattr(runner, "library_path", None):   # loaded from the cache or an export: copy the file
                     shutil.copyfile(runner.library_path, path(entry["library"]))
                 else:
-                    runner.lib.export_library(path(entry["library"]))
+                    write_library(self.plugin, runner.lib, path(entry["library"]))
             consts = {k: (v.view("uint16") if v.dtype.name == "bfloat16" else v)
                       for k, v in program.constants_of(runner).items()}
             with open(path(entry["constants"]), "wb") as f:
@@ -109,7 +110,7 @@ class TvmBackend:
             with open(os.path.join(directory, entry["plan"])) as f:
                 plan = Plan.from_json(f.read())
             lib_path = os.path.join(directory, entry["library"]) if entry["library"] else None
-            lib = tvm.runtime.load_module(lib_path) if lib_path else None
+            lib = read_library(self.plugin, lib_path) if lib_path else None
             shapes = GENERIC if entry["shapes"] == GENERIC else tuple(tuple(s) for s in entry["shapes"])
             program.runners[shapes] = program._bind(plan, lib, lib_path)
             notes.extend(n for n in plan.notes if n not in notes)

@@ -118,15 +118,16 @@ class CompileCache:
         lib = os.path.join(path, "kernels.so")
         return text, (lib if os.path.exists(lib) else None)
 
-    def save_disk(self, key: str, plan_json: str, lib, target_name: str = "cpu") -> None:
-        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry."""
+    def save_disk(self, key: str, plan_json: str, lib, target_name: str = "cpu", write=None) -> None:
+        """Write atomically (temp dir + rename) so concurrent compiles never see half an entry.
+        `write(lib, path)` writes the library (default: `lib.export_library`; cross targets link their own way)."""
         final = self.disk_path(key, target_name)
         if os.path.exists(final):
             return
         os.makedirs(cache_dir(target_name), exist_ok=True)
         tmp = tempfile.mkdtemp(dir=cache_dir(target_name), prefix=".tmp-")
         if lib is not None:
-            lib.export_library(os.path.join(tmp, "kernels.so"))
+            (write or (lambda m, p: m.export_library(p)))(lib, os.path.join(tmp, "kernels.so"))
         with open(os.path.join(tmp, "plan.json"), "w") as f:
             f.write(plan_json)
         write_checksums(tmp, CHECKSUMS)

@@ -63,3 +63,27 @@ class TargetPlugin(Protocol):
 
     def prepare_runtime(self, target: dict) -> list[str]:
         """Make this process ready to run the target's code; returns notes for the user."""
+
+    # Optional, for targets whose code cannot run in this process (cross-compiled, emulated):
+    #   write_library(lib, path): write a built library (default: lib.export_library(path), the host's cc)
+    #   read_library(path): what a runner gets for a library file (default: tvm.runtime.load_module(path))
+    #   runner_class: the PlanRunner-like class binding (plan, lib, constants, references) (default: PlanRunner)
+
+
+def write_library(plugin, lib, path: str) -> None:
+    """Write `lib` to `path` the plugin's way (a cross target links with its own compiler)."""
+    custom = getattr(plugin, "write_library", None)
+    if custom is not None:
+        custom(lib, path)
+    else:
+        lib.export_library(path)
+
+
+def read_library(plugin, path: str):
+    """The library at `path` as the plugin's runners take it (a cross target does not load it here)."""
+    custom = getattr(plugin, "read_library", None)
+    if custom is not None:
+        return custom(path)
+    import tvm
+
+    return tvm.runtime.load_module(path)

@@ -15,6 +15,7 @@ from .builder import build_plan, compile_funcs
 from .cache import CompileCache, cache_key
 from .groups import materialize_constant
 from .plan import Plan
+from .plugin import read_library, write_library
 from .runner import PlanRunner
 
 
@@ -79,7 +80,8 @@ class Program:
             lib = compile_funcs(plan, self.target)
             entry = (plan, lib, None)
             if use_cache:
-                self.cache.save_disk(key, plan.to_json(), lib, self.plugin.name)
+                self.cache.save_disk(key, plan.to_json(), lib, self.plugin.name,
+                                     write=lambda m, p: write_library(self.plugin, m, p))
         if use_cache:
             self.cache.put_memory(key, entry)
         plan, lib, lib_path = entry
@@ -101,7 +103,7 @@ class Program:
                   for name, info in plan.values.items() if info["storage"] == "const" and name in used}
         nodes = {n.name: n for n in self.graph.nodes}
         refs = {i: reference_callable(nodes[s["node"]]) for i, s in enumerate(plan.steps) if s["kind"] == "reference"}
-        runner = PlanRunner(plan, lib, consts, refs)
+        runner = (getattr(self.plugin, "runner_class", None) or PlanRunner)(plan, lib, consts, refs)
         runner.library_path = library_path
         return runner
 
@@ -113,7 +115,7 @@ class Program:
 
     def _from_disk(self, plan_json: str, lib_path: str | None):
         plan = Plan.from_json(plan_json)
-        lib = tvm.runtime.load_module(lib_path) if lib_path else None
+        lib = read_library(self.plugin, lib_path) if lib_path else None
         return plan, lib, lib_path
 
     def __call__(self, inputs: Sequence[Any]) -> list[Any]:
