@@ -6,7 +6,8 @@ what a cached token holds, how many keys each query sees, which heads compute. F
                KV "head" with d_qk = latent + rope and d_v = latent (the value is the latent slice of the
                key entry, read once) plus the W_UK/W_UV absorptions per query. Naive: up-project the
                latent to H heads of K (d) and V (dv) for every cached token, write and re-read them.
-  mtla         keys merged over time in chunks of `stride`: KV length and cache ÷ stride.
+  mtla         keys merged over time in chunks of `stride`: KV length and cache ÷ stride (a decoupled RoPE key,
+               rope_dim > 0, is overwritten per token in its chunk's entry, not summed: still ÷ stride).
   grouped      Efficient Conformer: (S, d) -> (ceil(S/g), g·d) (zero-padded to a multiple of g, as the authors'
                code does): score FLOPs n²d -> n²d/g; the regrouping is a reshape of the padded q/k/v.
   strided      queries subsampled by `stride`.

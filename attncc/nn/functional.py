@@ -120,6 +120,9 @@ def mtla(spec, n):
     # running in-chunk sums as a (S, S) lower-triangular same-chunk matrix: m_t = Σ_u [chunk u == chunk t, u <= t] w_u x_u
     merge = ((chunk[:, None] == chunk[None, :]) & (t[None, :] <= t[:, None])).to(n["key"].dtype)
     k, v = merge @ (w * n["key"]), merge @ (w * n["value"])
+    r = spec.kv_source.rope_dim
+    if r:   # decoupled RoPE key channels stay per token
+        k = torch.cat([k[..., :-r], n["key"][..., -r:]], dim=-1)
     keep = (t[None, :] == t[:, None]) | ((t[None, :] < t[:, None]) & ((t[None, :] + 1) % s == 0))
     return sdpa(spec, n["query"], k, v, keep=keep, use_position_mask=False)
 

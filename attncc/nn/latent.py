@@ -140,28 +140,95 @@ class MultiHeadLatentAttention(nn.Module):
 
 
 class TemporalLatentAttention(nn.Module):
-    """Multi-head temporal latent attention ("Multi-head Temporal Latent Attention", Wang et al. 2025): a per-token
-    latent c_t is up-projected to K/V, and a hyper-network (sigmoid(x W_w)) weights tokens that are merged in
-    chunks of `stride` along time, shrinking the KV cache by `stride`. The stride-aware causal mask lets each
-    query see the completed chunks before it plus its own partial chunk, matching incremental decoding."""
+    """Multi-head temporal latent attention ("Multi-head Temporal Latent Attention", Deng & Woodland, NeurIPS 2025;
+    the authors' `mtla` package, MultiheadTemporalLatentAttention). MLA's compressed latent c_t = LayerNorm(x W_a)
+    (kv_norm) is merged over time in chunks of `stride` tokens, shrinking the KV cache by `stride`:
+    m_t = Σ_{u in chunk(t), u <= t} w_u c_u, with the hyper-network weight
+    w_u = sigmoid(fc_c(PE(u // stride)) · fc_p(c_u)) (PE: sinusoidal embedding of the chunk index, fc_c/fc_p map the
+    latent to latent/hyper_rank). Keys are [m_t W_UK_h | k_pe_t] with the decoupled RoPE key k_pe per token (not
+    merged), values m_t W_UV_h (the up-projections carry no bias: the authors use wkv_b's weight only). Queries
+    come from q_proj, or the low-rank path q_a_proj -> LayerNorm -> q_b_proj when `q_lora_rank` is set. RoPE rotates
+    interleaved pairs (2i, 2i+1) as the authors' complex rotation does. The stride-aware causal mask lets each query
+    see the completed chunks before it plus its own partial chunk, matching incremental decoding.
+    `load_mtla(authors_module)` copies the weights of a `mtla.MultiheadTemporalLatentAttention`."""
 
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, latent_dim: int, stride: int):
+    def __init__(self, embed_dim: int, num_heads: int, latent_dim: int, nope_dim: int, rope_dim: int,
+                 v_head_dim: int, stride: int, q_lora_rank: int | None = None, bias: bool = False,
+                 hyper_rank: int = 4, rope_theta: float = 10000.0, max_len: int = 4096):
         super().__init__()
         check(stride > 0, f"stride must be a positive int, got {stride}")
-        self.num_heads = num_heads
-        self.q_proj = nn.Linear(embed_dim, num_heads * head_dim)
-        self.kv_down = nn.Linear(embed_dim, latent_dim)
-        self.k_up = nn.Linear(latent_dim, num_heads * head_dim, bias=False)
-        self.v_up = nn.Linear(latent_dim, num_heads * head_dim, bias=False)
-        self.merge = nn.Linear(embed_dim, 1)
-        self.o_proj = nn.Linear(num_heads * head_dim, embed_dim)
-        self.spec = AttentionSpec(num_heads, num_heads, head_dim, scale=1 / math.sqrt(head_dim),
-                                  mask=MaskSpec(causal=True), kv_source=MTLA(stride))
+        check(rope_dim % 2 == 0, f"rope_dim must be even, got {rope_dim}")
+        check(latent_dim // hyper_rank > 0, f"latent_dim ({latent_dim}) // hyper_rank ({hyper_rank}) must be positive")
+        self.num_heads, self.latent_dim, self.nope_dim, self.rope_dim = num_heads, latent_dim, nope_dim, rope_dim
+        self.q_lora_rank = q_lora_rank
+        qd = num_heads * (nope_dim + rope_dim)
+        if q_lora_rank is None:
+            self.q_proj = nn.Linear(embed_dim, qd, bias=bias)
+        else:
+            self.q_a_proj = nn.Linear(embed_dim, q_lora_rank, bias=bias)
+            self.q_norm = nn.LayerNorm(q_lora_rank)
+            self.q_b_proj = nn.Linear(q_lora_rank, qd, bias=bias)
+        self.kv_down = nn.Linear(embed_dim, latent_dim + rope_dim, bias=bias)
+        self.kv_norm = nn.LayerNorm(latent_dim)
+        self.w_uk = param(latent_dim, num_heads, nope_dim)
+        self.w_uv = param(latent_dim, num_heads, v_head_dim)
+        self.fc_c = nn.Linear(latent_dim, latent_dim // hyper_rank)
+        self.fc_p = nn.Linear(latent_dim, latent_dim // hyper_rank)
+        self.o_proj = nn.Linear(num_heads * v_head_dim, embed_dim, bias=bias)
+        cos, sin = rope_tables(max_len, rope_dim, rope_theta)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("chunk_pe", _sinusoid(-(-max_len // stride), latent_dim), persistent=False)
+        self.spec = AttentionSpec(num_heads, num_heads, nope_dim + rope_dim, v_head_dim=v_head_dim,
+                                  scale=1 / math.sqrt(nope_dim + rope_dim), mask=MaskSpec(causal=True),
+                                  kv_source=MTLA(stride, rope_dim))
+
+    def _rope(self, x: torch.Tensor, S: int) -> torch.Tensor:
+        x = torch.cat([x[..., 0::2], x[..., 1::2]], dim=-1)   # interleaved pairs laid out as halves (same dot products)
+        return apply_rope(x, self.cos[:S], self.sin[:S])
+
+    def merge_weights(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, S) hyper-network weights sigmoid(fc_c(PE(chunk index)) · fc_p(latent))."""
+        S = latent.shape[1]
+        chunk = self.chunk_pe.repeat_interleave(self.spec.kv_source.stride, dim=0)[:S]
+        return torch.sigmoid((self.fc_c(chunk)[None] * self.fc_p(latent)).sum(-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.kv_down(x)
-        q = split_heads(self.q_proj(x), self.num_heads)
-        k = split_heads(self.k_up(c), self.num_heads)
-        v = split_heads(self.v_up(c), self.num_heads)
-        w = torch.sigmoid(self.merge(x)).squeeze(-1)
-        return self.o_proj(merge_heads(attention(self.spec, query=q, key=k, value=v, merge_weights=w)))
+        B, S, _ = x.shape
+        q = self.q_proj(x) if self.q_lora_rank is None else self.q_b_proj(self.q_norm(self.q_a_proj(x)))
+        q = split_heads(q, self.num_heads)
+        q = torch.cat([q[..., :self.nope_dim], self._rope(q[..., self.nope_dim:], S)], dim=-1)
+        kv = self.kv_down(x)
+        c = self.kv_norm(kv[..., :self.latent_dim])
+        k_pe = self._rope(kv[..., self.latent_dim:], S)[:, None].expand(-1, self.num_heads, -1, -1)
+        k = torch.cat([torch.einsum("bsl,lhn->bhsn", c, self.w_uk), k_pe], dim=-1)
+        v = torch.einsum("bsl,lhv->bhsv", c, self.w_uv)
+        o = attention(self.spec, query=q, key=k, value=v, merge_weights=self.merge_weights(c))
+        return self.o_proj(merge_heads(o))
+
+    @torch.no_grad()
+    def load_mtla(self, theirs) -> "TemporalLatentAttention":
+        """Copy the weights of the authors' mtla.MultiheadTemporalLatentAttention (a module or its state_dict, same
+        dims) into this module; returns self."""
+        sd = theirs.state_dict() if isinstance(theirs, nn.Module) else theirs
+        names = {"kv_down": "wkv_a", "kv_norm": "kv_norm", "o_proj": "wo", "fc_c": "hypernet_down.fc_c",
+                 "fc_p": "hypernet_down.fc_p"}
+        names.update({"q_proj": "wq"} if self.q_lora_rank is None else {"q_a_proj": "wq_a", "q_norm": "q_norm",
+                                                                        "q_b_proj": "wq_b"})
+        for mine, src in names.items():
+            sub = {k[len(src) + 1:]: torch.as_tensor(v) for k, v in sd.items() if k.startswith(src + ".")}
+            getattr(self, mine).load_state_dict(sub)
+        wb = torch.as_tensor(sd["wkv_b.weight"]).reshape(self.num_heads, self.nope_dim + self.w_uv.shape[-1], -1)
+        self.w_uk.copy_(wb[:, :self.nope_dim].permute(2, 0, 1))
+        self.w_uv.copy_(wb[:, self.nope_dim:].permute(2, 0, 1))
+        return self
+
+
+def _sinusoid(n: int, d: int) -> torch.Tensor:
+    """(n, d) sinusoidal embedding, sin on even and cos on odd channels (Vaswani et al. 2017)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(n, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe

@@ -54,7 +54,7 @@ def mtla(i):
     B, S = SIZES[i]
     ins = qkv(i, B, 4, 2, S, S, 8)
     ins["merge_weights"] = _rng(i).uniform(0.2, 1.0, (B, S)).astype(np.float32)
-    return AttentionSpec(4, 2, 8, mask=MaskSpec(causal=True), kv_source=MTLA(2 + i)), ins
+    return AttentionSpec(4, 2, 8, mask=MaskSpec(causal=True), kv_source=MTLA(2 + i, rope_dim=2)), ins
 
 
 def global_query(i):

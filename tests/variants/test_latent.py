@@ -9,6 +9,7 @@ from attncc.ir.ops.attention_spec import SpecError
 from attncc.nn import MultiHeadLatentAttention, TemporalLatentAttention
 
 from .harness import check_variant, rand
+from .reference_fixtures import load
 
 SHAPES = [(2, 7), (3, 12)]
 
@@ -48,22 +49,25 @@ def test_mla_decode_with_cache_equals_prefill():
 
 
 def _mtla_decode(m, x):
-    """Token-by-token decoding with a merged cache of ceil(t/stride) entries: the behaviour MTLA's mask must match."""
-    s = m.spec.kv_source.stride
-    H = m.num_heads
-    c = m.kv_down(x)
-    q = m.q_proj(x).reshape(*x.shape[:2], H, -1).transpose(1, 2)
-    k = m.k_up(c).reshape(*x.shape[:2], H, -1).transpose(1, 2)
-    v = m.v_up(c).reshape(*x.shape[:2], H, -1).transpose(1, 2)
-    w = torch.sigmoid(m.merge(x)).squeeze(-1)
-    outs, ck, cv = [], [], []
-    for t in range(x.shape[1]):
-        wk, wv = w[:, None, t, None] * k[:, :, t], w[:, None, t, None] * v[:, :, t]
+    """Token-by-token decoding with a cache of ceil(t/stride) entries (merged latent, the chunk's latest k_pe), as the
+    authors' incremental path keeps it: the behaviour MTLA's stride-aware mask and per-token k_pe must match."""
+    s, L, n = m.spec.kv_source.stride, m.latent_dim, m.nope_dim
+    S = x.shape[1]
+    q = m.q_proj(x).reshape(*x.shape[:2], m.num_heads, -1).transpose(1, 2)
+    q = torch.cat([q[..., :n], m._rope(q[..., n:], S)], -1)
+    kv = m.kv_down(x)
+    c = m.kv_norm(kv[..., :L])
+    pe = m._rope(kv[..., L:], S)
+    w = m.merge_weights(c)
+    outs, cc, cp = [], [], []
+    for t in range(S):
         if t % s == 0:
-            ck.append(wk), cv.append(wv)
+            cc.append(w[:, t, None] * c[:, t]), cp.append(pe[:, t])
         else:
-            ck[-1], cv[-1] = ck[-1] + wk, cv[-1] + wv
-        K, V = torch.stack(ck, 2), torch.stack(cv, 2)
+            cc[-1], cp[-1] = cc[-1] + w[:, t, None] * c[:, t], pe[:, t]
+        C, P = torch.stack(cc, 1), torch.stack(cp, 1)                  # (B, entries, L), (B, entries, r)
+        K = torch.cat([torch.einsum("btl,lhn->bhtn", C, m.w_uk), P[:, None].expand(-1, m.num_heads, -1, -1)], -1)
+        V = torch.einsum("btl,lhv->bhtv", C, m.w_uv)
         p = torch.softmax(m.spec.scale * (q[:, :, t:t + 1] @ K.transpose(-1, -2)), -1)
         outs.append(p @ V)
         assert K.shape[2] == -(-(t + 1) // s)            # cache holds ceil((t+1)/stride) merged entries
@@ -74,11 +78,28 @@ def _mtla_decode(m, x):
 @pytest.mark.parametrize("batch,seq,stride", [(2, 7, 2), (3, 12, 3)])
 def test_mtla_agrees_and_matches_incremental_decoding(batch, seq, stride):
     torch.manual_seed(3)
-    m = TemporalLatentAttention(24, 3, head_dim=8, latent_dim=10, stride=stride).eval()
+    m = TemporalLatentAttention(24, 3, latent_dim=12, nope_dim=6, rope_dim=4, v_head_dim=5, stride=stride).eval()
     x = rand(batch, seq, 24)
-    check_variant(m, (x,), {"kv_source.kind": "mtla", "kv_source.stride": stride, "mask.causal": True})
+    check_variant(m, (x,), {"kv_source.kind": "mtla", "kv_source.stride": stride, "kv_source.rope_dim": 4,
+                            "mask.causal": True})
     with torch.no_grad():
         torch.testing.assert_close(m(x), _mtla_decode(m, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cpu", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["reference", "cpu"])
+@pytest.mark.parametrize("name", ["q_proj_s2_T7", "q_lora_s3_T8"])
+def test_mtla_matches_the_authors_package(name, cpu):
+    """Fixtures recorded from the authors' mtla package (PyPI mtla 0.3.2, MultiheadTemporalLatentAttention; wheel
+    sha256 in the fixture's meta): latent LayerNorm, decoupled per-token k_pe, hyper-network merge weights."""
+    a, meta = load(f"mtla_{name}")
+    kw = meta["kwargs"]
+    m = TemporalLatentAttention(kw["embed_dim"], kw["num_heads"], kw["kv_lora_rank"], kw["qk_nope_head_dim"],
+                                kw["qk_rope_head_dim"], kw["v_head_dim"], kw["down_rate"],
+                                q_lora_rank=kw["q_lora_rank"] or None).load_mtla(a).eval()
+    x = torch.from_numpy(a["x"])
+    with torch.no_grad():
+        np.testing.assert_allclose(m(x).numpy(), a["out"], rtol=1e-4, atol=1e-5, err_msg="module vs the authors' mtla")
+    check_variant(m, (x,), {"kv_source": MTLA(kw["down_rate"], kw["qk_rope_head_dim"])}, seed_outputs=a["out"], cpu=cpu)
 
 
 def test_latent_configuration_errors():

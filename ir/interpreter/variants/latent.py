@@ -54,6 +54,9 @@ def mtla(spec, named):
     w = f["merge_weights"]
     k = temporal_merge(f["key"], w, s)
     v = temporal_merge(f["value"], w, s)
+    r = spec.kv_source.rope_dim
+    if r:   # the decoupled RoPE key is per token, not merged
+        k[..., -r:] = f["key"][..., -r:]
     n = k.shape[2]
     # the stride mask replaces plain causality (it is stricter than it)
     return finish(softmax_attention(spec, f["query"], k, v, keep=stride_causal_keep(n, s), use_position_mask=False), named)

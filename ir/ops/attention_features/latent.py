@@ -66,14 +66,19 @@ class MTLA(Feature):
     The merged KV after token t is m_t = Σ_{u in chunk(t), u <= t} w_u kv_u. Query i sees m_t for every t <= i
     that ends a chunk ((t+1) % stride == 0) and its own partial chunk m_i: the stride-aware causal mask that
     makes parallel training equal to decoding with a cache of ceil(S/stride) merged entries.
+    `rope_dim` > 0: the key's last rope_dim channels are the decoupled RoPE key k_pe (Deng & Woodland's MTLA,
+    as MLA): they are NOT merged; entry t keeps token t's own k_pe (the decoding cache overwrites it per token).
     """
 
     kind: ClassVar[str] = "mtla"
     variant_label: ClassVar[str] = "mtla"
     stride: int = 2
+    rope_dim: int = 0
 
     def __post_init__(self):
         positive_int("mtla", "stride", self.stride)
+        check(isinstance(self.rope_dim, int) and not isinstance(self.rope_dim, bool) and self.rope_dim >= 0,
+              f"mtla.rope_dim must be an int >= 0, got {self.rope_dim!r}")
 
     def extra_inputs(self):
         return ("merge_weights",)
@@ -83,6 +88,7 @@ class MTLA(Feature):
         m = spec.mask
         check(m.causal and m.window_left is None and m.window_right is None,
               "mtla: mask must be causal (the stride-aware causal mask) with no window")
+        check(self.rope_dim < spec.head_dim, f"mtla: rope_dim ({self.rope_dim}) must be below head_dim ({spec.head_dim})")
 
     def infer(self, spec, t, node):
         q, k, v, B, Sq, Skv = qkv(spec, t, node)

@@ -61,6 +61,11 @@ def mtla(b: Builder) -> list:
     w4 = b.reshape(w, (B, 1, n, 1), "merge_weights_4d")
     T = b.const(chunk_prefix_matrix(n, s), "chunk_prefix")
     merged = [b.matmul(T, b.binary("mul", x, w4, f"{name}_weighted"), f"{name}_merged") for name, x in (("k", k), ("v", v))]
+    r = b.spec.kv_source.rope_dim
+    if r:   # the decoupled RoPE channels of the key are per token: take them from the unmerged key
+        d = b.spec.head_dim
+        merged[0] = b.concat([b.slice(merged[0], 3, 0, d - r, label="k_merged_nope"),
+                              b.slice(k, 3, d - r, d, label="k_pe")], 3, "k_merged_rope")
     keep = b.const(stride_causal_keep(n, s), "stride_mask", dtype="bool")
     # the stride mask is stricter than causality; keeping `causal` lets the kernel skip the upper blocks
     spec = with_mask(b.plain_spec(), input="bool")
