@@ -13,6 +13,9 @@ from ..core.backend import PLANS_INDEX, TvmBackend
 from ..core.cache import CompileCache
 from ..core.plan import Plan
 from ..core.program import GENERIC, decompose_variants
+from ..core.errors import LoweringError
+from .arch import cuda_arch
+from .attention.resources import ELEM, TileError, choose_tile
 from .plugin import CudaPlugin
 from .program import SIDE_FILES, CudaLibrary, CudaProgram, NoCudaDeviceError, _read_info
 
@@ -22,6 +25,23 @@ FOLDER_NOTE = """CUDA kernels of this model, for inspection (the libraries kerne
 Running needs an NVIDIA GPU of that arch, its driver, and TVM's runtime with CUDA
 (tvm/lib/libtvm_runtime_cuda.so); no nvcc or NVRTC.
 """
+
+
+def check_forced_tiles(graph: Graph, arch: str, forced: tuple | None) -> None:
+    """A tile forced through the options must fit every attention op on `arch` (shared memory, threads,
+    registers); otherwise a LoweringError naming the node, the op and the limit, before any codegen."""
+    if not forced or not any(forced):
+        return
+    for node in graph.nodes:
+        if node.op.op_name != "Attention":
+            continue
+        spec = node.op.spec
+        dtype = node.inputs[0].dtype
+        try:
+            choose_tile(1, spec.head_dim, spec.v_head_dim, dtype if dtype in ELEM else "float32", cuda_arch(arch),
+                        forced[0], forced[1], forced=True)
+        except TileError as e:
+            raise LoweringError(node.name, "Attention", str(e), target="cuda") from None
 
 
 class CudaBackend(TvmBackend):
@@ -36,6 +56,7 @@ class CudaBackend(TvmBackend):
         graph = decompose_variants(graph)
         target = self.target(options)
         self.hardware, self.capabilities = self.plugin.hardware, self.plugin.capabilities
+        check_forced_tiles(graph, target["arch"], self.plugin.forced_tile)
         notes: list[str] = list(self.plugin.prepare_runtime(target))
         program = CudaProgram(graph, target, options, self.cache, notes, self.plugin)
         if all(isinstance(d, int) for v in graph.inputs for d in v.shape):

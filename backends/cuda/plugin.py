@@ -18,6 +18,7 @@ class CudaPlugin:
 
     def __init__(self):
         self.arch = DEFAULT_ARCH
+        self.forced_tile: tuple | None = None   # options q_block / kv_block: taken as given, checked, never shrunk
         self.matmul = CudaMatmul(lambda: self.arch)
 
     @property
@@ -29,10 +30,11 @@ class CudaPlugin:
         return cuda_capabilities(self.arch)
 
     def tvm_target(self, options: dict[str, Any]) -> dict:
-        """options["arch"]: sm_80 | sm_90a (default) or an alias (a100, h100, h200). The schedules of the build
-        that follows use this arch's limits."""
+        """options["arch"]: sm_80 | sm_90a (default) or an alias (a100, h100, h200); options["q_block"] /
+        ["kv_block"] force the attention tile. The schedules of the build that follows use this arch's limits."""
         target = cuda_target(options)
         self.arch = target["arch"]
+        self.forced_tile = (options.get("q_block"), options.get("kv_block"))
         return target
 
     def schedule(self, kind: str):
@@ -42,7 +44,7 @@ class CudaPlugin:
         """(PrimFunc, metadata) of the flash kernel for `cfg` (prefill, or split-KV decode + combine)."""
         from .attention import attention_primfunc
 
-        return attention_primfunc(cfg, target)
+        return attention_primfunc(cfg, target, self.forced_tile)
 
     def prepare_runtime(self, target: dict) -> list[str]:
         from .program import cuda_device

@@ -1,7 +1,35 @@
-"""Flash attention kernels for the cuda target (TIR PrimFuncs)."""
+"""Flash attention kernels for the cuda target (TIR PrimFuncs): prefill and split-KV decode + combine (flash.py),
+tiles checked against the arch's limits before codegen (resources.py)."""
 from __future__ import annotations
 
+from ..arch import cuda_arch
+from .resources import FlashTile, TileError, choose_tile, registers_per_thread, shared_bytes
 
-def attention_primfunc(cfg, target: dict):
+
+def kernel_tile(cfg, arch: str, forced: tuple | None = None) -> tuple[FlashTile, int]:
+    """(tile, KV splits) of the kernel for `cfg` on `arch`; `forced` = (q_block, kv_block) from the compile
+    options (a forced tile over a limit raises TileError)."""
+    a = cuda_arch(arch)
+    rows = cfg.q_len * cfg.group
+    if forced and any(forced):
+        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, forced[0], forced[1], forced=True)
+    else:
+        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, cfg.q_block, cfg.kv_block)
+    splits = max(1, min(cfg.num_splits or 1, -(-cfg.kv_len // tile.kv_block)))
+    return tile, splits
+
+
+def attention_primfunc(cfg, target: dict, forced: tuple | None = None):
     """(PrimFunc over (q, k, v[, mask], out), metadata) for `cfg` on `target`."""
-    raise NotImplementedError("cuda flash attention kernels are not written yet")
+    from .flash import flash_primfunc
+
+    tile, splits = kernel_tile(cfg, target["arch"], forced)
+    func = flash_primfunc(cfg, tile, splits)
+    return func, {"kind": "flash-decode" if splits > 1 else "flash-prefill",
+                  "schedule": {"q_block": tile.q_block, "kv_block": tile.kv_block, "threads_per_row": tile.tpr,
+                               "threads": tile.threads, "splits": splits, "arch": target["arch"],
+                               "shared_bytes": shared_bytes(tile, cfg.head_dim, cfg.v_head_dim, cfg.dtype),
+                               "registers_estimate": registers_per_thread(tile, cfg.v_head_dim)}}
+
+
+__all__ = ["FlashTile", "TileError", "attention_primfunc", "kernel_tile"]
