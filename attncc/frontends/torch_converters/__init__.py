@@ -31,6 +31,7 @@ def register_torch_converter(*names: str):
 from . import (attention, attncc_ops, creation, elementwise, indexing, linalg, norm, scan, scatter,  # noqa: E402,F401
                selection, shape)
 from . import conv  # noqa: E402,F401  (convolution and pooling)
+from . import moe  # noqa: E402,F401  (MoE routing: sort, histc, scatter.value, grouped_mm)
 
 __all__ = ["TORCH_CONVERTERS", "register_torch_converter", "Converter", "TorchContext", "TorchConst",
            "TorchImportError"]
