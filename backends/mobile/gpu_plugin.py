@@ -1,0 +1,46 @@
+"""The `mobile-gpu` target plugin: OpenCL kernels for Adreno/Mali-class GPUs, sized from the device spec."""
+from __future__ import annotations
+
+from typing import Any
+
+from . import gpu_schedules
+from .gpu_matmul import GpuMatmul
+from .gpu_spec import mobile_gpu_capabilities, opencl_limits
+
+
+class MobileGpuPlugin:
+    """OpenCL (buffers) with an LLVM host; kernels sized by `opencl_limits()` (cost_models/specs/mobile-gpu.json)."""
+
+    name = "mobile-gpu"
+    description = "OpenCL GPU (Adreno/Mali class), run here through pyopencl"
+    hardware = "mobile-gpu"
+
+    def __init__(self):
+        self.capabilities = mobile_gpu_capabilities()
+        self.limits = opencl_limits()
+        self.matmul = GpuMatmul()
+
+    def tvm_target(self, options: dict[str, Any]) -> dict:
+        """OpenCL with the spec's work-group and local-memory limits (TVM checks its own schedules against
+        them); the host side is plain LLVM (only its lowered IR is read: launches are replayed by pyopencl)."""
+        return {"kind": "opencl", "max_num_threads": self.limits.max_work_group_size,
+                "max_threads_per_block": self.limits.max_work_group_size,
+                "max_shared_memory_per_block": self.limits.local_mem_bytes,
+                "thread_warp_size": 1, "host": {"kind": "llvm"}}
+
+    def schedule(self, kind: str):
+        return gpu_schedules.SCHEDULES[kind]
+
+    def attention_primfunc(self, cfg, target: dict):
+        """(PrimFunc, metadata) of the OpenCL flash-attention kernel for `cfg` (gpu_attention.py)."""
+        from .gpu_attention import attention_primfunc
+
+        return attention_primfunc(cfg, self.limits)
+
+    def prepare_runtime(self, target: dict) -> list[str]:
+        from .gpu_spec import opencl_device_present
+
+        if not opencl_device_present():
+            return ["mobile-gpu: no OpenCL device in this process: the OpenCL sources compile and export, "
+                    "but running them here raises (pip install pyopencl pocl-binary-distribution gives a CPU device)"]
+        return []
