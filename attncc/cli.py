@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print-pipeline", action="store_true", help="print the pipeline that will run")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     c.add_argument("--print-ir", action="store_true", help="print the optimized IR")
-    c.add_argument("--export", metavar="DIR", help="write a deployable folder")
+    c.add_argument("--export", "-o", metavar="DIR", help="write a deployable folder")
     c.add_argument("--report", action="store_true", help="print the cost report for the target's hardware")
     c.add_argument("--dynamic", metavar="INPUT:AXIS=NAME[:MIN:MAX]", action="append", default=[],
                    help="declare a dynamic dim of a torch model's input for torch.export (repeatable), e.g. "

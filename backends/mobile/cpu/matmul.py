@@ -114,15 +114,14 @@ class NeonMatmul:
         sch.reorder(bl, n_out, m_out, m_in, n_in)
         sch.compute_at(accb, m_out)
         sch.set_scope(accb, 0, "local")
-        inner = sch.get_loops(accb)[3:]           # the tile's (rows?, cols?, k) under (b, n_out, m_out)
-        k_loop = inner[-1]
-        row_loop = inner[0] if rows > 1 else None
-        col_loop = inner[-2] if cols > 1 else None
-        sch.reorder(k_loop, *[x for x in (row_loop, col_loop) if x is not None])
-        if row_loop is not None:
-            sch.unroll(row_loop)
-        if col_loop is not None:
-            sch.vectorize(col_loop)
-            sch.vectorize(n_in)
+        # under (b, n_out, m_out) the tile keeps a row loop when rows > 1, a column loop when cols > 1, then k
+        *tile, k_loop = sch.get_loops(accb)[3:]
+        named = dict(zip([kind for kind, size in (("row", rows), ("col", cols)) if size > 1], tile))
+        sch.reorder(k_loop, *named.values())      # k outermost: the whole tile accumulates in registers
+        if "row" in named:
+            sch.unroll(named["row"])              # one FMLA chain per tile row
+        if "col" in named:
+            for loop in (named["col"], n_in):     # accumulate and store whole NEON vectors
+                sch.vectorize(loop)
         sch.parallel(sch.fuse(bl, n_out, m_out))
         sch.decompose_reduction(accb, k_loop)
