@@ -13,7 +13,8 @@ what a cached token holds, how many keys each query sees, which heads compute. F
   strided      queries subsampled by `stride`.
   hilo         LITv2: `local_heads` attend within windows of wh·ww keys; the rest attend keys
                average-pooled by wh·ww.
-  moh          MoH: each token runs top_k routed + shared heads: FLOPs × (top_k + shared)/H.
+  moh          MoH: each token runs top_k routed + shared heads: FLOPs × (top_k + shared)/H (routers='moh'
+               adds the balancing-router logits and the gate softmaxes).
   chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H.
   knocking_heads  H×H mixing of q (and k, v) per token before attention.
   multi_window / blocked_local / topk_sparse / block_sparse  keys seen per query: min(L, window),
@@ -120,6 +121,9 @@ def moh_rule(w: AttentionWork, feat, spec) -> None:
     if w.q_len == 1:  # decode: KV heads of unrouted query heads are not read (MHA: one KV head per head)
         w.kv_read_scale *= min(1.0, math.ceil(active / w.group) / w.kv_heads)
     w.extra_bytes += w.batch * w.q_len * w.q_heads * w.elem_bytes     # head logits
+    if getattr(feat, "balanced", False):   # the authors' shared-vs-routed balancing router: 2 logits per token
+        w.extra_bytes += w.batch * w.q_len * 2 * w.elem_bytes
+        w.extra_vector_flops += w.batch * w.q_len * (4 * w.q_heads + 8)   # gate softmaxes and scales
     w.extra_vector_flops += w.batch * w.q_len * w.q_heads * (4 + w.v_dim)  # top-k softmax, output weighting
 
 

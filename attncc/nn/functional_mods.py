@@ -78,7 +78,14 @@ def moh(spec, n):
     routed = logits[..., feat.shared_heads:]
     top = torch.topk(routed, feat.top_k, dim=-1)
     gates = torch.zeros_like(routed).scatter(-1, top.indices, torch.softmax(top.values, -1))
-    weights = torch.cat([torch.ones_like(logits[..., :feat.shared_heads]), gates], -1)   # (B, S, H)
+    if feat.routers == "fixed":
+        weights = torch.cat([torch.ones_like(logits[..., :feat.shared_heads]), gates], -1)   # (B, S, H)
+    elif feat.shared_heads == 0:
+        weights = feat.top_k * gates
+    else:   # the authors' shared router and shared-vs-routed balancing router
+        bal = 2 * torch.softmax(n["balance_logits"], -1)
+        shared = feat.shared_heads * torch.softmax(logits[..., :feat.shared_heads], -1)
+        weights = torch.cat([bal[..., :1] * shared, bal[..., 1:] * feat.top_k * gates], -1)
     return sdpa(spec, n["query"], n["key"], n["value"]) * weights.transpose(1, 2)[..., None]
 
 

@@ -16,19 +16,45 @@ class MixtureOfHeadsAttention(ProjectedAttention):
     """Mixture-of-head attention ("MoH: Multi-Head Attention as Mixture-of-Head Attention", Jin et al. 2024;
     "Mixture of Attention Heads: Selecting Attention Heads Per Token", Zhang et al. 2022): a router scores the
     heads per token, each token uses its top_k routed heads (softmax-weighted) plus `shared_heads` always-on
-    heads, and the output projection takes the weighted sum of head outputs."""
+    heads, and the output projection takes the weighted sum of head outputs.
 
-    def __init__(self, embed_dim: int, num_heads: int, top_k: int, shared_heads: int = 0, causal: bool = False):
+    routers="moh" is the authors' MoHAttention (SkyworkAI/MoH): `router` rows [0, shared) are the shared-head
+    router (wg_1), the rest the routed router (wg); `balance` (wg_0) is the shared-vs-routed balancing router;
+    gates carry the authors' scales (x top_k, x shared_heads, x 2). routers="fixed" weighs shared heads 1.
+    `load_moh(state_dict)` copies an authors' MoHAttention's weights."""
+
+    def __init__(self, embed_dim: int, num_heads: int, top_k: int, shared_heads: int = 0, causal: bool = False,
+                 routers: str = "fixed"):
         super().__init__(embed_dim, num_heads)
         check(0 <= shared_heads < num_heads and 1 <= top_k <= num_heads - shared_heads,
               f"need 0 <= shared_heads < num_heads and 1 <= top_k <= num_heads - shared_heads; "
               f"got top_k={top_k}, shared_heads={shared_heads}, num_heads={num_heads}")
         self.router = nn.Linear(embed_dim, num_heads, bias=False)
+        feat = MoH(top_k, shared_heads, routers)
+        self.balance = nn.Linear(embed_dim, 2, bias=False) if feat.balanced else None
         self.spec = AttentionSpec(num_heads, num_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
-                                  mask=MaskSpec(causal=causal), head_mixing=MoH(top_k, shared_heads))
+                                  mask=MaskSpec(causal=causal), head_mixing=feat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attend(*self.heads(x), head_logits=self.router(x))
+        extra = {"balance_logits": self.balance(x)} if self.balance is not None else {}
+        return self.attend(*self.heads(x), head_logits=self.router(x), **extra)
+
+    @torch.no_grad()
+    def load_moh(self, sd) -> "MixtureOfHeadsAttention":
+        """Copy the weights of the authors' MoHAttention (its state_dict: qkv, proj, wg, wg_0, wg_1); returns self."""
+        sd = {k: torch.as_tensor(v) for k, v in sd.items()}
+        D = self.num_heads * self.head_dim
+        for i, lin in enumerate((self.q_proj, self.k_proj, self.v_proj)):   # qkv rows are [q; k; v]
+            lin.weight.copy_(sd["qkv.weight"][i * D:(i + 1) * D])
+            lin.bias.copy_(sd["qkv.bias"][i * D:(i + 1) * D] if "qkv.bias" in sd else torch.zeros(D))
+        self.o_proj.weight.copy_(sd["proj.weight"])
+        self.o_proj.bias.copy_(sd["proj.bias"])
+        shared = self.spec.head_mixing.shared_heads
+        rows = ([sd["wg_1.weight"]] if shared else []) + [sd["wg.weight"]]
+        self.router.weight.copy_(torch.cat(rows))
+        if self.balance is not None:
+            self.balance.weight.copy_(sd["wg_0.weight"])
+        return self
 
 
 class KnockingHeadsAttention(ProjectedAttention):

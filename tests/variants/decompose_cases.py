@@ -114,6 +114,13 @@ def moh(i):
     return AttentionSpec(5, 5, 8, head_mixing=MoH(top_k=2, shared_heads=1)), ins
 
 
+def moh_authors(i):
+    """routers='moh': the authors' shared router and shared-vs-routed balancing router (balance_logits input)."""
+    spec, ins = moh(i)
+    ins["balance_logits"] = _rng(i + 7).standard_normal(ins["head_logits"].shape[:2] + (2,)).astype(np.float32)
+    return spec.replace(head_mixing=MoH(top_k=2, shared_heads=2, routers="moh")), ins
+
+
 def knocking(i):
     B, S = SIZES[i]
     ins = qkv(i, B, 4, 2, S, S, 8)
@@ -158,6 +165,7 @@ CASES = [
     Case("linear-causal", linear("linear", normalize=True)),
     Case("linear-gated", linear("gated", "elu_plus_one")),
     Case("moh", moh),
+    Case("moh-authors-routers", moh_authors),
     Case("knocking_heads", knocking),
     Case("chai", chai),
     Case("multi_window", score_mods(MultiWindow((2, None, 5, 0)), causal=True)),

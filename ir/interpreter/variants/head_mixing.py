@@ -7,17 +7,29 @@ from ..attention_ref import masked_softmax_attention, position_keep_mask, regist
 from ._common import as_f64, finish, softmax_attention
 
 
-def moh_weights(logits: np.ndarray, top_k: int, shared: int) -> np.ndarray:
-    """(B, S, H) head weights: 1 for shared heads; softmax over the top-k routed logits; 0 elsewhere."""
+def moh_weights(logits: np.ndarray, feat, balance: np.ndarray | None = None) -> np.ndarray:
+    """(B, S, H) head weights of MoH (see the feature's docstring): top-k softmax for routed heads, 1 or the
+    authors' shared router for shared heads, with the balancing router and scales when routers == 'moh'."""
+    top_k, shared = feat.top_k, feat.shared_heads
     w = np.zeros_like(logits)
-    w[..., :shared] = 1.0
     routed = logits[..., shared:]
     idx = np.argsort(-routed, axis=-1, kind="stable")[..., :top_k]
     top = np.take_along_axis(routed, idx, axis=-1)
     e = np.exp(top - top.max(-1, keepdims=True))
     sub = np.zeros_like(routed)
     np.put_along_axis(sub, idx, e / e.sum(-1, keepdims=True), axis=-1)
-    w[..., shared:] = sub
+    if feat.routers == "fixed":
+        w[..., :shared] = 1.0
+        w[..., shared:] = sub
+        return w
+    w[..., shared:] = top_k * sub
+    if shared:
+        def softmax(x):
+            x = np.exp(x - x.max(-1, keepdims=True))
+            return x / x.sum(-1, keepdims=True)
+        b = 2.0 * softmax(balance)
+        w[..., :shared] = shared * softmax(logits[..., :shared]) * b[..., :1]
+        w[..., shared:] *= b[..., 1:]
     return w
 
 
@@ -25,7 +37,7 @@ def moh_weights(logits: np.ndarray, top_k: int, shared: int) -> np.ndarray:
 def moh(spec, named):
     f = as_f64(named)
     out = softmax_attention(spec, f["query"], f["key"], f["value"])
-    w = moh_weights(f["head_logits"], spec.head_mixing.top_k, spec.head_mixing.shared_heads)
+    w = moh_weights(f["head_logits"], spec.head_mixing, f.get("balance_logits"))
     return finish(out * w.transpose(0, 2, 1)[..., None], named)
 
 

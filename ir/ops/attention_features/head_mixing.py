@@ -8,27 +8,39 @@ from ..attention_spec import Feature, register_feature
 from ._common import check, check_plain_context, expect, out, positive_int, qkv
 
 KNOCK_TARGETS = ("q", "k", "v")
+MOH_ROUTERS = ("fixed", "moh")
 
 
 @register_feature
 @dataclass(frozen=True)
 class MoH(Feature):
-    """Mixture-of-heads: per token, the `shared_heads` first heads always contribute with weight 1; of the
-    remaining (routed) heads the `top_k` with the highest `head_logits` (B, Sq, H) contribute with weights
-    softmax over those k logits; other heads get weight 0. The weighted head outputs feed the output projection
-    (their weighted sum)."""
+    """Mixture-of-heads over `head_logits` (B, Sq, H); the first `shared_heads` heads are shared, the rest routed.
+    The top_k routed heads with the highest logits get softmax weights over those k logits, the others 0.
+
+    routers="fixed": shared heads weigh 1, routed heads their top-k softmax.
+    routers="moh" (Jin et al. 2024, SkyworkAI/MoH's MoHAttention): shared heads weigh
+    2·b0·shared_heads·softmax(shared logits), routed heads 2·b1·top_k·(top-k softmax), with (b0, b1) =
+    softmax(balance_logits (B, Sq, 2)) the shared-vs-routed balancing router (input only when shared_heads > 0).
+    The weighted head outputs feed the output projection (their weighted sum)."""
 
     kind: ClassVar[str] = "moh"
     variant_label: ClassVar[str] = "moh"
     top_k: int = 1
     shared_heads: int = 0
+    routers: str = "fixed"
 
     def __post_init__(self):
         positive_int("moh", "top_k", self.top_k)
         check(isinstance(self.shared_heads, int) and self.shared_heads >= 0, f"moh.shared_heads must be an int >= 0, got {self.shared_heads!r}")
+        check(self.routers in MOH_ROUTERS, f"moh.routers {self.routers!r} not in {MOH_ROUTERS}")
+
+    @property
+    def balanced(self) -> bool:
+        """Whether the shared-vs-routed balancing router (balance_logits input) is used."""
+        return self.routers == "moh" and self.shared_heads > 0
 
     def extra_inputs(self):
-        return ("head_logits",)
+        return ("head_logits", "balance_logits") if self.balanced else ("head_logits",)
 
     def validate(self, spec):
         check_plain_context(self, spec)
@@ -38,6 +50,8 @@ class MoH(Feature):
     def infer(self, spec, t, node):
         q, k, v, B, Sq, Skv = qkv(spec, t, node)
         expect(t, "head_logits", node, True, (B, Sq, spec.num_heads), f"(B, Sq, H) = ({B}, {Sq}, {spec.num_heads})")
+        if self.balanced:
+            expect(t, "balance_logits", node, True, (B, Sq, 2), f"(B, Sq, 2) = ({B}, {Sq}, 2)")
         return out(q, B, spec.num_heads, Sq, spec.v_head_dim)
 
 

@@ -22,7 +22,16 @@ def moh_weights(b: Builder, logits):
     rank = b.reduce("sum", b.cast(beats, b.dtype, "beats_f"), (-1,), label="rank")     # heads ranked above j
     keep = b.binary("lt", rank, b.scalar(float(feat.top_k), "top_k"), "in_top_k")
     w = b.softmax(b.where(keep, routed, b.scalar(-np.inf, "neg_inf"), "top_k_logits"), -1, "routed_weights")
-    if shared:
+    if feat.routers == "moh":   # the authors' scales, shared router and shared-vs-routed balancing router
+        w = b.scale(w, float(feat.top_k), "routed_scaled")
+        if shared:
+            bal = b.scale(b.softmax(b.named["balance_logits"], -1, "balance"), 2.0, "balance_x2")
+            sw = b.scale(b.softmax(b.slice(logits, 2, 0, shared, label="shared_logits"), -1, "shared_softmax"),
+                         float(shared), "shared_scaled")
+            sw = b.binary("mul", sw, b.slice(bal, 2, 0, 1, label="balance_shared"), "shared_weights")
+            w = b.binary("mul", w, b.slice(bal, 2, 1, 2, label="balance_routed"), "routed_weights_balanced")
+            w = b.concat([sw, w], 2, "head_weights")
+    elif shared:
         ones = b.expand(b.const(np.ones((1, 1, shared)), "shared_one"), (Bn, S, shared), "shared_weights")
         w = b.concat([ones, w], 2, "head_weights")
     return w
