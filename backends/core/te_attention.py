@@ -10,6 +10,12 @@ from tvm import te, tirx
 from .te_elementwise import load
 
 
+def _truthy(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """x as a bool condition. A bool is used as is: `bool != False` reaches LLVM as an fcmp on i1, which
+    its module verifier rejects (TVM 0.27 picks icmp only for int/uint dtypes)."""
+    return x if x.dtype == "bool" else x != tirx.const(0, x.dtype)
+
+
 def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.Tensor | None,
                       kv_lengths: te.Tensor | None, out_dtype: str, name: str = "out") -> te.Tensor:
     """softmax(mask(softcap(scale q kᵀ))) v on bhsd tensors (RoPE and the KV cache already applied)."""
@@ -41,7 +47,7 @@ def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.T
         if right is not None:
             keep = tirx.And(keep, j <= pos + right)
         if m.input == "bool":
-            keep = tirx.And(keep, load(mask, (b, h, i, j), full) != tirx.const(0, mask.dtype))
+            keep = tirx.And(keep, _truthy(load(mask, (b, h, i, j), full)))
         if kv_lengths is not None:
             keep = tirx.And(keep, j < kv_lengths[b].astype("int32"))
         return tirx.Select(tirx.And(keep, tirx.isfinite(s)), s, -tirx.max_value(f32))

@@ -87,7 +87,7 @@ def _binary_fn(fn: str, is_int: bool):
         "pow": te.power, "max": tirx.max, "min": tirx.min,
         "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
         "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
-        "and": tirx.And, "or": tirx.Or, "xor": lambda a, b: tirx.Or(tirx.And(a, tirx.Not(b)), tirx.And(tirx.Not(a), b)),
+        "and": tirx.And, "or": tirx.Or, "xor": lambda a, b: _xor(a, b),
     }
     return table[fn]
 
@@ -102,9 +102,32 @@ def activation(op, ins, out_shape, out_dtype, name):
     return te.compute(out_shape, lambda *i: ACTIVATIONS[op.kind](load(x, i, out_shape), compute_dtype(str(x.dtype))).astype(out_dtype), name=name)
 
 
+def _ieee_compare(fn: str, f):
+    """Float compares with IEEE NaN semantics spelled out. TVM's simplifier assumes ordered floats: it folds
+    `x != x` to False and `x == x`, `x <= x` to True (wrong for NaN; ONNX IsNaN imports as x != x, and two
+    structurally equal operands appear after inlining), and rewrites `not (a < b)` into `b <= a` (True for
+    NaN before, False after). With the NaN terms each rewrite stays exact; they are no-ops on other values."""
+    if fn == "ne":
+        return lambda a, b: tirx.Or(f(a, b), tirx.Or(tirx.isnan(a), tirx.isnan(b)))
+    return lambda a, b: tirx.And(f(a, b), tirx.Not(tirx.Or(tirx.isnan(a), tirx.isnan(b))))
+
+
+# bool operands: TVM 0.27 emits eq/ne on bool as an LLVM fcmp on i1, which LLVM's verifier rejects
+_BOOL_COMPARE = {"eq": lambda a, b: tirx.Not(_xor(a, b)), "ne": lambda a, b: _xor(a, b)}
+
+
+def _xor(a, b):
+    return tirx.Or(tirx.And(a, tirx.Not(b)), tirx.And(tirx.Not(a), b))
+
+
 def binary(op, ins, out_shape, out_dtype, name):
     a, b = ins
-    f = _binary_fn(op.fn, str(a.dtype).startswith(("int", "uint")))
+    dt = str(a.dtype)
+    f = _binary_fn(op.fn, dt.startswith(("int", "uint")))
+    if dt == "bool" and op.fn in _BOOL_COMPARE:
+        f = _BOOL_COMPARE[op.fn]
+    elif dt.startswith(("float", "bfloat")) and op.fn in ("eq", "ne", "lt", "le", "gt", "ge"):
+        f = _ieee_compare(op.fn, f)
     return te.compute(out_shape, lambda *i: f(load(a, i, out_shape), load(b, i, out_shape)).astype(out_dtype), name=name)
 
 
@@ -119,8 +142,8 @@ def cast(op, ins, out_shape, out_dtype, name):
 
     def f(*i):
         v = load(x, i, out_shape)
-        if out_dtype == "bool":
-            return v != tirx.const(0, compute_dtype(str(x.dtype)))
+        if out_dtype == "bool":  # a bool source is used as is (bool != False would be an fcmp on i1)
+            return v if str(x.dtype) == "bool" else v != tirx.const(0, compute_dtype(str(x.dtype)))
         return v.astype(out_dtype)
 
     return te.compute(out_shape, f, name=name)

@@ -1,6 +1,7 @@
-"""Run ONNX's own node conformance cases (attention, rotary embedding) through import + the IR interpreter.
+"""Run ONNX's own node conformance cases (attention, rotary embedding) through import + the IR interpreter,
+or (`run_case_on_target`) through `attncc.compile` for a target and its generated code.
 
-Used by tests/frontends/test_onnx_conformance.py and benchmarks/onnx_conformance.py. A case passes when
+Used by tests/frontends/test_onnx_conformance*.py and benchmarks/onnx_conformance.py. A case passes when
 every expected output matches `attncc.ir.run_graph` on the imported graph within the case's tolerance
 (loosened for float16/bfloat16 outputs: the ONNX reference computes those in low precision while the
 IR oracle computes in float64 and rounds once).
@@ -78,6 +79,36 @@ def run_case(case, pipeline: str | None = None) -> CaseResult:
                 if problem:
                     res.status, res.detail = "mismatch", f"output {i}: {problem}"
                     return res
+        res.status = "pass"
+    except Exception as e:  # a failing case is a result to report, not a crash
+        res.detail = f"{type(e).__name__}: {e}"
+    return res
+
+
+def run_case_on_target(case, target: str, options: dict | None = None) -> CaseResult:
+    """Compile `case.model` for `target` (its default pipeline, compile `options`) and compare every data
+    set's outputs. Fallback warnings are not errors here: conformance is about numerics, whatever code runs."""
+    import warnings
+
+    from ...api import compile as compile_model
+
+    res = CaseResult(case.name, case_family(case), is_expanded(case), "error")
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            for inputs, expected in case.data_sets:
+                cm = compile_model(case.model, list(inputs), target=target, options=options)
+                got = cm(*inputs)
+                got = list(got) if isinstance(got, (list, tuple)) else [got]
+                res.attention_ops = len(cm.graph.attention_ops())
+                if len(got) < len(expected):
+                    res.status, res.detail = "mismatch", f"{len(got)} outputs, expected {len(expected)}"
+                    return res
+                for i, (e, a) in enumerate(zip(expected, got)):
+                    problem = compare(np.asarray(e), np.asarray(a), case.rtol, case.atol)
+                    if problem:
+                        res.status, res.detail = "mismatch", f"output {i}: {problem}"
+                        return res
         res.status = "pass"
     except Exception as e:  # a failing case is a result to report, not a crash
         res.detail = f"{type(e).__name__}: {e}"
