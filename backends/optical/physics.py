@@ -40,6 +40,22 @@ class Counters:
         self.notes.extend(n for n in other.notes if n not in self.notes)
 
 
+def fast_len(n: int) -> int:
+    """The smallest 2^a·3^b·5^c >= n (FFT sizes numpy transforms fastest; more zero padding changes nothing)."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < 2 * n:
+        p35 = p5
+        while p35 < 2 * n:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def _levels(bits: int) -> int:
     return (1 << bits) - 1
 
@@ -97,10 +113,12 @@ class Simulator:
         return math.ceil(cfg.operand_bits / min(cfg.slice_bits, cfg.operand_bits)) if cfg.quantize else 1
 
     # ---- one exposure ---------------------------------------------------------------------------------------
-    def expose(self, frame: np.ndarray, Hq: np.ndarray, kshape: tuple[int, int]) -> np.ndarray:
-        """Camera estimate of E = frame ⋆ kernel (up to the filter scale) on the frame's own pixel grid."""
+    def expose(self, frame: np.ndarray, Hq: np.ndarray, kshape: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+        """Camera estimate of E = frame ⋆ kernel (up to the filter scale) on the frame's own pixel grid.
+        Real FFTs: a real frame and a real kernel have a Hermitian spectrum, every filter quantizer keeps it
+        Hermitian, so the output field is real (exact, not an approximation; half the work of complex FFTs)."""
         (fh, fw), (kh, kw) = frame.shape, kshape
-        E = np.fft.ifft2(np.fft.fft2(frame, Hq.shape) * Hq)[kh - 1:kh - 1 + fh, kw - 1:kw - 1 + fw]
+        E = np.fft.irfft2(np.fft.rfft2(frame, grid) * Hq, grid)[kh - 1:kh - 1 + fh, kw - 1:kw - 1 + fw]
         return self.detect(E)
 
     def detect(self, E: np.ndarray) -> np.ndarray:
@@ -147,11 +165,11 @@ class Simulator:
             stats.out_bytes += n * fh * fw * out_b
             if not np.any(kernel):
                 continue
-            grid = (fh + kh - 1, fw + kw - 1)
+            grid = (fast_len(fh + kh - 1), fast_len(fw + kw - 1))  # >= frame + kernel - 1: linear, not circular
             if grid not in spectra:
-                spectra[grid] = quantize_filter(np.fft.fft2(kernel[::-1, ::-1], grid), cfg)
+                spectra[grid] = quantize_filter(np.fft.rfft2(kernel[::-1, ::-1], grid), cfg)
             Hq, hscale = spectra[grid]
             for amp, weight in self.slices(frame):
                 if np.any(amp):  # a dark slice reads dark (its exposure is still counted above)
-                    out += weight * hscale * self.expose(amp, Hq, (kh, kw))
+                    out += weight * hscale * self.expose(amp, Hq, (kh, kw), grid)
         return outs
