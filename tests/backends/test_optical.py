@@ -212,7 +212,7 @@ def test_depthwise_shared_kernel_loads_one_filter():
     assert exe.artifacts["optical_program"].rows[0].work.filter_loads == 1
 
 
-def test_compile_torch_models_for_optical_match_eager():
+def test_compile_torch_models_for_optical_match_eager(tmp_path):
     """attncc.compile(target="optical") on plain MHA and on ConvShareViT attention (shared convs in light)."""
     from attncc.nn.convshare import ConvShareAttention
 
@@ -240,5 +240,47 @@ def test_compile_torch_models_for_optical_match_eager():
         assert att and att[0].where == "optical+host" and att[0].work.dynamic_loads > 0
         if convshare:
             assert any("conv_share" in n for n in att[0].work.notes)
+            compiled.export(str(tmp_path))                  # graph + simulator options; load rebuilds the machine
+            np.testing.assert_allclose(attncc.load(str(tmp_path))(x).numpy(), got, rtol=1e-6, atol=1e-6)
     assert {"name": "optical", "status": "available"}.items() <= next(
         t for t in attncc.targets() if t["name"] == "optical").items()
+
+
+@pytest.mark.parametrize("mask", ["causal", "bool"])
+def test_gqa_attention_in_light_matches_interpreter(mask):
+    """QKᵀ and PV as data-dependent optical products, softmax and masks on the host, GQA heads sharing a K filter."""
+    B, H, Hkv, S, D = 2, 4, 2, 6, 8
+    spec = ir.AttentionSpec(H, Hkv, D, mask=ir.MaskSpec(causal=True) if mask == "causal" else ir.MaskSpec(input="bool"))
+    g = ir.Graph("gqa")
+    ins = [g.add_input("q", "float32", (B, H, S, D)), g.add_input("k", "float32", (B, Hkv, S, D)),
+           g.add_input("v", "float32", (B, Hkv, S, D))]
+    arrays = [RNG.normal(size=v.shape).astype(np.float32) for v in ins]
+    if mask == "bool":
+        ins.append(g.add_input("mask", "bool", (S, S)))
+        arrays.append(RNG.random((S, S)) > 0.3)
+    g.set_outputs([g.add1(ir.Attention(spec=spec), ins, name="attn")])
+    ref = ir.run_graph(g, arrays)[0]
+    (y,), exe = run_optical(g, arrays, aperture=32, **EXACT)
+    np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+    row = exe.artifacts["optical_program"].rows[0]
+    assert row.where == "optical+host"
+    assert row.work.dynamic_loads == 2 * B * Hkv * 2        # (QKᵀ, PV) x (batch, kv head) x two sign passes of K/V
+    (y_host,), exe_host = run_optical(g, arrays, aperture=32, attention="host", **EXACT)
+    np.testing.assert_allclose(y_host, ref, rtol=1e-5, atol=1e-5)
+    assert exe_host.artifacts["optical_program"].rows[0].work.frames == 0
+
+
+@pytest.mark.slow
+def test_example_optical_vit_quick_runs():
+    """examples/optical_vit.py --quick: trains both models, runs them in light, prints accuracy and the costs."""
+    pytest.importorskip("sklearn", reason="the example's digits data set ships with scikit-learn")
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "examples" / "optical_vit.py"), "--quick"], capture_output=True,
+                         text=True, timeout=900, check=True).stdout
+    assert out.count("agreement") >= 2 and "h100-sxm (estimate)" in out and "optical-4f (simulated)" in out
+    agreements = [float(line.split("agreement ")[1].split()[0]) for line in out.splitlines() if "| agreement" in line]
+    assert len(agreements) == 2 and min(agreements) > 0.8
