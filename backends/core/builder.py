@@ -72,6 +72,7 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
         plan.inputs.append(plan.add_value(v.name, shapes[id(v)], v.dtype, "input"))
     order, group_of = plan_groups(graph, shapes, plugin.matmul.gate_cols)
     groups = GroupBuilder(graph, plan, shapes, dims, graph.constants, plugin)
+    groups.options = options   # read by lowerings with a choice (conv_algorithm)
     attn = AttentionLowering(plan, groups, shapes, target, options, plugin, nominal)
     # declare every value first: kernels may write any node output (e.g. attention's present_key)
     for node in order:
@@ -94,14 +95,14 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
         kind = classify(node)
         if kind == "unsupported":
             raise LoweringError(node.name, node.op.op_name, f"this op has no {plugin.name} lowering; supported ops: "
-                                   "Linear, MatMul, Softmax, LayerNorm, RMSNorm, Reduce, CumSum, Unary, Binary, "
+                                   "Linear, MatMul, Convolution, Pool, Softmax, LayerNorm, RMSNorm, Reduce, CumSum, Unary, Binary, "
                                    "Activation, Where, Cast, Transpose, Concat, Slice, Gather, Expand, Rotary, "
                                    "Reshape, IndexCopy, Attention")
         if kind == "attention":
             attn.lower(node)
         elif kind == "index_copy":
             lower_index_copy(plan, node, shapes, groups, in_place(graph, node))
-        elif kind in ("matmul", "rows", "injective") and group_of[node.name].root is node:
+        elif kind in ("matmul", "conv", "rows", "injective") and group_of[node.name].root is node:
             groups.build(group_of[node.name])
     for v in graph.outputs:
         if v.name not in plan.values:

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from ...ir import Graph, Node
 
 MATMUL_OPS = ("Linear", "MatMul")
-ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce", "CumSum")
+ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce", "CumSum", "Pool")
+CONV_OPS = ("Convolution",)
 ELEMENTWISE_OPS = ("Unary", "Binary", "Activation", "Where", "Cast")
 LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Gather", "Expand", "Rotary")
 INJECTIVE_OPS = ELEMENTWISE_OPS + LAYOUT_OPS
 
 
 def classify(node: Node) -> str:
-    """'const' | 'view' | 'attention' | 'index_copy' | 'matmul' | 'rows' | 'injective' | 'unsupported'."""
+    """'const' | 'view' | 'attention' | 'index_copy' | 'matmul' | 'conv' | 'rows' | 'injective' | 'unsupported'."""
     name = node.op.op_name
     if name == "Constant":
         return "const"
@@ -37,6 +38,8 @@ def classify(node: Node) -> str:
         return "index_copy"
     if name in MATMUL_OPS:
         return "matmul"
+    if name in CONV_OPS:
+        return "conv"
     if name in ROW_OPS:
         return "rows"
     if name in INJECTIVE_OPS:
@@ -72,6 +75,9 @@ def _epilogue_ok(node: Node, group: Group, shapes: dict[int, tuple]) -> bool:
     out = shapes[id(node.outputs[0])]
     if out != anchor_out:
         return False
+    if group.kind == "conv":  # the conv kernel's output is viewed (N, C, P): operands full-size or one element
+        return all(shapes[id(v)] == out or all(d == 1 for d in shapes[id(v)]) for v in node.inputs
+                   if id(v) not in {id(o) for n in group.nodes for o in n.outputs})
     if group.kind not in ("matmul", "gated"):
         return True
     inside = {id(v) for n in group.nodes for v in n.outputs}
@@ -131,7 +137,7 @@ def plan_groups(graph: Graph, shapes: dict[int, tuple], gate_cols: int = 0) -> t
     group_of: dict[str, Group] = {}
     for node in order:
         kind = classify(node)
-        if kind in ("matmul", "rows"):
+        if kind in ("matmul", "rows", "conv"):
             group_of[node.name] = Group(kind, [node])
             continue
         if kind != "injective":

@@ -8,6 +8,7 @@ from tvm import te
 from ... import ir
 from ...ir import Node
 from . import te_layout
+from .conv_lowering import build_conv
 from .errors import LoweringError
 from .fusion import Group
 from .plan import Plan
@@ -67,6 +68,8 @@ class GroupBuilder:
                 func, args, sched = self._matmul(group)
             elif group.kind == "gated":
                 func, args, sched = self._gated(group)
+            elif group.kind == "conv":
+                func, args, sched = build_conv(self, group)
             else:
                 func, args = self._plain(group)
                 sched = self.plugin.schedule("rows" if group.kind == "rows" else "injective")

@@ -13,6 +13,7 @@ from .symbolic import is_one
 from . import te_elementwise as ew
 from . import te_layout as lay
 from . import te_norm as nrm
+from . import te_conv
 from . import te_scan
 from .te_elementwise import load
 
@@ -32,6 +33,7 @@ TE_OPS: dict[str, Callable] = {
     "RMSNorm": nrm.rms_norm,
     "Reduce": nrm.reduce,
     "CumSum": te_scan.cumsum,
+    "Pool": te_conv.pool,
     # Slice is bound per shape (its start may be symbolic): see groups.py
 }
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from . import conv as _conv
 from . import matmul as _mm
 from . import schedules as _sched
 from .capabilities import cpu_capabilities
@@ -47,6 +48,7 @@ class CpuPlugin:
         # one source for tiling, kernels and report: this machine's L1d/L2 (sysfs) and the kernels' tile rules
         self.capabilities = cpu_capabilities()
         self.matmul = CpuMatmul()
+        self.conv_schedule = _conv.schedule_conv_direct   # direct (grouped/depthwise) convolutions
 
     def tvm_target(self, options: dict[str, Any]) -> dict:
         """The host's LLVM target, or options["mcpu"] / options["num_cores"] when given."""
