@@ -9,6 +9,9 @@ fill FLOPs and bytes (so reports compare devices on the same counts) and this mo
                                             on the host; ConvShareViT's shared q/k/v convs (conv_share) are static
                                             correlations of all channel maps with one kernel each
   FusedAttention                            + its output projection as a static Linear
+  Convolution                               static correlations: one filter per distinct (out, in) kernel serving
+                                            every batch plane (ConvShareViT's shared depthwise kernels load once);
+                                            stride computed in full, subsampled on the host (backends/optical/conv.py)
   everything else                           host: max(FLOPs / R_host, bytes / B_host)
 Sign: a Constant's values decide whether it needs the signed-weight policy; computed operands are signed unless
 produced by a non-negative op (Softmax, exp, sigmoid, relu).
@@ -112,6 +115,30 @@ def _attention_work(node, bind, dev, graph, counted: OpCost) -> OpticalWork:
     return work
 
 
+def _conv_work(node, bind, dev, graph) -> OpticalWork:
+    """Convolution: the padded input planes correlated with each distinct (dilated) kernel."""
+    op = node.op
+    x, w = bind.shape(node.inputs[0], node.name), bind.shape(node.inputs[1], node.name)
+    pads = [a + b for a, b in op.padding]
+    image = tuple(s + p for s, p in zip(x[2:], pads))
+    kernel = tuple(d * (k - 1) + 1 for d, k in zip(op.dilation, w[2:]))
+    if len(image) == 1:
+        image, kernel = (1,) + image, (1,) + kernel
+    arr = getattr(graph, "constants", {}).get(node.inputs[1].producer.op.key) if _is_constant(node.inputs[1]) else None
+    sx = _signed(node.inputs[0], graph)
+    if arr is None:  # computed weights: every (out, in) pair its own data-dependent filter
+        work = correlate(dev, x[0], image, kernel, w[0] * w[1], "valid", True, sx, dynamic=True)
+    else:  # one filter per distinct kernel, serving all the planes that use it
+        a = np.asarray(arr).reshape(w[0] * w[1], -1)
+        kernels, counts = np.unique(a, axis=0, return_counts=True)
+        work = OpticalWork()
+        for k, c in zip(kernels, counts):
+            work = work + correlate(dev, x[0] * int(c), image, kernel, 1, "valid", bool(np.min(k) < 0), sx)
+    if any(s > 1 for s in op.stride):
+        work.notes.append(f"stride {op.stride}: every shift is computed in light and subsampled on the host.")
+    return work
+
+
 def optical_work(node, bind, hw: HardwareSpec, ctx: dict, counted: OpCost) -> OpticalWork:
     """What `node` asks of the 4f system and the host."""
     dev, graph = device_for(hw, ctx), ctx.get("graph")
@@ -120,6 +147,13 @@ def optical_work(node, bind, hw: HardwareSpec, ctx: dict, counted: OpCost) -> Op
         return _matmul_work(node, bind, dev, graph)
     if kind in ("Attention", "FusedAttention"):
         return _attention_work(node, bind, dev, graph, counted)
+    if kind == "Convolution":
+        try:
+            return _conv_work(node, bind, dev, graph)
+        except ValueError as e:  # a kernel larger than the aperture: the backend runs it on the host too
+            work = host(counted.flops + counted.vector_flops, counted.main_bytes)
+            work.notes.append(f"on the host: {e}")
+            return work
     return host(counted.flops + counted.vector_flops, counted.main_bytes)
 
 

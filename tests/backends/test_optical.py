@@ -284,3 +284,25 @@ def test_example_optical_vit_quick_runs():
     assert out.count("agreement") >= 2 and "h100-sxm (estimate)" in out and "optical-4f (simulated)" in out
     agreements = [float(line.split("agreement ")[1].split()[0]) for line in out.splitlines() if "| agreement" in line]
     assert len(agreements) == 2 and min(agreements) > 0.8
+
+
+def test_cost_model_prices_convolution_as_the_executor_runs_it():
+    """cost_models/optical4f_ops prices a Convolution with the frames and refreshes the simulator executes."""
+    if not hasattr(ir, "Convolution"):
+        pytest.skip("the Convolution IR op (ir/ops/conv.py) is not in this checkout")
+    from attncc.cost_models.analyze import Binder
+    from attncc.cost_models.optical4f_ops import _conv_work
+
+    C = 4
+    k = np.abs(RNG.normal(size=(1, 1, 3, 3))).astype(np.float32)
+    for w in (np.repeat(k, C, axis=0), RNG.normal(size=(C, 1, 3, 3)).astype(np.float32)):   # shared | distinct
+        x = RNG.normal(size=(2, C, 12, 12)).astype(np.float32)
+        g = ir.Graph("dw")
+        ins = [g.add_input("x", "float32", x.shape), g.add_constant(w, "w")]
+        g.set_outputs([g.add1(ir.Convolution.make(2, 1, 1, 1, C), ins, name="dw")])
+        (_,), exe = run_optical(g, [x], aperture=32, **EXACT)
+        cfg_dev = config_from_options(dict(EXACT, aperture=32))[1]
+        work = _conv_work(g.topological()[-1], Binder({}), cfg_dev, g)
+        ran = exe.artifacts["optical_program"].rows[0].work
+        assert (ran.frames, ran.filter_loads) == (work.frames, work.filter_updates)
+    assert ran.filter_loads > 1 and work.filter_updates == 2 * C     # distinct signed kernels: two passes each
