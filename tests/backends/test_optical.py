@@ -306,3 +306,17 @@ def test_cost_model_prices_convolution_as_the_executor_runs_it():
         ran = exe.artifacts["optical_program"].rows[0].work
         assert (ran.frames, ran.filter_loads) == (work.frames, work.filter_updates)
     assert ran.filter_loads > 1 and work.filter_updates == 2 * C     # distinct signed kernels: two passes each
+
+
+def test_unmapped_attention_variant_is_a_named_fallback():
+    """An attention feature the 4f mapping does not cover runs on the host and is reported as a fallback."""
+    from types import SimpleNamespace
+
+    from attncc.backends.optical.executor import placement
+    from attncc.compiled import fallback_notes
+
+    cfg, _ = config_from_options({})
+    spec = SimpleNamespace(features_list=lambda: [SimpleNamespace(kind="hilo")])
+    where, note = placement(SimpleNamespace(name="attn7", op=SimpleNamespace(op_name="Attention", spec=spec)), cfg)
+    assert where == "host" and "hilo" in note
+    assert fallback_notes([note]) == [("attn7", "numpy reference", note)]
