@@ -77,6 +77,8 @@ class OpticalProgram:
 def placement(node, cfg: OpticalConfig) -> tuple[str, str | None]:
     """(where `node` runs, a note when a node that could run in light runs on the host instead)."""
     kind = node.op.op_name
+    if node.outputs and not node.outputs[0].type.is_float:
+        return "host", None   # integer products are index math, not light
     if kind in ("Linear", "MatMul", "Convolution"):
         return "optical", None
     if kind in ("Attention", "FusedAttention"):

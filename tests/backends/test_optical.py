@@ -317,6 +317,7 @@ def test_unmapped_attention_variant_is_a_named_fallback():
 
     cfg, _ = config_from_options({})
     spec = SimpleNamespace(features_list=lambda: [SimpleNamespace(kind="hilo")])
-    where, note = placement(SimpleNamespace(name="attn7", op=SimpleNamespace(op_name="Attention", spec=spec)), cfg)
+    node = SimpleNamespace(name="attn7", op=SimpleNamespace(op_name="Attention", spec=spec), outputs=[])
+    where, note = placement(node, cfg)
     assert where == "host" and "hilo" in note
     assert fallback_notes([note]) == [("attn7", "numpy reference", note)]
