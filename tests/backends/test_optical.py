@@ -321,3 +321,17 @@ def test_unmapped_attention_variant_is_a_named_fallback():
     where, note = placement(node, cfg)
     assert where == "host" and "hilo" in note
     assert fallback_notes([note]) == [("attn7", "numpy reference", note)]
+
+
+def test_camera_noise_statistics_are_poisson_and_gaussian():
+    """A flat field at full well: the read intensity's spread is sqrt(FW) electrons (Poisson) or σ_read."""
+    E = np.ones((200, 200))
+    cfg, _ = config_from_options(dict(quantize=False, read_noise=False, full_well_e=1e4, seed=3))
+    I = Simulator(cfg).detect(E) ** 2                       # back in units of the peak intensity
+    assert np.mean(I) == pytest.approx(1.0, abs=2e-3) and np.std(I) == pytest.approx(1e-2, rel=0.05)
+    cfg, _ = config_from_options(dict(quantize=False, shot_noise=False, full_well_e=1e4, read_noise_e=50, seed=3))
+    I = Simulator(cfg).detect(E) ** 2
+    assert np.std(I) == pytest.approx(50 / 1e4, rel=0.05)
+    cfg, _ = config_from_options(dict(adc_bits=4, noise=False))
+    levels = np.unique(np.round(Simulator(cfg).detect(np.linspace(0, 1, 1000)[None]) ** 2 * 15, 6))
+    assert len(levels) == 16                                 # a 4-bit ADC reads 16 intensity levels
