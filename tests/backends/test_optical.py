@@ -335,3 +335,30 @@ def test_camera_noise_statistics_are_poisson_and_gaussian():
     cfg, _ = config_from_options(dict(adc_bits=4, noise=False))
     levels = np.unique(np.round(Simulator(cfg).detect(np.linspace(0, 1, 1000)[None]) ** 2 * 15, 6))
     assert len(levels) == 16                                 # a 4-bit ADC reads 16 intensity levels
+
+
+def test_torch_conv_patch_embedding_and_shared_depthwise_conv_in_light():
+    """nn.Conv2d patch embedding (stride 2) and a ConvShareViT-style depthwise conv with one shared kernel."""
+    torch.manual_seed(0)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pe = torch.nn.Conv2d(1, 8, 2, stride=2)
+            self.dw = torch.nn.Conv2d(8, 8, 3, groups=8, bias=False)
+            with torch.no_grad():
+                self.dw.weight.copy_(self.dw.weight[:1].expand(8, 1, 3, 3))
+
+        def forward(self, x):
+            return self.dw(torch.relu(self.pe(x)))
+
+    m, x = M().eval(), torch.randn(2, 1, 16, 16)
+    try:
+        attncc.import_model(m, (x,))
+    except Exception as e:  # noqa: BLE001 — the torch frontend of this checkout has no conv2d converter
+        pytest.skip(f"torch conv2d does not import here: {type(e).__name__}: {e}")
+    compiled = attncc.compile(m, (x,), target="optical", options=dict(EXACT, aperture=64))
+    want = m(x).detach().numpy()
+    np.testing.assert_allclose(compiled(x).numpy(), want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    pe, dw = [r for r in compiled.executable.artifacts["optical_program"].rows if r.op == "Convolution"]
+    assert pe.work.filter_loads == 8 * 2 and dw.work.filter_loads == 2     # 8 signed kernels | one shared kernel
