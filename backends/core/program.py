@@ -13,6 +13,7 @@ from ...ir.passes import run_pipeline
 from .attention import reference_callable
 from .builder import build_plan, compile_funcs
 from .cache import CompileCache, cache_key
+from .fused_attention import split_fused_attention
 from .groups import materialize_constant
 from .plan import Plan
 from .plugin import read_library, write_library
@@ -135,6 +136,7 @@ def decompose_variants(graph: Graph) -> Graph:
     Runs here, not in the default pipeline, so the cost report and tiling still see the features. Nodes the
     pass cannot rewrite keep their features (the host-reference fallback; its note gives the pass's reason).
     """
+    graph = split_fused_attention(graph)   # FusedAttention: attention kernel + projection matmul
     if not any(n.op.spec.features_list() for n in graph.nodes if n.op.op_name == "Attention"):
         return graph
     return run_pipeline(graph, DECOMPOSE_PIPELINE)
