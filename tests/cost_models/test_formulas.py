@@ -1,5 +1,6 @@
 """Paper figures reproduced from the counting formulas (not constants) and conservation laws."""
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import pytest
@@ -8,46 +9,21 @@ from attncc.cost_models import (ATTENTION_COST_RULES, attention_cost, attention_
                                 matmul_cost, visible_pairs)
 from attncc.cost_models.flash_io import flash_attention_hbm_bytes, flash_block_sizes, standard_attention_hbm_bytes
 from attncc.ir.ops.attention import Tiling
+from attncc.ir.ops.attention_features import MLA as _MLA
+from attncc.ir.ops.attention_features import MTLA, Grouped
+from attncc.ir.ops.attention_features import HiLo as _HiLo
+from attncc.ir.ops.attention_features import MoH as _MoH
 from attncc.ir.ops.attention_spec import AttentionSpec, Feature, MaskSpec
 
 
-@dataclass(frozen=True)
-class MLA(Feature):  # stand-in with the documented fields (docs/variants.md), priced through the registry
-    kind: ClassVar[str] = "mla"
-    latent_dim: int = 512
-    rope_dim: int = 64
-    absorbed: bool = True
-
-
-@dataclass(frozen=True)
-class Grouped(Feature):
-    kind: ClassVar[str] = "grouped"
-    group_size: int = 4
-
-
-@dataclass(frozen=True)
-class MTLA(Feature):
-    kind: ClassVar[str] = "mtla"
-    stride: int = 2
-
-
-@dataclass(frozen=True)
-class MoH(Feature):
-    kind: ClassVar[str] = "moh"
-    top_k: int = 4
-    shared_heads: int = 2
-
-
-@dataclass(frozen=True)
-class HiLo(Feature):
-    kind: ClassVar[str] = "hilo"
-    image_size: tuple = (32, 32)
-    window: tuple = (2, 2)
-    local_heads: int = 4
+# the real feature classes (ir/ops/attention_features), not stand-ins: a renamed or re-shaped field breaks here
+MoH = partial(_MoH, top_k=4, shared_heads=2)
+HiLo = partial(_HiLo, image_size=(32, 32), window=(2, 2), local_heads=4)
+MLA = partial(_MLA, latent_dim=512, rope_dim=64, absorbed=True)
 
 
 DSV3_MHA = AttentionSpec(128, 128, 128)                     # DeepSeek-V3 dims without MLA: 128 heads x 128
-DSV3_MLA = AttentionSpec(128, 128, 192, v_head_dim=128, kv_source=MLA())  # q = 128 nope + 64 rope
+DSV3_MLA = AttentionSpec(128, 1, 192, v_head_dim=128, kv_source=MLA())  # q = 128 nope + 64 rope; one shared latent
 
 
 def test_decode_intensity_mla_absorbed_vs_mha():
@@ -73,7 +49,7 @@ def test_kv_cache_per_token_mla_vs_mha():
 
 
 def test_mla_naive_reads_more_than_absorbed():
-    naive = AttentionSpec(128, 128, 192, v_head_dim=128, kv_source=MLA(absorbed=False))
+    naive = AttentionSpec(128, 1, 192, v_head_dim=128, kv_source=MLA(absorbed=False))
     a = attention_cost(DSV3_MLA, 8, 1, 4096, "bfloat16", None, "h100")
     n = attention_cost(naive, 8, 1, 4096, "bfloat16", None, "h100")
     assert n.kv_bytes_per_token == a.kv_bytes_per_token == 1152
@@ -134,8 +110,9 @@ def test_windowed_and_causal_pairs():
 
 
 def test_mtla_divides_cache_and_reads_by_stride():
-    base = attention_cost(AttentionSpec(8, 8, 64), 1, 1, 4096, "float16", None, "h100")
-    m = attention_cost(AttentionSpec(8, 8, 64, kv_source=MTLA(4)), 1, 1, 4096, "float16", None, "h100")
+    causal = MaskSpec(causal=True, alignment="bottom_right")   # MTLA's stride-aware mask is causal
+    base = attention_cost(AttentionSpec(8, 8, 64, mask=causal), 1, 1, 4096, "float16", None, "h100")
+    m = attention_cost(AttentionSpec(8, 8, 64, mask=causal, kv_source=MTLA(4)), 1, 1, 4096, "float16", None, "h100")
     assert m.kv_bytes_per_token == pytest.approx(base.kv_bytes_per_token / 4)
     assert m.kv_read_bytes == pytest.approx(base.kv_read_bytes / 4)
 

@@ -38,10 +38,6 @@ def test_expanded_case_imports_and_matches(name):
 
 def test_expanded_attention_cases_refuse_into_one_attention_op():
     """>= 90% of the spelled-out Attention twins become exactly one Attention op with matching outputs."""
-    from attncc.ir.passes import PASS_REGISTRY
-
-    if "lift-attention" not in PASS_REGISTRY:
-        pytest.skip("lift-attention is not registered in this tree")
     names = [n for n in EXPANDED if n.startswith("test_attention")]
     results = [run_case(CASES[n]) for n in names]
     fused = [r.name for r in results if r.status == "pass" and r.fused]

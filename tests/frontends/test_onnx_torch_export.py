@@ -65,10 +65,6 @@ def test_sdpa_exported_as_onnx_attention_23():
 
 
 def test_spelled_out_attention_exported_at_opset_18_is_lifted():
-    from attncc.ir.passes import PASS_REGISTRY
-
-    if "lift-attention" not in PASS_REGISTRY:
-        pytest.skip("lift-attention is not registered in this tree")
     _export_and_check(spelled=True, opset=18)
 
 

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch_helpers import assert_matches_eager, import_torch
 
 from attncc.frontends.torch_converters import TorchImportError
-from attncc.ir.passes import PASS_REGISTRY
 
 
 class Sdpa(nn.Module):
@@ -162,8 +161,6 @@ def _qkv(s=8, d=8):
 def test_spelled_out_scale_by_mul_or_div(how, scale):
     graph = import_torch(Eager(how), _qkv())
     assert_matches_eager(graph, Eager(how), _qkv())
-    if "lift-attention" not in PASS_REGISTRY:
-        pytest.xfail("the lift-attention pass is not registered")
     assert _only_attention(graph).scale == pytest.approx(scale)
 
 
@@ -171,8 +168,7 @@ def test_key_that_is_not_transposed_is_not_lifted():
     graph = import_torch(Eager("reshape_k"), _qkv())
     assert not graph.attention_ops()
     assert_matches_eager(graph, Eager("reshape_k"), _qkv())
-    if "lift-attention" in PASS_REGISTRY:
-        assert any(d.get("kind") == "attention-not-lifted" for d in graph.diagnostics)
+    assert any(d.get("kind") == "attention-not-lifted" for d in graph.diagnostics)
 
 
 class HalfSoftmax(nn.Module):
@@ -187,6 +183,4 @@ def test_fp16_casts_around_softmax():
     graph = import_torch(HalfSoftmax(), inputs)
     assert graph.inputs[0].dtype == "float16"
     assert_matches_eager(graph, HalfSoftmax(), inputs, rtol=2e-2, atol=2e-3)
-    if "lift-attention" not in PASS_REGISTRY:
-        pytest.xfail("the lift-attention pass is not registered")
     assert _only_attention(graph).scale == 0.25

@@ -12,7 +12,6 @@ from torch_helpers import assert_matches_eager, import_torch, run_graph
 from tests.models import ZOO
 
 from attncc.compiled import to_numpy
-from attncc.ir.passes import PASS_REGISTRY
 
 S8 = 1 / math.sqrt(8)
 # per model: one dict per attention site, in topological order
@@ -61,8 +60,6 @@ def test_eager_form_is_lifted_with_expected_attention(name):
     model, inputs = ZOO[name]("eager")
     graph = import_torch(model, inputs)
     assert_matches_eager(graph, model, inputs)
-    if "lift-attention" not in PASS_REGISTRY:
-        pytest.xfail("the lift-attention pass is not registered")
     sites = graph.attention_ops()
     assert len(sites) == len(EXPECTED[name]), graph.diagnostics
     extra = EAGER_ONLY.get(name, [{}] * len(sites))
@@ -78,8 +75,6 @@ def test_half_precision_eager_forms_lift(name, dtype):
     inputs = tuple(t.to(dtype) if t.is_floating_point() else t for t in inputs)
     graph = import_torch(model, inputs)
     assert graph.inputs[0].dtype == str(dtype).removeprefix("torch.")
-    if "lift-attention" not in PASS_REGISTRY:
-        pytest.xfail("the lift-attention pass is not registered")
     assert len(graph.attention_ops()) == len(EXPECTED[name]), graph.diagnostics
     got = run_graph(graph, [to_numpy(t) for t in inputs])
     with torch.no_grad():
