@@ -185,6 +185,8 @@ class Tile(Pass):
             batch = math.prod(_eval(d, env, self.default_dim) for d in node.outputs[0].shape[:-2])
             m = _eval(a.shape[-2], env, self.default_dim)
         k, n = _eval(b.shape[-2], env, self.default_dim), _eval(b.shape[-1], env, self.default_dim)
+        if 0 in (batch, m, n, k):
+            return  # a zero-size matmul (e.g. an empty rotary pass-through): nothing to tile
         (tm, tn), cost = choose_matmul_tiling(m, n, k, batch, a.dtype, hw)
         record[node.name] = {"m_block": tm, "n_block": tn, "k_block": min(k, K_PANEL), "target": hw.name,
                              "predicted_s": cost.time_s}

@@ -1,6 +1,8 @@
 """TE definitions of the row reductions: Softmax, LayerNorm, RMSNorm, Reduce (math in fp32 for narrow floats)."""
 from __future__ import annotations
 
+import math
+
 from tvm import te, tirx
 
 from .symbolic import static_int
@@ -130,6 +132,11 @@ def reduce(op, ins, out_shape, out_dtype, name):
         return _up(x, *idx)
 
     fn = op.fn
+    if isinstance(count, int) and count == 0:
+        # an empty reduction: TIR initializes the accumulator inside the (zero-trip) reduction loop, so the
+        # output would be left unwritten; write the empty-set value instead (as the interpreter does)
+        empty = {"sum": 0.0, "prod": 1.0, "max": -math.inf, "min": math.inf, "mean": math.nan}[fn]
+        return te.compute(out_shape, lambda *o: tirx.const(empty, cd).astype(out_dtype), name=name)
     reducer = {"sum": te.sum, "mean": te.sum, "max": te.max, "min": te.min, "prod": _prod_reducer()}[fn]
     acc = te.compute(out_shape, lambda *o: reducer(src(o), axis=raxes), name=name + "_acc")
 

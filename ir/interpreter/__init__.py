@@ -45,6 +45,20 @@ def bind_dims(graph: Graph, arrays: Sequence[np.ndarray]) -> dict[str, int]:
     return env
 
 
+def _empty_outputs(node, ctx) -> list[np.ndarray] | None:
+    """Zero-element outputs for a node whose every output has a zero-size dim: nothing to compute (numpy's
+    reductions, e.g. softmax's max over an empty axis, would raise), the result is an empty array."""
+    if node.op.op_name == "Constant" or not node.outputs:
+        return None
+    try:
+        shapes = [tuple(int(D.evaluate(d, ctx.dims)) for d in v.shape) for v in node.outputs]
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not all(0 in s for s in shapes):
+        return None
+    return [np.zeros(s, numpy_dtype(v.dtype)) for s, v in zip(shapes, node.outputs)]
+
+
 def run_graph(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
     """Execute `graph` on numpy inputs (positional or by input name); returns the outputs."""
     if isinstance(inputs, dict):
@@ -67,7 +81,8 @@ def run_graph(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]
         if fn is None:
             raise IRError(f"the reference interpreter has no kernel for op {node.op.op_name}", node)
         args = [None if v is None else env[id(v)] for v in node.inputs]
-        outs = fn(node.op, args, node, ctx)
+        empty = _empty_outputs(node, ctx)
+        outs = empty if empty is not None else fn(node.op, args, node, ctx)
         for v, a in zip(node.outputs, outs):
             env[id(v)] = np.asarray(a)
             for d, n in zip(v.shape, env[id(v)].shape):

@@ -141,7 +141,12 @@ def _rmsnorm(op, inputs, node, ctx):
 def _reduce(op, inputs, node, ctx):
     (x,) = inputs
     fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}[op.fn]
-    return [np.asarray(fn(_f(x), axis=tuple(op.axes), keepdims=op.keepdims)).astype(x.dtype)]
+    # over an empty axis max/min give -inf/+inf (ONNX ReduceMax/ReduceMin's empty-set rule), mean NaN (0/0)
+    extra = {"max": {"initial": -np.inf}, "min": {"initial": np.inf}}.get(op.fn, {}) if x.size == 0 else {}
+    if x.size == 0 and op.fn == "mean":
+        fn = lambda a, **kw: np.sum(a, **kw) * np.nan  # noqa: E731 - np.mean would warn 'Mean of empty slice'
+    y = fn(_f(x), axis=tuple(op.axes), keepdims=op.keepdims, **extra)
+    return [np.asarray(y).astype(x.dtype)]
 
 
 @kernel("Reshape")
