@@ -1,11 +1,12 @@
 """ONNX conformance pass rate for the attention family, by family.
 
 Runs every ONNX node test case whose name contains `attention` or `rotary_embedding` through
-attncc's ONNX import and the IR reference interpreter, and prints per family: cases, passed
-(outputs match), and — for the `_expanded` twins spelled out in primitives — how many were
-re-fused into exactly one Attention op.
+attncc's ONNX import and the IR reference interpreter (or, with --target, through `attncc.compile`
+for that target and its generated code), and prints per family: cases, passed (outputs match),
+and — for the `_expanded` twins spelled out in primitives — how many were re-fused into exactly
+one Attention op.
 
-    python benchmarks/onnx_conformance.py [--failures] [--json out.json]
+    python benchmarks/onnx_conformance.py [--target cpu] [--failures] [--json out.json]
 """
 from __future__ import annotations
 
@@ -14,18 +15,19 @@ import json
 import time
 import warnings
 
-from attncc.frontends.onnx_converters.conformance import all_cases, run_case, summarize
+from attncc.frontends.onnx_converters.conformance import all_cases, run_case, run_case_on_target, summarize
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--failures", action="store_true", help="list every failing or unfused case with its reason")
     ap.add_argument("--json", help="write per-case results to this file")
+    ap.add_argument("--target", help="compile each case for this target (e.g. cpu) instead of interpreting it")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     t0 = time.time()
     cases = all_cases()
-    results = [run_case(c) for c in cases]
+    results = [run_case_on_target(c, args.target) if args.target else run_case(c) for c in cases]
     summary = summarize(results)
     print(f"{'family':34s} {'cases':>6s} {'passed':>7s} {'rate':>6s} {'fused':>6s}")
     for fam in sorted(summary):
