@@ -24,7 +24,7 @@ from ...ir.ops import Rotary
 from . import te_layout
 from .attention_config import AttentionKernelConfig
 from .errors import LoweringError
-from .symbolic import SymbolTable
+from .symbolic import SymbolTable, static_int
 from .plan import Plan
 from .te_attention import attention_compute
 from .te_elementwise import load
@@ -117,6 +117,14 @@ class AttentionLowering:
         """present = concat(past, new) along the sequence; written straight into the node's outputs."""
         outs = []
         for past_name, new, out_v in ((names["past_key"], k, node.outputs[1]), (names["past_value"], v, node.outputs[2])):
+            if static_int(self.plan.values[past_name]["shape"][1 if bshd else 2]) == 0:
+                # empty past (a first step): present = the new rows; no kernel touches the zero-size buffer
+                # (its transpose would not schedule, and TVM rejects its zero strides at run time)
+                self.emit(node, "present_bshd" if bshd else "kv_cache", lambda x: te_layout.transpose(
+                    _Perm((0, 2, 1, 3) if bshd else (0, 1, 2, 3)), [x], _perm_shape(x.shape) if bshd else x.shape,
+                    x.dtype, "out"), [new], out_v.name)
+                outs.append(new)
+                continue
             past = self._transpose(node, past_name, "past") if bshd else past_name
             ps, ns = self.plan.values[past]["shape"], self.plan.values[new]["shape"]
             shape = (ps[0], ps[1], irdims.add(ps[2], ns[2]), ps[3])

@@ -49,3 +49,26 @@ def test_zero_size_values_and_empty_reductions(target, passes, tmp_path, monkeyp
         a = np.asarray(a)
         assert a.shape == e.shape, name
         np.testing.assert_array_equal(a, e, err_msg=name)
+
+
+@pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+def test_attention_with_an_empty_kv_cache_past(layout, tmp_path, monkeypatch):
+    """A first decode step: past K/V of length 0 (found by the fuzz test: the bshd past's transpose did not
+    schedule, 'Divide by zero'; bhsd failed at run time, 'expected to be compact array')."""
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    from attncc.ir import AttentionSpec, MaskSpec
+
+    spec = AttentionSpec(num_heads=2, num_kv_heads=1, head_dim=5, kv_cache=True, layout=layout,
+                         mask=MaskSpec(causal=True, alignment="bottom_right"))
+    shp = (lambda h, s: (1, h, s, 5)) if layout == "bhsd" else (lambda h, s: (1, s, h, 5))
+    g = ir.Graph("first_step")
+    ins = [g.add_input(n, "float32", shp(h, s)) for n, h, s in
+           (("q", 2, 3), ("k", 1, 3), ("v", 1, 3), ("past_k", 1, 0), ("past_v", 1, 0))]
+    g.set_outputs(g.add(ir.Attention(spec=spec), ins, name="attn"))
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(v.shape).astype(np.float32) for v in g.inputs]
+    got = attncc.compile(g, target="cpu", strict=True)(*arrays)
+    want = ir.run_graph(g, arrays)
+    np.testing.assert_array_equal(np.asarray(got[1]), arrays[1])   # present = the new rows
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), e, rtol=1e-5, atol=1e-6)
