@@ -39,6 +39,9 @@ def compare(items: Iterable[Any]) -> str:
         return max(shares, key=shares.get) if shares else "-"
     metrics = [
         ("hardware", lambda r: r.hardware.name),
+        # the spec figures behind each column (devices side by side: mobile-cpu, mobile-gpu, host-cpu)
+        ("peak FLOP/s", lambda r: f"{human(r.hardware.peak_flops(r.dtype))} {r.dtype}"),
+        ("main-memory B/s", lambda r: human(r.hardware.main_memory.bandwidth_bytes_per_s, "B/s")),
         ("phase", lambda r: r.phase),
         ("variants", lambda r: ",".join(sorted({x.variant for x in r.rows if x.variant})) or "-"),
         ("time", lambda r: human_time(r.total_time_s)),
