@@ -16,6 +16,7 @@ from attncc.ir import Graph, dims as D
 from attncc.ir.types import DTYPE_BYTES
 
 from .attention_cost import attention_cost
+from .conv_cost import conv_cost, pool_cost
 from .hardware import HardwareSpec, get_hardware
 from .matmul_cost import count_matmul
 from .optical4f_ops import SIMULATION_NOTE, price_optical_node
@@ -172,6 +173,7 @@ OP_COST_RULES: dict[str, Callable[..., OpCost]] = {
     "CumSum": _elementwise,  # a running sum: 1 add per element, reads the input once, writes the output once
     **{k: _layout for k in LAYOUT_OPS + VIEW_OPS},
     "IndexCopy": _index_copy,
+    "Convolution": conv_cost, "Pool": pool_cost,
 }
 
 
