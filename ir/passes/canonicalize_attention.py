@@ -29,6 +29,8 @@ from ..ops import Attention, MaskSpec, Transpose
 from ._rewrite import SWAP_SEQ_HEADS, constant_array, is_swap_transpose, release, replace_node, with_spec
 from ._shape_only import evaluate_at, shape_only_ancestry, shape_symbols
 from .base import Pass, register_pass
+from .recognize.common import Emitter, MatchContext
+from .recognize.scale import peel_scale, scaled_under_layout
 
 LAYOUT_INPUTS = ("query", "key", "value", "past_key", "past_value")
 # additive mask entries at or below this are "masked": exp(score - 1e9) underflows to exactly 0
@@ -52,6 +54,8 @@ def fold_scale(graph: Graph, node: Node) -> Node:
     for slot in slots:
         p = named[slot].producer
         if p is None or p.op.op_name != "Binary" or p.op.fn not in ("mul", "div"):
+            node = _fold_scale_under_layout(graph, node, slot)
+            named = node.op.named_inputs(node)
             continue
         a, b = p.inputs
         c, x = (_scalar(graph, b), a) if _scalar(graph, b) is not None else (_scalar(graph, a), b)
@@ -62,6 +66,19 @@ def fold_scale(graph: Graph, node: Node) -> Node:
         node = replace_node(graph, node, with_spec(node, scale=node.spec.scale * factor), inputs)[0].producer
         named = node.op.named_inputs(node)
     return node
+
+
+def _fold_scale_under_layout(graph: Graph, node: Node, slot: str) -> Node:
+    """Fold a positive scalar on q/k applied before the head-split Reshape/Transpose (OPT and Whisper scale
+    `q_proj(x)` and then call SDPA with scale=1): the layout ops are re-applied to the unscaled value."""
+    ctx = MatchContext(graph)
+    v = node.op.named_inputs(node)[slot]
+    under = scaled_under_layout(ctx, v)
+    if under is None or under[1] <= 0:
+        return node
+    x, factor = peel_scale(ctx, v, Emitter(graph, f"{node.name}_{slot}_unscaled", node.source))
+    inputs = [x if i is v else i for i in node.inputs]
+    return replace_node(graph, node, with_spec(node, scale=node.spec.scale * factor), inputs)[0].producer
 
 
 def _swap_users(graph: Graph, v: Value) -> list[Node] | None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ...ir.ops import Cast, LayerNorm, Reduce, RMSNorm, Softmax
+from ...ir import dims as D
+from ...ir.ops import Binary, Cast, LayerNorm, Reduce, Reshape, RMSNorm, Softmax
 from . import register_torch_converter
 from .context import ir_dtype
 
@@ -37,6 +38,34 @@ def _layer_norm(ctx, args):
     op = LayerNorm(eps=float(args.get("eps", 1e-5)), has_weight=w is not None, has_bias=b is not None)
     y = ctx.emit(op, [x] + [t for t in (w, b) if t is not None])
     if str(ctx.node.target) == "aten.native_layer_norm.default":
+        return (y, None, None)  # mean and rstd outputs: only used in training graphs
+    return y
+
+
+@register_torch_converter("aten.group_norm.default", "aten.native_group_norm.default")
+def _group_norm(ctx, args):
+    """GroupNorm (wav2vec2's feature extractor, conv nets) as a LayerNorm over each group's flattened
+    (C/groups, *spatial) cells: reshape (N, G, rest), normalize the last axis, reshape back, then the
+    per-channel affine."""
+    x, w, b = args["input"], args.get("weight"), args.get("bias")
+    groups = int(args["num_groups"] if "num_groups" in args else args["group"])
+    shape = tuple(ctx.shape_of(x))
+    channels = shape[1]
+    if not isinstance(channels, int) or channels % groups:
+        raise ctx.error(f"group norm of {groups} groups over {channels!r} channels; supported: a static channel "
+                        "count divisible by the groups")
+    name = ctx.node.name
+    grouped = ctx.emit(Reshape((shape[0], groups, D.product((channels // groups,) + shape[2:]))), [x],
+                       name=name + "_grouped")
+    y = ctx.emit(LayerNorm(eps=float(args.get("eps", 1e-5)), has_weight=False, has_bias=False), [grouped],
+                 name=name + "_norm")
+    y = ctx.emit(Reshape(shape), [y], name=name + "_ungrouped")
+    per_channel = (channels,) + (1,) * (len(shape) - 2)   # broadcasts the (C,) affine over the spatial dims
+    if w is not None:
+        y = ctx.emit(Binary("mul"), [y, ctx.emit(Reshape(per_channel), [w], name=name + "_w")], name=name + "_scaled")
+    if b is not None:
+        y = ctx.emit(Binary("add"), [y, ctx.emit(Reshape(per_channel), [b], name=name + "_b")], name=name + "_shifted")
+    if str(ctx.node.target) == "aten.native_group_norm.default":
         return (y, None, None)  # mean and rstd outputs: only used in training graphs
     return y
 

@@ -47,7 +47,7 @@ def peel_scale(ctx: MatchContext, v: Value, em: Emitter | None = None) -> tuple[
             continue
         if got is not None or em is None:
             return v, factor  # (a constant that broadcasts x to a bigger shape is not a pure scale: kept)
-        under = _scaled_under_layout(ctx, v)
+        under = scaled_under_layout(ctx, v)
         if under is None:
             return v, factor
         x, c, layout = under
@@ -56,7 +56,7 @@ def peel_scale(ctx: MatchContext, v: Value, em: Emitter | None = None) -> tuple[
         v, factor = x, factor * c
 
 
-def _scaled_under_layout(ctx: MatchContext, v: Value) -> tuple[Value, float, list[Node]] | None:
+def scaled_under_layout(ctx: MatchContext, v: Value) -> tuple[Value, float, list[Node]] | None:
     """(x, c, layout nodes from v down) when v = layout(x * c) through Reshape/Transpose only."""
     layout: list[Node] = []
     while producer_kind(v) in LAYOUT_OPS and len(layout) < 8:
