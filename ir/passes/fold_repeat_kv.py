@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from .. import dims as D
 from ..graph import Graph, Node, Value
+from ..ops import Reshape
 from ._rewrite import producer_op, replace_node, with_spec
 from .base import Pass, register_pass
 
@@ -38,6 +39,16 @@ def match_repeat(v: Value, head_axis: int) -> tuple[Value, int] | None:
                 and _same(es, xs[:head_axis + 1] + (g,) + xs[head_axis + 1:]) \
                 and _same(v.shape, xs[:head_axis] + (D.mul(xs[head_axis], g),) + xs[head_axis + 1:]):
             return x, g
+    if exp is not None and r1 is None:
+        # Falcon's new decoder architecture: the 5-D (.., kv heads, 1, ..) source is a slice of the fused qkv
+        # (qkv[:, :, :, [-2]]), not a Reshape of a 4-D value; the caller drops the 1 with a Reshape
+        x5, es = exp.inputs[0], tuple(exp.outputs[0].shape)
+        xs = tuple(x5.shape)
+        g = es[head_axis + 1] if len(es) == 5 else None
+        if x5.rank == 5 and xs[head_axis + 1] == 1 and isinstance(g, int) and g > 1 \
+                and _same(es, xs[:head_axis + 1] + (g,) + xs[head_axis + 2:]) \
+                and _same(v.shape, xs[:head_axis] + (D.mul(xs[head_axis], g),) + xs[head_axis + 2:]):
+            return x5, g
     exp = producer_op(v, "Expand")
     if exp is not None:
         x = exp.inputs[0]
@@ -47,6 +58,14 @@ def match_repeat(v: Value, head_axis: int) -> tuple[Value, int] | None:
                 and _same(xs[:head_axis] + xs[head_axis + 1:], vs[:head_axis] + vs[head_axis + 1:]):
             return x, g
     return None
+
+
+def _drop_group_axis(graph: Graph, x: Value, head_axis: int, node: Node) -> Value:
+    """x itself when 4-D; a 5-D (.., kv heads, 1, ..) source reshaped to 4-D without its unit group axis."""
+    if x.rank == 4:
+        return x
+    shape = tuple(x.shape[:head_axis + 1]) + tuple(x.shape[head_axis + 2:])
+    return graph.add1(Reshape(shape), [x], name=f"{node.name}_kv_heads", source=node.source)
 
 
 def fold_node(graph: Graph, node: Node) -> Node | None:
@@ -62,7 +81,7 @@ def fold_node(graph: Graph, node: Node) -> Node | None:
                                   "reason": "repeat_kv feeds an op with a KV cache; present outputs would change"})
         return None
     g = mk[1]
-    swap = {id(named["key"]): mk[0], id(named["value"]): mv[0]}
+    swap = {id(named[k]): _drop_group_axis(graph, m[0], head_axis, node) for k, m in (("key", mk), ("value", mv))}
     inputs = [swap.get(id(v), v) for v in node.inputs]
     return replace_node(graph, node, with_spec(node, num_kv_heads=spec.num_kv_heads // g), inputs)[0].producer
 

@@ -138,10 +138,70 @@ make_bart = _seq2seq("BartConfig", "BartForConditionalGeneration", 6, d_model=32
                      decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
                      decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=1)
 
+class HiddenStates(nn.Module):
+    """forward(x) -> last hidden state of a vision or speech encoder (pixels, mel features or raw audio)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder(x).last_hidden_state
+
+
+def _randomize_position_bias_tables(model: nn.Module) -> None:
+    """Swin initializes its relative position bias tables to zeros: an all-zero bias would vanish as an
+    all-visible mask, so give them seeded random values (as a trained model has) to keep the bias observable."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                p.copy_(torch.randn(p.shape, generator=gen))
+
+
+def _signal_encoder(config_cls_name: str, model_path: str, shape: tuple, sites: int, **kw) -> Callable:
+    """A vision/speech encoder fed a random float tensor of `shape`; model_path is 'Class' or 'module:Class'."""
+    def make(variant: str = "sdpa"):
+        import importlib
+
+        import transformers
+
+        module, _, cls = model_path.rpartition(":")
+        owner = importlib.import_module(module) if module else transformers
+        config = getattr(transformers, config_cls_name)(**kw)
+        enc = _build(getattr(owner, cls), config, variant)
+        _randomize_position_bias_tables(enc)
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        return HiddenStates(enc).eval(), (x,), sites
+    return make
+
+
+_VIT_LIKE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32,
+                 patch_size=8, num_channels=3)
+make_vit = _signal_encoder("ViTConfig", "ViTModel", (BATCH, 3, 32, 32), 2, **_VIT_LIKE)
+make_clip_vision = _signal_encoder("CLIPVisionConfig", "CLIPVisionModel", (BATCH, 3, 32, 32), 2, **_VIT_LIKE)
+# Swin: 32x32 image, 4x4 patches -> 8x8 tokens in 4x4 windows (stage 1: plain + shifted), merged to 4x4 (stage 2:
+# one window, shift off) = 4 attention sites
+make_swin = _signal_encoder("SwinConfig", "SwinModel", (BATCH, 3, 32, 32), 4, image_size=32, patch_size=4,
+                            num_channels=3, embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=4)
+# Whisper's encoder: 2 convs (the 2nd stride 2) over 8 mel bins x 16 frames -> 8 positions
+make_whisper = _signal_encoder("WhisperConfig", "transformers.models.whisper.modeling_whisper:WhisperEncoder",
+                               (BATCH, 8, 16), 2, num_mel_bins=8, d_model=32, encoder_layers=2,
+                               encoder_attention_heads=4, encoder_ffn_dim=64, decoder_layers=1,
+                               decoder_attention_heads=4, decoder_ffn_dim=64, max_source_positions=8,
+                               max_target_positions=16, vocab_size=VOCAB, pad_token_id=0, bos_token_id=1,
+                               eos_token_id=2, decoder_start_token_id=1)
+# wav2vec2: conv feature extractor (kernel 10 stride 5, kernel 3 stride 2) over 400 samples -> 39 frames
+make_wav2vec2 = _signal_encoder("Wav2Vec2Config", "Wav2Vec2Model", (BATCH, 400), 2, hidden_size=32,
+                                num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=(16, 16),
+                                conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                                num_conv_pos_embedding_groups=4, vocab_size=VOCAB)
+
 HF_ZOO: dict[str, Callable] = {
     "llama": make_llama, "mistral": make_mistral, "qwen2": make_qwen2, "phi3": make_phi3, "gemma": make_gemma,
     "gemma2": make_gemma2, "gpt2": make_gpt2, "gpt_neox": make_gpt_neox, "falcon": make_falcon,
     "bloom": make_bloom, "opt": make_opt, "mixtral": make_mixtral, "qwen2_moe": make_qwen2_moe,
     "deepseek_v3": make_deepseek_v3, "bert": make_bert, "roberta": make_roberta, "distilbert": make_distilbert,
-    "t5": make_t5, "bart": make_bart,
+    "t5": make_t5, "bart": make_bart, "vit": make_vit, "clip_vision": make_clip_vision, "swin": make_swin,
+    "whisper": make_whisper, "wav2vec2": make_wav2vec2,
 }
