@@ -3,8 +3,9 @@
 `measure_kernels()` builds the CPU backend's attention kernels (flash prefill, split-KV decode;
 MHA/GQA/MQA, causal, sliding window, softcap) and scheduled matmuls (packed weights as a Linear
 uses them, and unpacked activation products), times each one and returns `KernelSample`s that
-`attncc.cost_models.fit` turns into efficiency factors. It lives here, not in cost_models,
-because it needs TVM.
+`attncc.cost_models.fit` turns into efficiency factors. It lives here, not in cost_models, because it
+runs TVM kernels; the cpu backend builds them (`attncc.backends.cpu.kernel_suite`, its public timing API), so
+this module imports neither TVM nor backend internals (tests/api/test_layering.py).
 
 Timing protocol (the cost model prices a kernel whose operands come from main memory, as in a
 model where each layer's weights and KV cache have been evicted by the others):
@@ -27,8 +28,6 @@ from typing import Any, Callable
 import numpy as np
 
 from attncc.errors import AttnccError
-from attncc.ir.ops.attention import Tiling
-from attncc.ir.ops.attention_spec import AttentionSpec, MaskSpec
 
 FLUSH_BYTES = 64 << 20
 
@@ -107,71 +106,24 @@ MATMUL = [  # (M, N, K, packed weight)
 ]
 
 
-def attention_configs(quick: bool = False) -> list:
-    """AttentionKernelConfigs of the suite (a third of them with `quick`)."""
-    from attncc.backends.cpu.attention import AttentionKernelConfig as C
-
-    cfgs = [C(b, hq, hkv, n, n, d, d, 1 / math.sqrt(d), causal=c, window_left=w, softcap=cap)
+def attention_configs(quick: bool = False) -> list[dict]:
+    """Keyword arguments of `kernel_suite.attention_case` for the suite (a third of them with `quick`)."""
+    cfgs = [dict(batch=b, q_heads=hq, kv_heads=hkv, q_len=n, kv_len=n, head_dim=d, causal=c, window_left=w, softcap=cap)
             for b, hq, hkv, n, d, c, w, cap in PREFILL]
-    cfgs += [C(b, hq, hkv, 1, kv, d, d, 1 / math.sqrt(d), causal=True) for b, hq, hkv, kv, d in DECODE]
+    cfgs += [dict(batch=b, q_heads=hq, kv_heads=hkv, q_len=1, kv_len=kv, head_dim=d, causal=True)
+             for b, hq, hkv, kv, d in DECODE]
     return cfgs[::3] if quick else cfgs
 
 
-def kernel_tiling(kern) -> Tiling:
-    """The tiles the compiled kernel really uses (its schedule), as the cost model's Tiling."""
-    cfg, s = kern.cfg, kern.schedule
-    if kern.kind == "decode":
-        return Tiling(q_block=cfg.group * cfg.q_len, kv_block=s.kv_block, num_splits=s.num_splits)
-    return Tiling(q_block=s.q_block, kv_block=s.kv_block)
+def _suite():
+    """The cpu backend's timing suite (its public API; the kernels and TVM stay in the backend)."""
+    from attncc.backends.cpu import kernel_suite
+
+    return kernel_suite
 
 
-def _attention_case(cfg, rng) -> tuple[KernelSample, Callable[[], None]]:
-    from attncc.backends.cpu.attention import build_attention_kernel
-
-    kern = build_attention_kernel(cfg)
-    q = rng.standard_normal((cfg.batch, cfg.q_heads, cfg.q_len, cfg.head_dim), dtype=np.float32)
-    k = rng.standard_normal((cfg.batch, cfg.kv_heads, cfg.kv_len, cfg.head_dim), dtype=np.float32)
-    v = rng.standard_normal((cfg.batch, cfg.kv_heads, cfg.kv_len, cfg.v_head_dim), dtype=np.float32)
-    args, _ = kern.prepare(q, k, v)          # aligned copies made once, outside the timing
-    fn = kern.mod["attention"]
-    mask = MaskSpec(causal=cfg.causal, alignment=cfg.alignment, window_left=cfg.window_left,
-                    window_right=cfg.window_right)
-    spec = AttentionSpec(cfg.q_heads, cfg.kv_heads, cfg.head_dim, cfg.v_head_dim, scale=cfg.scale,
-                         softcap=cfg.softcap, mask=mask)
-    label = (f"attn-{kern.kind} B{cfg.batch} H{cfg.q_heads}/{cfg.kv_heads} q{cfg.q_len} kv{cfg.kv_len} d{cfg.head_dim}"
-             + (" causal" if cfg.causal and cfg.q_len > 1 else "") + (f" win{cfg.window_left}" if cfg.window_left else "")
-             + (" softcap" if cfg.softcap else ""))
-    job = ("attention", spec, cfg.batch, cfg.q_len, cfg.kv_len, kernel_tiling(kern))
-    return KernelSample(label, job), lambda: fn(*args)
-
-
-def _matmul_case(m: int, n: int, k: int, packed: bool, rng) -> tuple[KernelSample, Callable[[], None]]:
-    import tvm
-    from tvm import te
-
-    from attncc.backends.cpu.attention import default_target
-    from attncc.backends.cpu.matmul import (PANEL, TILE_ROWS, _largest_divisor, matmul_compute, pack_weight,
-                                            packed_shape, schedule_matmul)
-
-    a_np = rng.standard_normal((1, m, k), dtype=np.float32)
-    w_np = rng.standard_normal((k, n), dtype=np.float32)
-    a = te.placeholder((1, m, k), "float32", name="A")
-    b = te.placeholder(packed_shape(k, n) if packed else (1, k, n), "float32", name="B")
-    acc = matmul_compute(a, b, n, packed=packed, name="acc")
-    out = te.compute(acc.shape, lambda *i: acc(*i), name="C")
-    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b, out]))
-    schedule_matmul(sch, "C", "acc")
-    fn = tvm.compile(sch.mod, target=default_target())["main"]
-    b_host = pack_weight(w_np) if packed else w_np[None]   # weight packing: load time, not timed
-    ta, tb = tvm.runtime.tensor(a_np), tvm.runtime.tensor(b_host)
-    tc = tvm.runtime.tensor(np.empty((1, m, n), np.float32))
-    fn(ta, tb, tc)
-    np.testing.assert_allclose(tc.numpy()[0], a_np[0] @ w_np, rtol=1e-3, atol=1e-2)
-    # the register tile schedule_matmul picks (exact divisors of M and N)
-    tiles = Tiling(q_block=_largest_divisor(m, range(TILE_ROWS, 0, -1)),
-                   kv_block=_largest_divisor(n, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1))))
-    label = f"matmul {'linear(packed W)' if packed else 'unpacked'} {m}x{n}x{k}"
-    return KernelSample(label, ("matmul", m, n, k, tiles)), lambda: fn(ta, tb, tc)
+def _timed(case) -> tuple[KernelSample, Callable[[], None]]:
+    return KernelSample(case.label, case.job), case.run
 
 
 def measure_matmul_peak(n: int = 2048, runs: int = 10) -> dict[str, Any]:
@@ -181,7 +133,7 @@ def measure_matmul_peak(n: int = 2048, runs: int = 10) -> dict[str, Any]:
 
     Returns {"name", "flops", "source", "load", "date", "runs_s"} for `calibrate_host(fp32_probes=...)`.
     """
-    _, run = _matmul_case(n, n, n, True, np.random.default_rng(0))   # checks the result against numpy
+    run = _suite().matmul_case(n, n, n, True, np.random.default_rng(0)).run   # checks the result against numpy
     run()
     times = []
     for _ in range(runs):
@@ -192,16 +144,31 @@ def measure_matmul_peak(n: int = 2048, runs: int = 10) -> dict[str, Any]:
             "load": load_average(), "date": time.strftime("%Y-%m-%d %H:%M"), "runs_s": times}
 
 
+def measure_torch_gemm(dtype: str = "bfloat16", n: int = 1024, runs: int = 5) -> dict[str, Any]:
+    """FLOP/s of torch's n³ matmul in `dtype` (numpy has no bfloat16), best of `runs`, for
+    `calibrate_host(dtype_probes={dtype: ...})`. Raises ImportError without torch."""
+    import torch
+
+    a = torch.randn(n, n).to(getattr(torch, dtype))
+    a @ a
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return {"flops": 2 * n ** 3 / min(times), "source": f"torch {n}^3 {dtype} matmul, best of {runs}",
+            "load": load_average()}
+
+
 def tiny_kernel_cases(rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]:
     """Kernels doing almost nothing; their time (cold, like the others) is the fixed cost of a call:
     "launch" (the smallest possible kernel) and one per kernel class (its code, workspace, two
     parallel stages), each with real head dims so the code is as large as a real kernel's."""
-    from attncc.backends.cpu.attention import AttentionKernelConfig as C
-
-    return {"launch": _attention_case(C(1, 1, 1, 1, 16, 16, 16, 0.25), rng),
-            "attention.prefill": _attention_case(C(1, 1, 1, 16, 32, 64, 64, 0.125), rng),
-            "attention.decode": _attention_case(C(1, 1, 1, 1, 32, 64, 64, 0.125), rng),
-            "matmul": _matmul_case(8, 32, 64, True, rng)}
+    suite = _suite()
+    return {"launch": _timed(suite.attention_case(1, 1, 1, 1, 16, 16, scale=0.25, rng=rng)),
+            "attention.prefill": _timed(suite.attention_case(1, 1, 1, 16, 32, 64, scale=0.125, rng=rng)),
+            "attention.decode": _timed(suite.attention_case(1, 1, 1, 1, 32, 64, scale=0.125, rng=rng)),
+            "matmul": _timed(suite.matmul_case(8, 32, 64, True, rng))}
 
 
 def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,
@@ -213,9 +180,10 @@ def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_loa
     (other sessions' tests), then goes on anyway; the loads seen are returned.
     """
     rng = np.random.default_rng(0)
-    cases = [_attention_case(cfg, rng) for cfg in attention_configs(quick)]
+    suite = _suite()
+    cases = [_timed(suite.attention_case(**cfg, rng=rng)) for cfg in attention_configs(quick)]
     for m, n, k, packed in (MATMUL[::3] if quick else MATMUL):
-        cases.append(_matmul_case(m, n, k, packed, rng))
+        cases.append(_timed(suite.matmul_case(m, n, k, packed, rng)))
     tiny = tiny_kernel_cases(rng)
     flush = np.ones(FLUSH_BYTES // 4, np.float32)
     loads = []

@@ -209,8 +209,14 @@ def _cmd_calibrate(args) -> int:
         probes.append(measure_matmul_peak(512 if args.quick else 2048))
     except ImportError as e:
         print(f"fp32 peak from numpy only: TVM kernels unavailable ({e})")
-    log.info("measuring matmul peaks (numpy, torch), memory bandwidth and call overhead")
-    spec = calibrate_host(save=not args.dry_run, kernels=kernels, fp32_probes=probes)
+    dtype_probes = {}
+    try:  # numpy has no bfloat16: torch's matmul measures it (cost_models itself imports no torch)
+        from attncc.calibration import measure_torch_gemm
+        dtype_probes["bfloat16"] = measure_torch_gemm("bfloat16", 256 if args.quick else 1024)
+    except ImportError as e:
+        print(f"bfloat16 peak not measured: torch unavailable ({e})")
+    log.info("measuring matmul peaks (numpy), memory bandwidth and call overhead")
+    spec = calibrate_host(save=not args.dry_run, kernels=kernels, fp32_probes=probes, dtype_probes=dtype_probes)
     print(json.dumps(spec.to_dict() if hasattr(spec, "to_dict") else spec.__dict__, indent=2, default=str))
     if args.dry_run:
         print(f"dry run: spec not saved (it would go to {spec.path}; reports keep using "

@@ -17,7 +17,27 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
-import tvm
+
+
+def _import_tvm_without_torch():
+    """`import tvm` keeping torch out of the process: tvm-ffi 0.1.x imports torch eagerly when it is installed
+    (its workaround for a Windows symbol clash), which costs this runtime 0.6-3 s and hundreds of MB it never
+    uses. A torch imported before stays; one imported later works (tensors still pass through DLPack)."""
+    import sys
+
+    if "torch" in sys.modules:
+        import tvm
+        return tvm
+    sys.modules["torch"] = None     # makes `import torch` raise ImportError, which tvm-ffi catches
+    try:
+        import tvm
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    return tvm
+
+
+tvm = _import_tvm_without_torch()
 
 DIM_ARG = "#dim"   # a call argument that passes a dim's value (int32), not a tensor
 

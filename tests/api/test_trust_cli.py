@@ -91,7 +91,7 @@ def test_calibrate_refuses_a_busy_machine_without_force(monkeypatch, capsys):
 def _fake_calibration(monkeypatch, tmp_path):
     from attncc.cost_models.hardware import SPEC_DIR, spec_from_dict
 
-    def fake_calibrate_host(save=True, kernels=None, fp32_probes=None, quick=False):
+    def fake_calibrate_host(save=True, kernels=None, fp32_probes=None, quick=False, dtype_probes=None):
         d = json.loads((SPEC_DIR / "host-cpu.json").read_text())
         d["calibrated"] = "2026-01-02 03:04"
         target = tmp_path / "cache" / "host-cpu.json"
@@ -104,6 +104,7 @@ def _fake_calibration(monkeypatch, tmp_path):
     monkeypatch.setattr(attncc.calibration, "load_average", lambda: 4.0)
     monkeypatch.setattr(attncc.calibration, "usable_cores", lambda: 2)
     monkeypatch.setattr(attncc.calibration, "measure_matmul_peak", lambda n: {"name": "fake", "flops": 1e9})
+    monkeypatch.setattr(attncc.calibration, "measure_torch_gemm", lambda dtype, n: {"flops": 1e9, "source": "fake"})
     monkeypatch.setattr(attncc.cost_models, "calibrate_host", fake_calibrate_host)
     return tmp_path / "cache" / "host-cpu.json"
 
