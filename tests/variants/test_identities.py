@@ -553,3 +553,19 @@ def test_every_feature_kind_has_an_identity():
     for build in CASES.values():
         covered |= {f.kind for f in build()[0].features_list()}
     assert set(FEATURE_REGISTRY) <= covered, set(FEATURE_REGISTRY) - covered
+
+
+def test_deepseek_v2_kv_cache_per_token_matches_the_paper_table():
+    """DeepSeek-V2 (arXiv 2405.04434) Table 1: KV cache per token and layer is 2·n_h·d_h elements for MHA,
+    2·n_g·d_h for GQA and (d_c + d_h^R) = 9/2·d_h for MLA (d_c = 4·d_h, d_h^R = d_h/2), "equal to GQA with
+    only 2.25 groups". Checked on the cost rules (bf16, 2 bytes) with the real MLA feature."""
+    from attncc.cost_models import attention_cost
+
+    n_h, d_h = 128, 128
+    per_token = lambda spec: attention_cost(spec, 1, 1, 64, "bfloat16", None, "h100").kv_bytes_per_token // 2  # noqa: E731
+    mla = AttentionSpec(n_h, 1, d_h + d_h // 2, v_head_dim=d_h, kv_source=MLA(4 * d_h, d_h // 2, absorbed=True))
+    assert per_token(mla) == 9 * d_h // 2 == 576
+    assert per_token(AttentionSpec(n_h, n_h, d_h)) == 2 * n_h * d_h
+    for groups in (1, 2, 4, 8):
+        assert per_token(AttentionSpec(n_h, groups, d_h)) == 2 * groups * d_h
+    assert per_token(mla) / (2 * d_h) == 2.25      # the paper's "GQA with 2.25 groups"
