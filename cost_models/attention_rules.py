@@ -17,6 +17,7 @@ what a cached token holds, how many keys each query sees, which heads compute. F
                adds the balancing-router logits and the gate softmaxes).
   chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H.
   knocking_heads  H×H mixing of q (and k, v) per token before attention.
+  head_blocks  MW-MHA: per-head non-overlapping blocks (b keys per query; 0 = global) + the additive bias mask.
   multi_window / blocked_local / topk_sparse / block_sparse  keys seen per query: min(L, window),
                block + 2·halo, top_k, density·L.
   linear       recurrent state: 4·S·d·dv FLOPs per head, no L² term.
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from attncc.ir.ops.attention_spec import MaskSpec
 
-from .attention_cost import AttentionWork, attention_cost_rule, visible_pairs
+from .attention_cost import AttentionWork, attention_cost_rule, visible_key_range, visible_pairs
 
 
 def _get(feat, *names, default=None):
@@ -141,6 +144,29 @@ def knocking_heads_rule(w: AttentionWork, feat, spec) -> None:
     for t, dim in (("k", w.qk_dim), ("v", w.v_dim)):
         if t in targets:
             w.extra_flops += 2 * w.batch * w.kv_len * w.kv_heads ** 2 * dim
+
+
+@attention_cost_rule("head_blocks")
+def head_blocks_rule(w: AttentionWork, feat, spec) -> None:
+    """MW-MHA: a blocked head's query sees the keys of its b-token block that spec.mask leaves visible, a global
+    head all visible keys (exact counts). The relative bias is an additive (H, S, S) mask gathered from the table:
+    written once and read once per call. The TVM decomposition runs dense S² scores under that mask; the pairs
+    here are the method's work (what a block-skipping kernel does), said in a note."""
+    sizes = tuple(_need(feat, "block_sizes"))
+    rows = np.arange(w.q_len, dtype=np.int64)
+    lo, hi = visible_key_range(w.mask, w.q_len, w.kv_len, rows)
+    total = 0
+    for b in sizes:
+        if b == 0:
+            total += int(np.maximum(0, hi - lo + 1).sum())
+        else:
+            start = rows // b * b
+            total += int(np.maximum(0, np.minimum(hi, start + b - 1) - np.maximum(lo, start) + 1).sum())
+    w.pairs_per_head = total / len(sizes)
+    if getattr(feat, "rel_bias", False):
+        w.extra_bytes += 2 * w.q_heads * w.q_len * w.kv_len * w.elem_bytes
+    w.notes.append("head_blocks: priced as blocked work; the cpu/cuda decomposition computes dense S² scores "
+                   "under an (H, S, S) additive mask")
 
 
 @attention_cost_rule("multi_window")

@@ -11,7 +11,7 @@ from .head_mixing import ClusteredHeadAttention, KnockingHeadsAttention, Mixture
 from .hilo import HiLoAttention
 from .latent import MultiHeadLatentAttention, TemporalLatentAttention
 from .linear import LinearAttention
-from .local import HaloAttention, LocalGlobalAttention
+from .local import HaloAttention, LocalGlobalAttention, MultiWindowAttention
 from .lowrank import LowRankGlobalAttention
 from .mha import CrossAttention, MultiHeadAttention, SlidingWindowAttention
 from .sparse import BlockSparseAttention, ContextBroadcastAttention, SparsifinerAttention
@@ -19,7 +19,7 @@ from .sparse import BlockSparseAttention, ContextBroadcastAttention, Sparsifiner
 __all__ = [
     "attention", "spec_from_json", "spec_to_json", "MultiHeadAttention", "CrossAttention", "SlidingWindowAttention",
     "MultiHeadLatentAttention", "TemporalLatentAttention", "LowRankGlobalAttention", "GroupedAttention",
-    "StridedAttention", "LocalGlobalAttention", "HaloAttention", "HiLoAttention", "MixtureOfHeadsAttention",
+    "StridedAttention", "LocalGlobalAttention", "MultiWindowAttention", "HaloAttention", "HiLoAttention", "MixtureOfHeadsAttention",
     "KnockingHeadsAttention", "ClusteredHeadAttention", "SparsifinerAttention", "BlockSparseAttention",
     "ContextBroadcastAttention", "LinearAttention", "ConvShareAttention",
 ]

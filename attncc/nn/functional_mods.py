@@ -159,3 +159,28 @@ def conv_share(spec, n):
         return y.reshape(B, H, D, -1).transpose(-1, -2)
 
     return sdpa(spec, conv(n["query"], n["conv_q"]), conv(n["key"], n["conv_k"]), conv(n["value"], n["conv_v"]))
+
+
+@variant("head_blocks")
+def head_blocks(spec, n):
+    """Per-head non-overlapping blocks (0 = global head) with the per-head relative position bias table."""
+    feat = spec.score_mods[0]
+    q, k, v = n["query"], n["key"], n["value"]
+    S = q.shape[2]
+    i = torch.arange(S, device=q.device)[:, None]
+    j = torch.arange(S, device=q.device)[None, :]
+    sizes = torch.tensor([b if b else S for b in feat.block_sizes], device=q.device)[:, None, None]
+    keep = (i // sizes) == (j // sizes)                                          # (H, S, S); global: one block
+    g = q.shape[1] // k.shape[1]
+    if g > 1:
+        k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
+    scores = spec.scale * (q @ k.transpose(-1, -2))
+    if spec.softcap:
+        scores = spec.softcap * torch.tanh(scores / spec.softcap)
+    if feat.rel_bias:
+        B = max(feat.max_block, 1)
+        rel = n["rel_pos_bias"][:, (i - j + B - 1).clamp(0, 2 * B - 2)]              # (H, S, S)
+        blocked = torch.tensor([b > 0 for b in feat.block_sizes], device=q.device)[:, None, None]
+        scores = scores + torch.where(blocked, rel, torch.zeros_like(rel))
+    pos = position_keep(spec.mask, S, S, q.device)
+    return softmax_rows(scores, keep if pos is None else keep & pos) @ v

@@ -9,8 +9,8 @@ import numpy as np
 from attncc.ir import Graph
 from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
 from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, BlockedLocal, ConvShare, GlobalQuery,
-                                              Grouped, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow, Strided,
-                                              TopkSparse, Uniform)
+                                              Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
+                                              Strided, TopkSparse, Uniform)
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,18 @@ def score_mods(*mods, causal=False, extras=()):
     return build
 
 
+def head_blocks(rel_bias: bool):
+    """MW-MHA: per-head blocks dividing the length (0 = global), GQA, with/without the relative bias table."""
+    def build(i):
+        B, S = SIZES[i]
+        sizes = ((2, 3, 0, 6), (3, 7, 0, 21))[i]
+        ins = qkv(i, B, 4, 2, S, S, 8)
+        if rel_bias:
+            ins["rel_pos_bias"] = _rng(i).standard_normal((4, 2 * max(sizes) - 1)).astype(np.float32)
+        return AttentionSpec(4, 2, 8, score_mods=(HeadBlocks(sizes, rel_bias),)), ins
+    return build
+
+
 CASES = [
     Case("mla-absorbed", mla(True, True)),
     Case("mla-naive", mla(False, False)),
@@ -174,6 +186,8 @@ CASES = [
     Case("topk_sparse", score_mods(TopkSparse(5), extras=("connectivity",))),
     Case("block_sparse", score_mods(BlockSparse(4), causal=True, extras=("block_mask",))),
     Case("uniform", score_mods(Uniform(1.0))),
+    Case("head_blocks", head_blocks(True)),
+    Case("head_blocks-no-bias", head_blocks(False)),
 ]
 
 UNDECOMPOSABLE = [Case("linear-delta", linear("delta")), Case("linear-gated_delta", linear("gated_delta"))]

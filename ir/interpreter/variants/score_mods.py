@@ -67,3 +67,33 @@ def score_mods_reference(spec, named):
 
 for _kind in ("multi_window", "blocked_local", "topk_sparse", "block_sparse", "uniform"):
     register_reference(_kind)(score_mods_reference)
+
+
+def head_blocks_keep_bias(feat, n: int, table: np.ndarray | None):
+    """(H, n, n) keep (blocked heads: same block; global heads: all) and additive bias (table lookup by i - j on
+    blocked heads, 0 on global heads)."""
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    keep = np.stack([np.ones((n, n), bool) if b == 0 else (i // b == j // b) for b in feat.block_sizes])
+    if table is None:
+        return keep, None
+    B = max(feat.max_block, 1)
+    rel = table[:, np.clip(i - j + B - 1, 0, 2 * B - 2)]                      # (H, n, n)
+    blocked = np.array([b > 0 for b in feat.block_sizes])[:, None, None]
+    return keep, np.where(blocked & keep, rel, 0.0)
+
+
+@register_reference("head_blocks")
+def head_blocks(spec, named):
+    f = as_f64(named)
+    feat = spec.score_mods[0]
+    q, k, v = f["query"], f["key"], f["value"]
+    n = q.shape[2]
+    keep, bias = head_blocks_keep_bias(feat, n, f.get("rel_pos_bias"))
+    g = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, g, axis=1), np.repeat(v, g, axis=1)
+    scores = spec.scale * (q @ k.swapaxes(-1, -2))
+    if spec.softcap:
+        scores = spec.softcap * np.tanh(scores / spec.softcap)
+    pos = position_keep_mask(spec.mask, n, n)
+    keep = keep if pos is None else keep & pos
+    return finish(masked_softmax_attention(scores, v, keep[None], None if bias is None else bias[None]), named)

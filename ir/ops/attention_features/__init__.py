@@ -5,9 +5,9 @@ from .head_mixing import CHAI, KnockingHeads, MoH
 from .hilo import HiLo
 from .latent import MLA, MTLA
 from .linear import LinearAttn
-from .local import BlockedLocal, MultiWindow
+from .local import BlockedLocal, HeadBlocks, MultiWindow
 from .lowrank import GlobalQuery
 from .sparse import BlockSparse, TopkSparse, Uniform
 
-__all__ = ["MLA", "MTLA", "GlobalQuery", "Grouped", "Strided", "MultiWindow", "BlockedLocal", "HiLo", "MoH",
+__all__ = ["MLA", "MTLA", "GlobalQuery", "Grouped", "Strided", "MultiWindow", "HeadBlocks", "BlockedLocal", "HiLo", "MoH",
            "KnockingHeads", "CHAI", "TopkSparse", "BlockSparse", "Uniform", "LinearAttn", "ConvShare"]

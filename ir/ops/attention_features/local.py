@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ... import dims as D
+from ...errors import require
 from ..attention_spec import register_feature
-from ._common import check, positive_int
+from ._common import check, expect, positive_int
 from ._score_mod import ScoreMod
 
 
@@ -46,3 +48,47 @@ class BlockedLocal(ScoreMod):
     def __post_init__(self):
         positive_int("blocked_local", "block_size", self.block_size)
         check(isinstance(self.halo, int) and self.halo >= 0, f"blocked_local.halo must be an int >= 0, got {self.halo!r}")
+
+
+@register_feature
+@dataclass(frozen=True)
+class HeadBlocks(ScoreMod):
+    """Multi-window MHA as Yadav et al. (ICLR 2024, SarthakYadav/mwmae-jax-official) compute it: head h with
+    block_sizes[h] = b > 0 attends only within its non-overlapping block [n·b, (n+1)·b) (self-attention; the
+    length must be a multiple of every b), block_sizes[h] = 0 is a global head. With `rel_bias`, the input
+    rel_pos_bias (H, 2·B - 1), B = max(block_sizes), adds rel_pos_bias[h, (i - j) + B - 1] to a blocked head's
+    scores (the authors' per-head relative position table of 2b - 1 entries sits at its centre). Combined (AND)
+    with spec.mask. It stands alone: no other score mod on the same op."""
+
+    kind: ClassVar[str] = "head_blocks"
+    variant_label: ClassVar[str] = "multi-window"
+    block_sizes: tuple = ()
+    rel_bias: bool = True
+
+    def __post_init__(self):
+        check(isinstance(self.block_sizes, tuple) and len(self.block_sizes) > 0
+              and all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in self.block_sizes),
+              f"head_blocks.block_sizes must be a non-empty tuple of ints >= 0 (0 = global head), got {self.block_sizes!r}")
+        check(isinstance(self.rel_bias, bool), f"head_blocks.rel_bias must be a bool, got {self.rel_bias!r}")
+
+    @property
+    def max_block(self) -> int:
+        return max(self.block_sizes)
+
+    def extra_inputs(self):
+        return ("rel_pos_bias",) if self.rel_bias else ()
+
+    def validate(self, spec):
+        super().validate(spec)
+        check(len(self.block_sizes) == spec.num_heads,
+              f"head_blocks: {len(self.block_sizes)} block sizes given for {spec.num_heads} heads")
+        check(spec.score_mods == (self,), "head_blocks cannot be combined with other score mods")
+
+    def check_inputs(self, spec, t, node, B, Sq, Skv) -> None:
+        require(D.equal(Sq, Skv), node, f"head_blocks: self-attention only (query length {Sq}, key length {Skv})")
+        for b in set(self.block_sizes) - {0}:
+            require(not isinstance(Sq, int) or Sq % b == 0, node,
+                    f"head_blocks: sequence length {Sq} is not a multiple of block size {b} (the authors' layout)")
+        if self.rel_bias:
+            n = 2 * max(self.max_block, 1) - 1
+            expect(t, "rel_pos_bias", node, True, (spec.num_heads, n), f"(H, 2·max_block - 1) = ({spec.num_heads}, {n})")

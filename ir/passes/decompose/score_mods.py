@@ -119,3 +119,26 @@ def uniform_context(b: Builder, v, q_len, label: str):
     keep = position_keep_mask(spec.mask, n, m).astype(np.float64)
     weights = keep / np.maximum(keep.sum(-1, keepdims=True), 1.0)
     return b.matmul(b.const(weights, f"{label}_weights"), b.repeat_heads(v, g, f"{label}_heads"), f"{label}_mean")
+
+
+@register_decomposition("head_blocks")
+def head_blocks(b: Builder) -> list:
+    """Per-head block keep-mask as a constant; with rel_bias the table is gathered by (i - j) into an additive
+    (1, H, S, S) mask, -inf outside the blocks, so the flash kernel takes it as its additive mask input."""
+    feat = b.spec.score_mods[0]
+    q, k, v = (b.named[n] for n in ("query", "key", "value"))
+    n = static(q.shape[2], "head_blocks: sequence length")
+    H = b.spec.num_heads
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    keep = np.stack([np.ones((n, n), bool) if s == 0 else (i // s == j // s) for s in feat.block_sizes])
+    if not feat.rel_bias:
+        mask = b.const(keep[None], "block_keep", dtype="bool")
+        return [b.attention(with_mask(b.plain_spec(), input="bool"), q, k, v, mask)]
+    B = max(feat.max_block, 1)
+    rel = b.gather(b.named["rel_pos_bias"], np.clip(i - j + B - 1, 0, 2 * B - 2), 1, "rel_bias")   # (H, n, n)
+    blocked = np.array([s > 0 for s in feat.block_sizes])[:, None, None]
+    zero_or_rel = b.where(b.const(np.broadcast_to(blocked, (H, n, n)).copy(), "blocked_heads", dtype="bool"), rel,
+                          b.scalar(0.0, "zero"), "head_bias")
+    bias = b.where(b.const(keep, "block_keep", dtype="bool"), zero_or_rel, b.scalar(-np.inf, "neg_inf"), "block_bias")
+    mask = b.reshape(bias, (1, H, n, n), "block_bias_4d")
+    return [b.attention(with_mask(b.plain_spec(), input="additive"), q, k, v, mask)]
