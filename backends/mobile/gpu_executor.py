@@ -78,7 +78,11 @@ class OpenClRunner:
                                       f"'{self.device.name}' has no cl_khr_fp16; run an fp32 build here")
         self.kernels = {}
         if lib is not None:
-            program = cl.Program(self.ctx, lib.source).build()
+            try:
+                program = cl.Program(self.ctx, lib.source).build()
+            except Exception as e:  # noqa: BLE001 - the device's compiler: name the device, keep its log
+                raise LoweringError("<program>", "-", f"the OpenCL device '{self.device.name}' could not build this "
+                                    "plan's kernels", e, target="mobile-gpu") from e
             self.kernels = {k.function_name: k for k in program.all_kernels()}
         mf = cl.mem_flags
         self._persistent: dict[str, Any] = {}

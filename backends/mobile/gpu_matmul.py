@@ -16,7 +16,16 @@ from .gpu_spec import OpenClLimits, opencl_limits
 
 
 class TileDoesNotFit(LoweringError):
-    """A kernel tile exceeds the device's work-group or local-memory limit."""
+    """A kernel tile exceeds the device's work-group or local-memory limit.
+
+    `fatal`: the core re-raises it under the IR node's name instead of falling back to another kernel (a
+    requested tile the device cannot hold is the user's to change, not to hide)."""
+
+    fatal = True
+
+    def __init__(self, node: str, op: str, what: str, cause: BaseException | None = None):
+        super().__init__(node, op, what, cause, target="mobile-gpu")
+        self.what = what
 
 
 def _is_one(x) -> bool:

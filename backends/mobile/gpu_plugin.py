@@ -14,6 +14,7 @@ class MobileGpuPlugin:
     name = "mobile-gpu"
     description = "OpenCL GPU (Adreno/Mali class), run here through pyopencl"
     hardware = "mobile-gpu"
+    attention_mask_full = True   # the flash kernel reads the mask at (b, h): the core expands broadcast masks
 
     def __init__(self):
         self.capabilities = mobile_gpu_capabilities()
@@ -32,7 +33,9 @@ class MobileGpuPlugin:
         return gpu_schedules.SCHEDULES[kind]
 
     def attention_primfunc(self, cfg, target: dict):
-        """(PrimFunc, metadata) of the OpenCL flash-attention kernel for `cfg` (gpu_attention.py)."""
+        """(PrimFunc, metadata) of the OpenCL flash-attention kernel for `cfg` (gpu_attention.py). Shapes it
+        does not take (dynamic dims, bf16) raise ValueError: the core then uses its generic TE attention and
+        says so in the plan notes; a tile over the device limits raises TileDoesNotFit (a compile error)."""
         from .gpu_attention import attention_primfunc
 
         return attention_primfunc(cfg, self.limits)
