@@ -15,7 +15,9 @@ what a cached token holds, how many keys each query sees, which heads compute. F
                average-pooled by wh·ww.
   moh          MoH: each token runs top_k routed + shared heads: FLOPs × (top_k + shared)/H (routers='moh'
                adds the balancing-router logits and the gate softmaxes).
-  chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H.
+  chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H. Online (online_probe = p):
+               a prefill also computes every head's p×p probe probabilities, their H×H cosine distances and an
+               average-linkage clustering (O(H³)) on the host, after copying H·p² scores there.
   knocking_heads  H×H mixing of q (and k, v) per token before attention.
   head_blocks  MW-MHA: per-head non-overlapping blocks (b keys per query; 0 = global) + the additive bias mask.
   multi_window / blocked_local / topk_sparse / block_sparse  keys seen per query: min(L, window),
@@ -134,6 +136,17 @@ def moh_rule(w: AttentionWork, feat, spec) -> None:
 def chai_rule(w: AttentionWork, feat, spec) -> None:
     clusters = len(set(_need(feat, "clusters")))
     w.qk_fraction *= clusters / w.q_heads
+    p = int(_get(feat, "online_probe", default=0))
+    if p and w.q_len > 1:   # online: the prompt call clusters the heads; decode steps reuse the assignment
+        p = min(p, w.q_len, w.kv_len)
+        H = w.q_heads
+        w.extra_flops += 2 * w.batch * H * p * p * w.qk_dim                      # probe scores q[:p] k[:p]ᵀ
+        w.extra_vector_flops += w.batch * (5 * H * p * p                         # scale + softmax of the probe
+                                           + 3 * H * H * p * p                   # cosine distances
+                                           + H ** 3)                             # average linkage merges
+        w.extra_bytes += 2 * w.batch * H * p * p * 8                             # probabilities to the host, float64
+        w.notes.append(f"chai online: heads clustered on the host from {p} probe tokens at the prefill "
+                       "(a device->host sync; batch 1)")
 
 
 @attention_cost_rule("knocking_heads")

@@ -78,11 +78,44 @@ class KnockingHeadsAttention(ProjectedAttention):
 class ClusteredHeadAttention(ProjectedAttention):
     """Clustered head attention ("CHAI: Clustered Head Attention for Efficient LLM Inference", Agarwal et al. 2024):
     heads with correlated attention share one score matrix, computed by the first head of each cluster
-    (`clusters[h]` = cluster id of head h); each head keeps its own values."""
+    (`clusters[h]` = cluster id of head h); each head keeps its own values.
 
-    def __init__(self, embed_dim: int, num_heads: int, clusters, causal: bool = True):
+    Static clusters (`clusters`, found offline) or CHAI online as the authors run it (`num_clusters` = K,
+    `clusters` None): the first call of a request (the prompt, batch 1, at least `probe` tokens) clusters the
+    heads from their probabilities over the first `probe` tokens (attncc.nn.chai_online) and keeps that
+    assignment in `self.spec` for the following calls; `new_request()` forgets it. Export/compile after the
+    prompt call: the graph carries the assignment and online_probe (priced by the cost model)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, clusters=None, causal: bool = True,
+                 num_clusters: int | None = None, probe: int = 5):
         super().__init__(embed_dim, num_heads)
-        clusters = tuple(int(c) for c in clusters)
-        check(len(clusters) == num_heads, f"clusters has {len(clusters)} ids for {num_heads} heads")
-        self.spec = AttentionSpec(num_heads, num_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
-                                  mask=MaskSpec(causal=causal), head_mixing=CHAI(clusters))
+        check((clusters is None) != (num_clusters is None), "give exactly one of clusters (static) or num_clusters (online)")
+        self.causal, self.probe = causal, probe
+        self.num_clusters = num_clusters
+        if clusters is not None:
+            clusters = tuple(int(c) for c in clusters)
+            check(len(clusters) == num_heads, f"clusters has {len(clusters)} ids for {num_heads} heads")
+            self._set_clusters(clusters, 0)
+        else:
+            check(1 <= num_clusters <= num_heads, f"num_clusters must be in [1, {num_heads}], got {num_clusters}")
+            check(isinstance(probe, int) and probe >= 1, f"probe must be an int >= 1, got {probe!r}")
+            self.spec = None
+
+    def _set_clusters(self, clusters: tuple, online_probe: int) -> None:
+        self.clusters = clusters
+        self.spec = AttentionSpec(self.num_heads, self.num_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
+                                  mask=MaskSpec(causal=self.causal), head_mixing=CHAI(clusters, online_probe))
+
+    def new_request(self) -> None:
+        """Online mode: the next call clusters the heads again (the authors re-cluster at start_pos == 0)."""
+        check(self.num_clusters is not None, "new_request() is for online clustering (num_clusters=...)")
+        self.spec = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.heads(x)
+        if self.spec is None:   # online: the prompt's first tokens decide the clusters (host step, once per request)
+            from .chai_online import cluster_heads
+            check(x.shape[1] >= self.probe, f"CHAI online needs a prompt of >= probe={self.probe} tokens, got {x.shape[1]}")
+            self._set_clusters(cluster_heads(q, k, 1 / math.sqrt(self.head_dim), self.num_clusters, self.probe),
+                               self.probe)
+        return self.attend(q, k, v)

@@ -89,15 +89,23 @@ class KnockingHeads(Feature):
 class CHAI(Feature):
     """Clustered head attention: `clusters[h]` is head h's cluster id; the first head of each cluster computes
     the attention probabilities softmax(scale q kᵀ) and every head of the cluster applies them to its own V.
-    Keys of non-representative heads are never read (their K cache can be dropped)."""
+    Keys of non-representative heads are never read (their K cache can be dropped).
+
+    `online_probe` = p > 0 records that the clusters were found at run time as the authors do (CHAI online:
+    average-linkage clustering of the heads' probabilities over the first p prompt tokens, batch 1, once per
+    request; attncc.nn.ClusteredHeadAttention(num_clusters=...)): `clusters` is the assignment in effect, and
+    the cost model adds the probe and the host-side clustering to a prefill. 0 = static (offline) clusters."""
 
     kind: ClassVar[str] = "chai"
     variant_label: ClassVar[str] = "chai"
     clusters: tuple = ()
+    online_probe: int = 0
 
     def __post_init__(self):
         check(isinstance(self.clusters, tuple) and len(self.clusters) > 0 and all(isinstance(c, int) and c >= 0 for c in self.clusters),
               f"chai.clusters must be a non-empty tuple of ints >= 0 (cluster id per head), got {self.clusters!r}")
+        check(isinstance(self.online_probe, int) and not isinstance(self.online_probe, bool) and self.online_probe >= 0,
+              f"chai.online_probe must be an int >= 0 (0 = static clusters), got {self.online_probe!r}")
 
     @property
     def representatives(self) -> tuple[int, ...]:
