@@ -177,11 +177,15 @@ class AttentionLowering:
         info = self.plan.values[mask]
         shape = [1] * (4 - len(info["shape"])) + list(info["shape"])
         want_dtype = "uint8" if kind == "bool" else "float32"
-        ok_shape = shape[2] == sq and shape[3] == skv and shape[0] in (1, b) and shape[1] in (1, hq)
+        # plugins whose kernel indexes the mask at (b, h) with no broadcast (mobile-gpu) get it full-size
+        full_only = getattr(self.plugin, "attention_mask_full", False)
+        ok_shape = shape[2] == sq and shape[3] == skv and shape[0] in (1, b) and shape[1] in (1, hq) and \
+            (not full_only or (shape[0] == b and shape[1] == hq))
         src_dtype_ok = (kind == "bool" and info["dtype"] in ("bool", "uint8")) or info["dtype"] == "float32"
         if ok_shape and src_dtype_ok:
             return self.plan.arg(mask, shape, want_dtype)
-        full = (shape[0] if shape[0] in (1, b) else b, shape[1] if shape[1] in (1, hq) else hq, sq, skv)
+        full = (b, hq, sq, skv) if full_only else \
+            (shape[0] if shape[0] in (1, b) else b, shape[1] if shape[1] in (1, hq) else hq, sq, skv)
         dst = self.temp(node, "mask", full, "bool" if kind == "bool" else "float32")
         self.emit(node, "mask", lambda m: te.compute(full, lambda *i: load(m, i, full).astype(
             "bool" if kind == "bool" else "float32"), name="out"), [mask], dst)
@@ -192,6 +196,10 @@ class AttentionLowering:
         try:
             cfg = self._config(node, q, k, dtype, kind)
             func, meta = self.plugin.attention_primfunc(cfg, self.target)
+        except LoweringError as e:
+            if getattr(e, "fatal", False):   # e.g. a tile over the device's limits: an error naming this node
+                raise LoweringError(node.name, "Attention", getattr(e, "what", str(e)), target=self.plugin.name) from e
+            return f"the flash kernel could not be generated ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
         except Exception as e:  # noqa: BLE001 - an unsupported case falls back, with the reason
             return f"the flash kernel could not be generated ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
         name = self.groups.func_name(node) + "_attention"
