@@ -15,7 +15,8 @@ what a cached token holds, how many keys each query sees, which heads compute. F
                average-pooled by wh·ww.
   moh          MoH: each token runs top_k routed + shared heads: FLOPs × (top_k + shared)/H (routers='moh'
                adds the balancing-router logits and the gate softmaxes).
-  chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H. Online (online_probe = p):
+  chai         CHAI: scores computed once per head cluster: QK FLOPs × clusters/H; K read and cached for the
+               cluster representatives only (V for every head). Online (online_probe = p):
                a prefill also computes every head's p×p probe probabilities, their H×H cosine distances and an
                average-linkage clustering (O(H³)) on the host, after copying H·p² scores there.
   knocking_heads  H×H mixing of q (and k, v) per token before attention.
@@ -136,6 +137,9 @@ def moh_rule(w: AttentionWork, feat, spec) -> None:
 def chai_rule(w: AttentionWork, feat, spec) -> None:
     clusters = len(set(_need(feat, "clusters")))
     w.qk_fraction *= clusters / w.q_heads
+    # only the representatives' keys are read and cached (CHAI's K-cache saving); every head keeps its V
+    w.kv_token_bytes = (w.qk_dim * clusters / w.kv_heads + w.v_dim) * w.elem_bytes
+    w.cache_bytes_per_token = (clusters * w.qk_dim + w.kv_heads * w.v_dim) * w.elem_bytes
     p = int(_get(feat, "online_probe", default=0))
     if p and w.q_len > 1:   # online: the prompt call clusters the heads; decode steps reuse the assignment
         p = min(p, w.q_len, w.kv_len)

@@ -92,6 +92,7 @@ def test_cost_rule_prices_the_probe_at_the_prefill_only():
     online = AttentionSpec(H, H, 64, mask=MaskSpec(causal=True), head_mixing=CHAI(clusters, 5))
     s, o = (apply_feature_rules(plain_work(sp, 1, 128, 128, "float16"), sp) for sp in (static, online))
     assert o.qk_fraction == s.qk_fraction == 3 / 8
+    assert s.cache_bytes_per_token == (3 * 64 + 8 * 64) * 2                 # representatives' K, every head's V
     assert o.extra_flops - s.extra_flops == 2 * H * 25 * 64                 # every head's 5x5 probe scores
     assert o.extra_vector_flops - s.extra_vector_flops == 5 * H * 25 + 3 * H * H * 25 + H ** 3
     assert o.extra_bytes - s.extra_bytes == 2 * H * 25 * 8 and any("host" in n for n in o.notes)
