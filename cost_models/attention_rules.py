@@ -20,7 +20,8 @@ what a cached token holds, how many keys each query sees, which heads compute. F
                a prefill also computes every head's p×p probe probabilities, their H×H cosine distances and an
                average-linkage clustering (O(H³)) on the host, after copying H·p² scores there.
   knocking_heads  H×H mixing of q (and k, v) per token before attention.
-  head_blocks  MW-MHA: per-head non-overlapping blocks (b keys per query; 0 = global) + the additive bias mask.
+  head_blocks  MW-MHA: per-head non-overlapping blocks (b keys per query, or the wrapped block's segment with
+               shift; 0 = global) + the additive bias mask.
   multi_window / blocked_local / topk_sparse / block_sparse  keys seen per query: min(L, window),
                block + 2·halo, top_k, density·L.
   linear       recurrent state: 4·S·d·dv FLOPs per head, no L² term.
@@ -170,15 +171,21 @@ def head_blocks_rule(w: AttentionWork, feat, spec) -> None:
     written once and read once per call. The TVM decomposition runs dense S² scores under that mask; the pairs
     here are the method's work (what a block-skipping kernel does), said in a note."""
     sizes = tuple(_need(feat, "block_sizes"))
-    rows = np.arange(w.q_len, dtype=np.int64)
-    lo, hi = visible_key_range(w.mask, w.q_len, w.kv_len, rows)
+    shift = bool(_get(feat, "shift", default=False))
+    n = w.q_len
+    rows = np.arange(n, dtype=np.int64)
+    lo, hi = visible_key_range(w.mask, n, w.kv_len, rows)
     total = 0
     for b in sizes:
         if b == 0:
             total += int(np.maximum(0, hi - lo + 1).sum())
-        else:
-            start = rows // b * b
-            total += int(np.maximum(0, np.minimum(hi, start + b - 1) - np.maximum(lo, start) + 1).sum())
+            continue
+        s = b // 2 if shift else 0
+        r = (rows - s) % n                       # rolled order; a row's keys are one contiguous original run
+        start_r = np.where(r < n - b, r // b * b, np.where(r < n - s, n - b, n - s))
+        length = np.where(r < n - b, b, np.where(r < n - s, b - s, s))
+        start = (start_r + s) % n
+        total += int(np.maximum(0, np.minimum(hi, start + length - 1) - np.maximum(lo, start) + 1).sum())
     w.pairs_per_head = total / len(sizes)
     if getattr(feat, "rel_bias", False):
         w.extra_bytes += 2 * w.q_heads * w.q_len * w.kv_len * w.elem_bytes

@@ -163,14 +163,18 @@ def conv_share(spec, n):
 
 @variant("head_blocks")
 def head_blocks(spec, n):
-    """Per-head non-overlapping blocks (0 = global head) with the per-head relative position bias table."""
+    """Per-head non-overlapping blocks (0 = global head; shift: rolled by -b//2 as the authors' shift_windows, the
+    wrapped block's two segments kept apart) with the per-head relative position bias table."""
     feat = spec.score_mods[0]
     q, k, v = n["query"], n["key"], n["value"]
     S = q.shape[2]
-    i = torch.arange(S, device=q.device)[:, None]
-    j = torch.arange(S, device=q.device)[None, :]
-    sizes = torch.tensor([b if b else S for b in feat.block_sizes], device=q.device)[:, None, None]
-    keep = (i // sizes) == (j // sizes)                                          # (H, S, S); global: one block
+    pos = torch.arange(S, device=q.device)
+    sizes = torch.tensor([b or S for b in feat.block_sizes], device=q.device)[:, None]          # (H, 1)
+    shifts = torch.tensor([b // 2 if (feat.shift and b) else 0 for b in feat.block_sizes], device=q.device)[:, None]
+    r = (pos[None] - shifts) % S                                                                  # rolled order
+    label = torch.where(r < S - sizes, 0, torch.where(r < S - shifts, 1, 2))
+    blk = r // sizes
+    keep = (blk[:, :, None] == blk[:, None, :]) & (label[:, :, None] == label[:, None, :])     # (H, S, S)
     g = q.shape[1] // k.shape[1]
     if g > 1:
         k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
@@ -179,8 +183,9 @@ def head_blocks(spec, n):
         scores = spec.softcap * torch.tanh(scores / spec.softcap)
     if feat.rel_bias:
         B = max(feat.max_block, 1)
-        rel = n["rel_pos_bias"][:, (i - j + B - 1).clamp(0, 2 * B - 2)]              # (H, S, S)
+        idx = (r[:, :, None] - r[:, None, :] + B - 1).clamp(0, 2 * B - 2)
+        rel = torch.gather(n["rel_pos_bias"][:, None, :].expand(-1, S, -1), 2, idx)          # (H, S, S)
         blocked = torch.tensor([b > 0 for b in feat.block_sizes], device=q.device)[:, None, None]
         scores = scores + torch.where(blocked, rel, torch.zeros_like(rel))
-    pos = position_keep(spec.mask, S, S, q.device)
-    return softmax_rows(scores, keep if pos is None else keep & pos) @ v
+    posk = position_keep(spec.mask, S, S, q.device)
+    return softmax_rows(scores, keep if posk is None else keep & posk) @ v

@@ -45,14 +45,16 @@ class MultiWindowAttention(ProjectedAttention):
     """Multi-window MHA (Yadav et al., "Masked Autoencoders with Multi-Window Local-Global Attention Are Better
     Audio Learners", ICLR 2024) as SarthakYadav/mwmae-jax-official computes it: head h splits the sequence into
     non-overlapping blocks of block_sizes[h] tokens (0 = a global head) and adds its own learned relative position
-    bias inside the block. The sequence length must be a multiple of every non-zero block size."""
+    bias inside the block. The sequence length must be a multiple of every non-zero block size.
+    `shift_windows=True` is the authors' option of the same name (blocks rolled by b//2, Swin-style)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, block_sizes, rel_bias: bool = True, qkv_bias: bool = False):
+    def __init__(self, embed_dim: int, num_heads: int, block_sizes, rel_bias: bool = True, qkv_bias: bool = False,
+                 shift_windows: bool = False):
         super().__init__(embed_dim, num_heads)
         block_sizes = tuple(int(b) for b in block_sizes)
         check(len(block_sizes) == num_heads, f"block_sizes has {len(block_sizes)} entries for {num_heads} heads")
         self.block_sizes = block_sizes
-        feat = HeadBlocks(block_sizes, rel_bias)
+        feat = HeadBlocks(block_sizes, rel_bias, bool(shift_windows))
         self.spec = AttentionSpec(num_heads, num_heads, self.head_dim, scale=1 / math.sqrt(self.head_dim),
                                   score_mods=(feat,))
         if not qkv_bias:   # the authors' qkv Dense has no bias by default; zero and frozen keeps one code path

@@ -151,7 +151,7 @@ def score_mods(*mods, causal=False, extras=()):
     return build
 
 
-def head_blocks(rel_bias: bool):
+def head_blocks(rel_bias: bool, shift: bool = False):
     """MW-MHA: per-head blocks dividing the length (0 = global), GQA, with/without the relative bias table."""
     def build(i):
         B, S = SIZES[i]
@@ -159,7 +159,7 @@ def head_blocks(rel_bias: bool):
         ins = qkv(i, B, 4, 2, S, S, 8)
         if rel_bias:
             ins["rel_pos_bias"] = _rng(i).standard_normal((4, 2 * max(sizes) - 1)).astype(np.float32)
-        return AttentionSpec(4, 2, 8, score_mods=(HeadBlocks(sizes, rel_bias),)), ins
+        return AttentionSpec(4, 2, 8, score_mods=(HeadBlocks(sizes, rel_bias, shift),)), ins
     return build
 
 
@@ -188,6 +188,7 @@ CASES = [
     Case("uniform", score_mods(Uniform(1.0))),
     Case("head_blocks", head_blocks(True)),
     Case("head_blocks-no-bias", head_blocks(False)),
+    Case("head_blocks-shift", head_blocks(True, shift=True)),
 ]
 
 UNDECOMPOSABLE = [Case("linear-delta", linear("delta")), Case("linear-gated_delta", linear("gated_delta"))]

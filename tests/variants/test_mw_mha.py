@@ -16,7 +16,8 @@ from attncc.nn import LocalGlobalAttention, MultiWindowAttention
 from .harness import check_variant, rand
 from .reference_fixtures import load
 
-FIXTURES = ["w2-4-0-8_T16", "w4_qkvbias_T12", "decoder_w2-5-10-25-50-125-0-0_T250"]
+FIXTURES = ["w2-4-0-8_T16", "w4_qkvbias_T12", "decoder_w2-5-10-25-50-125-0-0_T250", "shift_w2-4-0-8_T16",
+            "shift_w5-3-0_T15"]
 
 
 def _module(name: str):
@@ -25,7 +26,8 @@ def _module(name: str):
     kw = meta["kwargs"]
     ws = kw["window_sizes"]
     sizes = tuple(ws) if isinstance(ws, list) else (ws,) * kw["num_heads"]
-    m = MultiWindowAttention(kw["dim"], kw["num_heads"], sizes, qkv_bias=kw["qkv_bias"]).load_mwmae(a).eval()
+    m = MultiWindowAttention(kw["dim"], kw["num_heads"], sizes, qkv_bias=kw["qkv_bias"],
+                             shift_windows=meta["shift_windows"]).load_mwmae(a).eval()
     return m, a
 
 
@@ -36,7 +38,8 @@ def test_mw_mha_matches_the_authors_code(name, cpu):
     x = torch.from_numpy(a["x"])
     with torch.no_grad():
         np.testing.assert_allclose(m(x).numpy(), a["out"], rtol=1e-4, atol=1e-5, err_msg="module vs the authors' MW-MHA")
-    check_variant(m, (x,), {"score_mods": (HeadBlocks(m.block_sizes),)}, seed_outputs=a["out"], cpu=cpu)
+    check_variant(m, (x,), {"score_mods": m.spec.score_mods}, seed_outputs=a["out"], cpu=cpu)
+    assert m.spec.score_mods[0].shift == name.startswith("shift")
 
 
 def test_sliding_band_is_not_the_authors_mw_mha():
@@ -74,6 +77,14 @@ def test_cost_rule_counts_block_pairs_and_the_bias_mask():
     causal = AttentionSpec(2, 2, 8, mask=MaskSpec(causal=True), score_mods=(HeadBlocks((4, 0), rel_bias=False),))
     cw = apply_feature_rules(plain_work(causal, 1, 8, 8, "float32"), causal)
     assert cw.pairs_per_head == (2 * (4 * 5 // 2) + 8 * 9 // 2) / 2 and cw.extra_bytes == 0
+    # shift: every row of the wrapped block sees only its own segment (b - b//2 or b//2 keys), checked by count
+    for mask in (MaskSpec(), MaskSpec(causal=True)):
+        sh = AttentionSpec(3, 3, 8, mask=mask, score_mods=(HeadBlocks((5, 3, 0), rel_bias=False, shift=True),))
+        keep, _ = sh.score_mods[0].layout(15)
+        if mask.causal:
+            keep = keep & np.tril(np.ones((15, 15), bool))
+        got = apply_feature_rules(plain_work(sh, 1, 15, 15, "float32"), sh).pairs_per_head
+        assert got == keep.sum() / 3
     plain = attention_cost(AttentionSpec(8, 8, 48), 1, n, n, "float32", None, "host-cpu")
     blocked = attention_cost(spec, 1, n, n, "float32", None, "host-cpu")
     assert blocked.flops < plain.flops

@@ -70,14 +70,12 @@ for _kind in ("multi_window", "blocked_local", "topk_sparse", "block_sparse", "u
 
 
 def head_blocks_keep_bias(feat, n: int, table: np.ndarray | None):
-    """(H, n, n) keep (blocked heads: same block; global heads: all) and additive bias (table lookup by i - j on
-    blocked heads, 0 on global heads)."""
-    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
-    keep = np.stack([np.ones((n, n), bool) if b == 0 else (i // b == j // b) for b in feat.block_sizes])
+    """(H, n, n) keep (blocked heads: same block of the (rolled) order; global heads: all) and additive bias
+    (table lookup by rolled i - j on blocked heads, 0 on global heads)."""
+    keep, index = feat.layout(n)
     if table is None:
         return keep, None
-    B = max(feat.max_block, 1)
-    rel = table[:, np.clip(i - j + B - 1, 0, 2 * B - 2)]                      # (H, n, n)
+    rel = np.take_along_axis(table[:, None, :], index.reshape(len(table), 1, -1), axis=2).reshape(keep.shape)
     blocked = np.array([b > 0 for b in feat.block_sizes])[:, None, None]
     return keep, np.where(blocked & keep, rel, 0.0)
 

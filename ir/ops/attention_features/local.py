@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from ... import dims as D
 from ...errors import require
 from ..attention_spec import register_feature
@@ -58,18 +60,45 @@ class HeadBlocks(ScoreMod):
     length must be a multiple of every b), block_sizes[h] = 0 is a global head. With `rel_bias`, the input
     rel_pos_bias (H, 2·B - 1), B = max(block_sizes), adds rel_pos_bias[h, (i - j) + B - 1] to a blocked head's
     scores (the authors' per-head relative position table of 2b - 1 entries sits at its centre). Combined (AND)
-    with spec.mask. It stands alone: no other score mod on the same op."""
+    with spec.mask. It stands alone: no other score mod on the same op.
+
+    `shift` = the authors' shift_windows=True: a blocked head rolls the sequence by -b//2 before blocking (Swin's
+    shifted windows, 1-D), so blocks start at b//2 and positions are measured in the rolled order; the block that
+    wraps around keeps its two segments apart (the authors' -100 mask, a hard mask here: exp(-100) is below
+    fp32 resolution next to 1). `layout(n)` gives the resulting keep mask and table indices."""
 
     kind: ClassVar[str] = "head_blocks"
     variant_label: ClassVar[str] = "multi-window"
     block_sizes: tuple = ()
     rel_bias: bool = True
+    shift: bool = False
 
     def __post_init__(self):
         check(isinstance(self.block_sizes, tuple) and len(self.block_sizes) > 0
               and all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in self.block_sizes),
               f"head_blocks.block_sizes must be a non-empty tuple of ints >= 0 (0 = global head), got {self.block_sizes!r}")
         check(isinstance(self.rel_bias, bool), f"head_blocks.rel_bias must be a bool, got {self.rel_bias!r}")
+        check(isinstance(self.shift, bool), f"head_blocks.shift must be a bool, got {self.shift!r}")
+
+    def rolled(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per head (H, n): position in the rolled order, its block id, and its segment label (the authors'
+        img_mask: 0 before the last block, 1 / 2 for the last block's unwrapped / wrapped parts)."""
+        rows = []
+        for b in self.block_sizes:
+            size = b or n                       # a global head: one block, no roll
+            s = size // 2 if (self.shift and b) else 0
+            r = (np.arange(n) - s) % n
+            label = np.where(r < n - size, 0, np.where(r < n - s, 1, 2))
+            rows.append((r, r // size, label))
+        return tuple(np.stack(x) for x in zip(*rows))
+
+    def layout(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keep (H, n, n) bool, index (H, n, n) into rel_pos_bias's second axis: (r_i - r_j) + max_block - 1)."""
+        r, block, label = self.rolled(n)
+        keep = (block[:, :, None] == block[:, None, :]) & (label[:, :, None] == label[:, None, :])
+        B = max(self.max_block, 1)
+        index = np.clip(r[:, :, None] - r[:, None, :] + B - 1, 0, 2 * B - 2)
+        return keep, index
 
     @property
     def max_block(self) -> int:

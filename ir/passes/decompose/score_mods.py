@@ -123,19 +123,19 @@ def uniform_context(b: Builder, v, q_len, label: str):
 
 @register_decomposition("head_blocks")
 def head_blocks(b: Builder) -> list:
-    """Per-head block keep-mask as a constant; with rel_bias the table is gathered by (i - j) into an additive
-    (1, H, S, S) mask, -inf outside the blocks, so the flash kernel takes it as its additive mask input."""
+    """Per-head block keep-mask as a constant; with rel_bias the table is gathered per head by (rolled) i - j
+    into an additive (1, H, S, S) mask, -inf outside the blocks, so the flash kernel takes it as its mask input."""
     feat = b.spec.score_mods[0]
     q, k, v = (b.named[n] for n in ("query", "key", "value"))
     n = static(q.shape[2], "head_blocks: sequence length")
     H = b.spec.num_heads
-    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
-    keep = np.stack([np.ones((n, n), bool) if s == 0 else (i // s == j // s) for s in feat.block_sizes])
+    keep, index = feat.layout(n)
     if not feat.rel_bias:
         mask = b.const(keep[None], "block_keep", dtype="bool")
         return [b.attention(with_mask(b.plain_spec(), input="bool"), q, k, v, mask)]
-    B = max(feat.max_block, 1)
-    rel = b.gather(b.named["rel_pos_bias"], np.clip(i - j + B - 1, 0, 2 * B - 2), 1, "rel_bias")   # (H, n, n)
+    width = 2 * max(feat.max_block, 1) - 1
+    flat = b.reshape(b.named["rel_pos_bias"], (H * width,), "rel_table_flat")     # per-head rows, one gather
+    rel = b.gather(flat, index + (np.arange(H) * width)[:, None, None], 0, "rel_bias")      # (H, n, n)
     blocked = np.array([s > 0 for s in feat.block_sizes])[:, None, None]
     zero_or_rel = b.where(b.const(np.broadcast_to(blocked, (H, n, n)).copy(), "blocked_heads", dtype="bool"), rel,
                           b.scalar(0.0, "zero"), "head_bias")
