@@ -1,0 +1,124 @@
+"""Tensor-core intrinsics for the matmul schedule (matmul_tc.py): TVM's own for fp16, the same ones for bf16.
+
+`tvm.s_tir.tensor_intrin.cuda` registers ldmatrix / mma.sync m16n8k16 for float16 only (its ldmatrix asserts
+float16 and its mma table has no "bf16"). ldmatrix moves untyped b16 words and PTX's
+`mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` has the same fragment layout as the f16 form (PTX ISA,
+"Matrix Fragments for mma.m16n8k16 with floating point type"), so the bf16 intrinsics below are TVM's fp16
+ones with the dtype changed: same thread/register layout (`shared_16x16_to_ldmatrix_32x8_layout`).
+"""
+from __future__ import annotations
+
+from tvm.runtime import convert
+from tvm.s_tir import TensorIntrin
+from tvm.s_tir.tensor_intrin import cuda as tvm_cuda  # registers TVM's fp16 intrinsics on import
+from tvm.script import tirx as T
+from tvm.tirx import Cast
+
+WARP = 32
+LOCAL = 8            # 16x16 b16 (or fp32 accumulator) elements per lane: 256 / 32
+LAYOUT = tvm_cuda.shared_16x16_to_ldmatrix_32x8_layout
+_ABBR = {"float16": "fp16", "bfloat16": "bf16"}
+
+
+def _ldmatrix(dtype: str, operand: str, scope: str):
+    """ldmatrix.x4 of a 16x16 tile of A ([M, K] row-major) or B ([K, N] row-major, loaded .trans)."""
+    trans = operand == "B"     # B is stored K-major; mma wants it "col": ldmatrix .trans transposes 8x8 blocks
+    half = convert(16)
+
+    @T.prim_func(s_tir=True)
+    def desc(warp_handle: T.handle, shared_handle: T.handle) -> None:
+        shared = T.match_buffer(shared_handle, (16, 16), dtype, align=64, offset_factor=16, scope=scope)
+        warp = T.match_buffer(warp_handle, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        with T.sblock("root"):
+            T.reads(shared[0:16, 0:16])
+            T.writes(warp[0:WARP, 0:LOCAL])
+            for ax0, ax1 in T.grid(16, 16):
+                with T.sblock("shared_warp"):
+                    v0, v1 = T.axis.remap("SS", [ax0, ax1])
+                    T.reads(shared[v0, v1])
+                    thread_id, local_id = T.meta_var(LAYOUT(v0, v1))
+                    T.writes(warp[thread_id, local_id])
+                    warp[thread_id, local_id] = shared[v0, v1]
+
+    @T.prim_func(s_tir=True)
+    def impl(warp_handle: T.handle, shared_handle: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        shared = T.match_buffer(shared_handle, (16, 16), dtype, align=64, offset_factor=16, scope=scope,
+                                strides=[s0, s1])
+        warp = T.match_buffer(warp_handle, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        with T.sblock("root"):
+            T.reads(shared[0:16, 0:16])
+            T.writes(warp[0:WARP, 0:LOCAL])
+            for tx in T.thread_binding(0, WARP, "threadIdx.x"):
+                # lane tx points at row tx % 16, column block tx // 16 (TVM's non-transposed-layout offset)
+                T.evaluate(T.ptx_legacy.ldmatrix(trans, 4, ".b16", warp.data, warp.elem_offset + LOCAL * tx,
+                                                 shared.access_ptr("r"), s0 * (tx % half) + 8 * (tx // half),
+                                                 dtype=dtype))
+
+    return desc, impl
+
+
+def _mma(dtype: str):
+    """C[16, 16] (fp32, warp fragments) += A[16, 16] @ B[16, 16] as two mma.sync m16n8k16 (n = 0..7, 8..15)."""
+    ab = _ABBR[dtype]
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        B = T.match_buffer(b, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        C = T.match_buffer(c, (WARP, LOCAL), "float32", align=64, offset_factor=16, scope="warp")
+        with T.sblock("root"):
+            T.reads(C[0:WARP, 0:LOCAL], A[0:WARP, 0:LOCAL], B[0:WARP, 0:LOCAL])
+            T.writes(C[0:WARP, 0:LOCAL])
+            for i, j, k in T.grid(16, 16, 16):
+                with T.sblock("C"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    tc, lc = T.meta_var(LAYOUT(vi, vj))
+                    ta, la = T.meta_var(LAYOUT(vi, vk))
+                    tb, lb = T.meta_var(LAYOUT(vk, vj))
+                    T.reads(C[tc, lc], A[ta, la], B[tb, lb])
+                    T.writes(C[tc, lc])
+                    C[tc, lc] += Cast("float32", A[ta, la]) * Cast("float32", B[tb, lb])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        B = T.match_buffer(b, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        C = T.match_buffer(c, (WARP, LOCAL), "float32", align=64, offset_factor=16, scope="warp")
+        with T.sblock("root"):
+            T.reads(C[0:WARP, 0:LOCAL], A[0:WARP, 0:LOCAL], B[0:WARP, 0:LOCAL])
+            T.writes(C[0:WARP, 0:LOCAL])
+            for tx in T.thread_binding(0, WARP, "threadIdx.x"):
+                T.evaluate(T.ptx_legacy.mma("m16n8k16", "row", "col", ab, ab, "fp32", A.data,
+                                            A.elem_offset + tx * LOCAL, B.data, B.elem_offset + tx * LOCAL,
+                                            C.data, C.elem_offset + tx * LOCAL, False, dtype="float32"))
+                T.evaluate(T.ptx_legacy.mma("m16n8k16", "row", "col", ab, ab, "fp32", A.data,
+                                            A.elem_offset + tx * LOCAL, B.data,
+                                            B.elem_offset + tx * LOCAL + LOCAL // 2, C.data,
+                                            C.elem_offset + tx * LOCAL + LOCAL // 2, False, dtype="float32"))
+
+    return desc, impl
+
+
+def _register(name: str, pair) -> str:
+    try:
+        TensorIntrin.get(name)
+    except Exception:  # noqa: BLE001 - not registered yet (TVM raises a plain error for unknown names)
+        TensorIntrin.register(name, *pair)
+    return name
+
+
+def intrinsics(dtype: str, smem_scope: str = "shared.dyn") -> dict[str, str]:
+    """Names of the registered intrinsics for `dtype` (float16 | bfloat16) operands in `smem_scope`:
+    load_a / load_b (ldmatrix), compute (mma.sync, fp32 accumulate), init (zero fill), store (to shared)."""
+    suffix = "_dyn" if smem_scope == "shared.dyn" else ""
+    if dtype == "float16":
+        names = tvm_cuda.get_mma_intrin_group(smem_scope, "shared.dyn", "float16", "float32", False, False, True)
+        return names
+    short = {"bfloat16": "bf16"}[dtype]
+    return {"load_a": _register(f"attncc_ldmatrix_{short}_a{suffix}", _ldmatrix(dtype, "A", smem_scope)),
+            "load_b": _register(f"attncc_ldmatrix_{short}_b{suffix}", _ldmatrix(dtype, "B", smem_scope)),
+            "compute": _register(f"attncc_mma_{short}{short}f32", _mma(dtype)),
+            "init": tvm_cuda.MMA_fill_16x16_f32_INTRIN,
+            "store": tvm_cuda.MMA_store_16x16_f32_shared_dyn_INTRIN_SIMPLE}
