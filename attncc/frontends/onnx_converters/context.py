@@ -102,7 +102,8 @@ class ImportContext:
                 except (TypeError, ValueError):
                     self.fail(f"tensor '{name}' holds symbolic dims {arr.tolist()} and is used as run-time data; "
                               "only shape arguments (Reshape/Expand/ConstantOfShape/...) may be symbolic")
-            v = self.graph.add_constant(np.ascontiguousarray(arr), name=name or "const")
+            # np.asarray, not ascontiguousarray: that one turns a 0-d scalar (a Gather index) into shape (1,)
+            v = self.graph.add_constant(np.asarray(arr, order="C"), name=name or "const")
             self.values[name] = v
             return v
         if name in self.unavailable:
@@ -164,7 +165,7 @@ class ImportContext:
             from ...ir.types import numpy_dtype
 
             arr = arr.astype(numpy_dtype(dtype))
-        return self.graph.add_constant(np.ascontiguousarray(arr), name=name)
+        return self.graph.add_constant(np.asarray(arr, order="C"), name=name)
 
     def cast(self, v: Value, dtype: str) -> Value:
         return v if v.dtype == dtype else self.add1(Cast(dtype), [v])
