@@ -20,6 +20,8 @@ SPECS = [
     AttentionSpec(4, 4, 8, head_mixing=F.MoH(2, 1)),
     AttentionSpec(4, 2, 8, head_mixing=F.KnockingHeads(("q", "v"))),
     AttentionSpec(4, 4, 8, head_mixing=F.CHAI((0, 1, 0, 1))),
+    AttentionSpec(4, 4, 8, mask=MaskSpec(causal=True), head_mixing=F.CHAI((0, 1, 0, 2), online_probe=5)),
+    AttentionSpec(4, 4, 8, score_mods=(F.HeadBlocks((2, 4, 0, 8), True, True),)),
     AttentionSpec(4, 4, 8, mask=MaskSpec(causal=True),
                   score_mods=(F.MultiWindow((2, None, 4, None)), F.BlockedLocal(4, 1), F.Uniform(0.25))),
     AttentionSpec(4, 4, 8, score_mods=(F.TopkSparse(3), F.BlockSparse(4))),
