@@ -5,6 +5,7 @@ import numpy as np
 
 from ...ir.ops import (Activation, Binary, CumSum, LayerNorm, Linear, MatMul, Reduce, Reshape, RMSNorm, Softmax,
                         Unary, Where)
+from ...ir import dims as D
 from .context import ImportContext
 from .registry import converter
 
@@ -178,6 +179,22 @@ def convert_layernorm(ctx: ImportContext, node):
     w, b = _norm_weight(ctx, node, 1, x.shape[-1]), _norm_weight(ctx, node, 2, x.shape[-1])
     op = LayerNorm(eps=float(ctx.attr(node, "epsilon", 1e-5)), has_weight=w is not None, has_bias=b is not None)
     return [ctx.add1(op, [x] + [t for t in (w, b) if t is not None]), None, None]
+
+
+@converter("", "InstanceNormalization")
+def convert_instance_norm(ctx: ImportContext, node):
+    """InstanceNormalization (what both torch exporters write for GroupNorm, e.g. wav2vec2's feature extractor):
+    a LayerNorm over each (n, c) row of the flattened spatial cells, then the per-channel scale and bias."""
+    x = ctx.input(node, 0)
+    shape = tuple(x.shape)
+    if len(shape) < 3:
+        ctx.fail(f"InstanceNormalization needs (N, C, *spatial), got rank {len(shape)}")
+    rows = ctx.add1(Reshape(shape[:2] + (D.product(shape[2:]),)), [x])
+    y = ctx.add1(Reshape(shape), [ctx.add1(LayerNorm(eps=float(ctx.attr(node, "epsilon", 1e-5)), has_weight=False,
+                                                     has_bias=False), [rows])])
+    per_channel = (shape[1],) + (1,) * (len(shape) - 2)   # (C,) broadcast over the spatial dims
+    scale, bias = (ctx.add1(Reshape(per_channel), [ctx.input(node, i)]) for i in (1, 2))
+    return [ctx.add1(Binary("add"), [ctx.add1(Binary("mul"), [y, scale]), bias])]
 
 
 @converter("", "RMSNormalization", since=23)
