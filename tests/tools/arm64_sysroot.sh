@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build an aarch64 sysroot that runs exported mobile-cpu folders under qemu-aarch64-static:
 # Debian's arm64 python3.11 (+ the shared libraries it and TVM's runtime need), and the aarch64
-# apache-tvm / apache-tvm-ffi / numpy / ml_dtypes wheels in its dist-packages.
+# apache-tvm / apache-tvm-ffi / numpy / ml_dtypes wheels in its dist-packages (+ cloudpickle and psutil,
+# which TVM's RPC server `python -m tvm.exec.rpc_server` needs).
 #
 #   bash tests/tools/arm64_sysroot.sh [ROOT]      # default ROOT: $ATTNCC_ARM64_ROOT or /opt/arm64root
 #   qemu-aarch64-static -L ROOT ROOT/usr/bin/python3.11 out/run.py
@@ -12,7 +13,8 @@ set -euo pipefail
 ROOT="${1:-${ATTNCC_ARM64_ROOT:-/opt/arm64root}}"
 TVM_VERSION="${ATTNCC_ARM64_TVM:-0.27.0.post1}"
 FFI_VERSION="${ATTNCC_ARM64_TVM_FFI:-0.1.14.post1}"
-STAMP="$ROOT/.attncc-sysroot-$TVM_VERSION-$FFI_VERSION"
+REV=2   # bump when the root's contents change (2: cloudpickle + psutil for TVM's RPC server)
+STAMP="$ROOT/.attncc-sysroot-r$REV-$TVM_VERSION-$FFI_VERSION"
 if [ -f "$STAMP" ]; then echo "arm64 sysroot ready: $ROOT"; exit 0; fi
 
 export DEBIAN_FRONTEND=noninteractive
@@ -40,11 +42,11 @@ mkdir -p "$SITE"
 PIP_CONSTRAINT= pip download -q --no-deps --dest "$work/wheels" --platform manylinux_2_28_aarch64 \
     --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --python-version 3.11 \
     --implementation cp --only-binary=:all: \
-    "apache-tvm==$TVM_VERSION" "apache-tvm-ffi==$FFI_VERSION" "numpy<2.3" ml_dtypes typing_extensions
+    "apache-tvm==$TVM_VERSION" "apache-tvm-ffi==$FFI_VERSION" "numpy<2.3" ml_dtypes typing_extensions cloudpickle psutil
 for whl in "$work"/wheels/*.whl; do python3 -m zipfile -e "$whl" "$SITE"; done
 
 # smoke test: the emulated interpreter imports TVM's runtime and runs numpy
 TVM_USE_RUNTIME_LIB=1 qemu-aarch64-static -L "$ROOT" "$ROOT/usr/bin/python3.11" -c \
-    "import platform, numpy, tvm; print(platform.machine(), numpy.__version__, tvm.__version__)"
+    "import platform, numpy, tvm, tvm.rpc, cloudpickle; print(platform.machine(), numpy.__version__, tvm.__version__)"
 touch "$STAMP"
 echo "arm64 sysroot ready: $ROOT"

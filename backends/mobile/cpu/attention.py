@@ -23,6 +23,17 @@ from .schedules import neon_vectorize
 from .target import fp32_lanes
 
 
+MASK_VIEW = "mask_full"   # the (B, Hq, Sq, Skv) broadcast read of the mask argument, inlined
+
+
+def _has_block(sch: s_tir.Schedule, name: str) -> bool:
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for an unknown block
+        return False
+
+
 @dataclass(frozen=True)
 class _Mask:
     input: str
@@ -65,16 +76,23 @@ def define(cfg: AttentionKernelConfig):
     q = te.placeholder((batch, cfg.q_heads, q_len, cfg.head_dim), cfg.dtype, name="q")
     k = te.placeholder((batch, cfg.kv_heads, kv_len, cfg.head_dim), cfg.dtype, name="k")
     v = te.placeholder((batch, cfg.kv_heads, kv_len, cfg.v_head_dim), cfg.dtype, name="v")
-    mask = None
+    mask = full = None
     if cfg.mask_input != "none":
-        mask = te.placeholder((batch, cfg.q_heads, q_len, kv_len), "uint8" if cfg.mask_input == "bool" else "float32",
+        # the core passes the mask as (1|B, 1|Hq, Sq, Skv) (backends/core/attention.py _mask_arg): its batch
+        # and head extents are TIR variables, and min(b, mb - 1) reads row 0 of a broadcast dim, b otherwise
+        mb, mh = tirx.Var("mask_batch", "int32"), tirx.Var("mask_heads", "int32")
+        mask = te.placeholder((mb, mh, q_len, kv_len), "uint8" if cfg.mask_input == "bool" else "float32",
                               name="mask")
-    out = attention_compute(_spec(cfg), q, k, v, mask, None, cfg.dtype, "out")
+        full = te.compute((batch, cfg.q_heads, q_len, kv_len),
+                          lambda b, h, i, j: mask[tirx.min(b, mb - 1), tirx.min(h, mh - 1), i, j], name=MASK_VIEW)
+    out = attention_compute(_spec(cfg), q, k, v, full, None, cfg.dtype, "out")
     return [t for t in (q, k, v, mask) if t is not None] + [out]
 
 
 def schedule(sch: s_tir.Schedule, rows: int) -> None:
     """The row-streaming schedule described in the module docstring."""
+    if _has_block(sch, MASK_VIEW):
+        sch.compute_inline(sch.get_sblock(MASK_VIEW))   # the broadcast read happens inside the score loop
     sch.compute_inline(sch.get_sblock("scores"))
     out = sch.get_sblock("out")
     b, h, i, e = sch.get_loops(out)

@@ -56,6 +56,7 @@ sys.path.insert(0, jobs[0]["folder"])
 import attncc_runtime as rt
 rt.size_thread_pool()
 for job in jobs:
+    print("running", job["folder"], flush=True)   # names the failing job in the error
     model = rt.load_folder(job["folder"])
     with np.load(job["inputs"]) as data:
         inputs = [data[f"i{i}"] for i in range(len(data.files))]
@@ -91,7 +92,9 @@ def run_folders(jobs: Sequence[tuple[str, Sequence[np.ndarray]]], timeout: float
         except subprocess.TimeoutExpired as e:
             raise EmulationError(f"emulated run exceeded {timeout:.0f} s") from e
         if done.returncode != 0:
-            raise EmulationError(f"emulated run failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+            last = (done.stdout.strip().splitlines() or ["(before the first job)"])[-1]
+            raise EmulationError(f"emulated run failed (exit {done.returncode}) at {last}: "
+                                 f"{done.stderr.strip()[-2000:]}")
         results = []
         for job in spec:
             with np.load(job["outputs"]) as data:
