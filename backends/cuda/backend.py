@@ -53,6 +53,9 @@ class CudaBackend(TvmBackend):
     def lower(self, graph: Graph, options: dict[str, Any]) -> Executable:
         """Options: arch (sm_80 | sm_90a, default sm_90a), cache, attention ("auto" | "generic"), shape_generic."""
         options = dict(options or {})
+        from .attention.mla import mla_signatures
+
+        self.plugin.mla = mla_signatures(graph)   # read before decomposition turns MLA into plain attention
         graph = decompose_variants(graph)
         target = self.target(options)
         self.hardware, self.capabilities = self.plugin.hardware, self.plugin.capabilities

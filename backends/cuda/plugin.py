@@ -19,6 +19,7 @@ class CudaPlugin:
     def __init__(self):
         self.arch = DEFAULT_ARCH
         self.forced_tile: tuple | None = None   # options q_block / kv_block: taken as given, checked, never shrunk
+        self.mla: set[tuple] = set()            # dims of absorbed-MLA attention (attention/mla.py), set per lower()
         self.matmul = CudaMatmul(lambda: self.arch)
 
     @property
@@ -44,7 +45,7 @@ class CudaPlugin:
         """(PrimFunc, metadata) of the flash kernel for `cfg` (prefill, or split-KV decode + combine)."""
         from .attention import attention_primfunc
 
-        return attention_primfunc(cfg, target, self.forced_tile)
+        return attention_primfunc(cfg, target, self.forced_tile, self.mla)
 
     def prepare_runtime(self, target: dict) -> list[str]:
         from .program import cuda_device

@@ -87,8 +87,9 @@ class CudaPlanRunner(PlanRunner):
 class _NoDeviceRunner:
     """Stands in for a runner where no CUDA device exists: export works, calling raises NoCudaDeviceError."""
 
-    def __init__(self, plan: Plan, lib: CudaLibrary, constants: dict):
-        self.plan, self.lib, self.library_path = plan, lib, lib.path
+    def __init__(self, plan: Plan, lib: CudaLibrary | None, constants: dict):
+        # lib None: every step runs on the host (a variant with only the numpy reference), nothing to export
+        self.plan, self.lib, self.library_path = plan, lib, lib.path if lib is not None else None
         self._persistent = constants
 
     def __call__(self, inputs, as_torch: bool = False):
@@ -165,7 +166,7 @@ class CudaProgram(Program):
         if lib is not None and not isinstance(lib, CudaLibrary):   # a library loaded from an export folder
             lib = CudaLibrary(library_path, _read_info(library_path), lib)
         if device is None:
-            return _NoDeviceRunner(plan, lib or CudaLibrary("", {}), consts)
+            return _NoDeviceRunner(plan, lib, consts)
         if lib is not None and lib.module is None:
             lib.module = tvm.runtime.load_module(lib.path)
         refs = {i: reference_callable(nodes[s["node"]]) for i, s in enumerate(plan.steps) if s["kind"] == "reference"}

@@ -6,9 +6,28 @@ skipping, online softmax and split-KV combine are executed as written (fp32: PoC
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
+
+
+@functools.lru_cache(maxsize=1)
+def pocl_problem() -> str | None:
+    """Why the flash TIR cannot run on PoCL here (None when it can): pyopencl / PoCL missing, or PoCL cannot build
+    a kernel on this host (the PoCL 3.0 in pyopencl wheels uses LLVM 14, which names a Zen 5 CPU 'generic' and
+    then rejects it: 'unknown target CPU')."""
+    dev = pocl_device()
+    if dev is None:
+        return "pyopencl + PoCL (pip: pyopencl pocl-binary-distribution) not installed"
+    import pyopencl as cl
+
+    try:
+        cl.Program(cl.Context(devices=[dev]), "__kernel void k(__global float *x) { x[0] = 1.0f; }").build()
+    except Exception as e:  # noqa: BLE001 - the device's own error is the skip reason
+        lines = [ln for ln in str(e).splitlines() if "error" in ln] or str(e).strip().splitlines()
+        return f"PoCL cannot build kernels on this host: {lines[-1].strip()[:200]}"
+    return None
 
 
 def pocl_device():
@@ -24,14 +43,15 @@ def pocl_device():
     return None
 
 
-def run_flash(cfg, tile, splits: int, q, k, v, mask=None) -> np.ndarray:
-    """out (B, Hq, q_len, Dv) of flash_primfunc(cfg, tile, splits) on PoCL for these numpy inputs."""
+def run_flash(cfg, tile, splits: int, q, k, v, mask=None, v_from_k: bool = False) -> np.ndarray:
+    """out (B, Hq, q_len, Dv) of flash_primfunc(cfg, tile, splits, v_from_k=v_from_k) on PoCL for these numpy
+    inputs (with v_from_k, `v` is passed but the kernel reads V from k's first Dv columns)."""
     import pyopencl as cl
     import tvm
 
     from attncc.backends.cuda.attention.flash import flash_primfunc
 
-    func = flash_primfunc(cfg, tile, splits, smem="shared")
+    func = flash_primfunc(cfg, tile, splits, smem="shared", v_from_k=v_from_k)
     ex = tvm.compile(tvm.IRModule({"main": func}), target=tvm.target.Target({"kind": "opencl"}))
     src = ex.mod.imports[0].inspect_source()
     dev = pocl_device()

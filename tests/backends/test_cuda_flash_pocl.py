@@ -10,10 +10,9 @@ import torch
 
 from attncc.backends.core.attention_config import AttentionKernelConfig
 
-from cuda_pocl import pocl_device, run_flash
+from cuda_pocl import pocl_problem, run_flash
 
-pytestmark = pytest.mark.skipif(pocl_device() is None, reason="pyopencl + PoCL (pip: pyopencl pocl-binary-distribution) "
-                                                               "not installed")
+pytestmark = pytest.mark.skipif(pocl_problem() is not None, reason=str(pocl_problem()))
 
 
 def torch_reference(cfg, q, k, v, mask=None) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Flash attention kernels for the cuda target (TIR PrimFuncs): prefill and split-KV decode + combine (flash.py),
-tiles checked against the arch's limits before codegen (resources.py)."""
+absorbed MLA reading V from the K tile (mla.py), tiles checked against the arch's limits before codegen
+(resources.py)."""
 from __future__ import annotations
 
 from ..arch import cuda_arch
@@ -19,10 +20,14 @@ def kernel_tile(cfg, arch: str, forced: tuple | None = None) -> tuple[FlashTile,
     return tile, splits
 
 
-def attention_primfunc(cfg, target: dict, forced: tuple | None = None):
-    """(PrimFunc over (q, k, v[, mask], out), metadata) for `cfg` on `target`."""
+def attention_primfunc(cfg, target: dict, forced: tuple | None = None, mla: set[tuple] = frozenset()):
+    """(PrimFunc over (q, k, v[, mask], out), metadata) for `cfg` on `target`; `mla`: the dims of attention that
+    absorbed MLA decomposed into (mla.mla_signatures), which gets the kernel reading V from the K tile."""
     from .flash import flash_primfunc
+    from .mla import is_mla_absorbed, mla_primfunc
 
+    if is_mla_absorbed(cfg, mla):
+        return mla_primfunc(cfg, target, forced)
     tile, splits = kernel_tile(cfg, target["arch"], forced)
     func = flash_primfunc(cfg, tile, splits)
     return func, {"kind": "flash-decode" if splits > 1 else "flash-prefill",

@@ -34,9 +34,11 @@ def sizes(cfg) -> tuple:
     return tuple(tirx.Var(n, "int32") if n in cfg.dynamic else getattr(cfg, n) for n in ("batch", "q_len", "kv_len"))
 
 
-def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dyn"):
+def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dyn", v_from_k: bool = False):
     """The PrimFunc (q, k, v[, mask], out) for `cfg` with `tile` and `splits` KV splits. `smem`: the scope of the
-    shared tiles ("shared.dyn": one dynamic allocation, above 48 KB with the opt-in TVM's runtime makes)."""
+    shared tiles ("shared.dyn": one dynamic allocation, above 48 KB with the opt-in TVM's runtime makes).
+    `v_from_k`: V is the first v_head_dim columns of K (absorbed MLA: the latent is K's first part and V), so the
+    staged K tile serves as the V tile and `v` is never read (it stays in the signature the core calls)."""
     B, QL, KL = sizes(cfg)
     HQ, HKV, G, D, DV, DT = cfg.q_heads, cfg.kv_heads, cfg.group, cfg.head_dim, cfg.v_head_dim, cfg.dtype
     BQ, BK, TPR, NT = tile.q_block, tile.kv_block, tile.tpr, tile.threads
@@ -113,7 +115,7 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
                             T.writes()
                             Qs = T.sblock_alloc_buffer((BQ, D + PD), DT, scope=smem)
                             Ks = T.sblock_alloc_buffer((BK, D + PD), DT, scope=smem)
-                            Vs = T.sblock_alloc_buffer((BK, DV + PD), DT, scope=smem)
+                            Vs = T.sblock_alloc_buffer((BK if not v_from_k else 1, DV + PD), DT, scope=smem)
                             Ps = T.sblock_alloc_buffer((BQ, BK + 1), "float32", scope=smem)
                             red = T.sblock_alloc_buffer((BQ, TPR), "float32", scope=smem)
                             acc = T.sblock_alloc_buffer((CC,), "float32", scope="local")
@@ -149,10 +151,12 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
                                     idx: T.let[T.int32] = i * NT + tx
                                     if idx < BK * D:
                                         Ks[idx // D, idx % D] = K[b, hk, T.min(k0 + idx // D, KL - 1), idx % D]
-                                for i in T.serial(VLOAD):
-                                    idx: T.let[T.int32] = i * NT + tx
-                                    if idx < BK * DV:
-                                        Vs[idx // DV, idx % DV] = V[b, hk, T.min(k0 + idx // DV, KL - 1), idx % DV]
+                                if not v_from_k:
+                                    for i in T.serial(VLOAD):
+                                        idx: T.let[T.int32] = i * NT + tx
+                                        if idx < BK * DV:
+                                            Vs[idx // DV, idx % DV] = V[b, hk, T.min(k0 + idx // DV, KL - 1),
+                                                                         idx % DV]
                                 T.tvm_storage_sync(SYNC)
                                 # scores of this thread's keys (j = ln + jj * TPR), masked ones = NEG
                                 st[2] = T.float32(NEG)
@@ -189,7 +193,8 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
                                 for j in T.serial(BK):
                                     for c in T.serial(CC):
                                         if ln + c * TPR < DV:
-                                            acc[c] = acc[c] + Ps[r, j] * f32(Vs[j, ln + c * TPR])
+                                            acc[c] = acc[c] + Ps[r, j] * f32(
+                                                Ks[j, ln + c * TPR] if v_from_k else Vs[j, ln + c * TPR])
                             st[2] = T.if_then_else(st[1] > T.float32(0), T.float32(1) / st[1], T.float32(0))
                             if row_ok:
                                 for c in T.serial(CC):

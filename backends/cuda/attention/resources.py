@@ -44,9 +44,11 @@ def pad(dtype: str) -> int:
     return 16 // ELEM[dtype]
 
 
-def shared_bytes(tile: FlashTile, head_dim: int, v_head_dim: int, dtype: str) -> int:
+def shared_bytes(tile: FlashTile, head_dim: int, v_head_dim: int, dtype: str, v_from_k: bool = False) -> int:
+    """Bytes of shared memory per block; `v_from_k` (absorbed MLA): V is read from the K tile, one padded V row."""
     e, p = ELEM[dtype], pad(dtype)
-    return ((tile.q_block + tile.kv_block) * (head_dim + p) * e + tile.kv_block * (v_head_dim + p) * e
+    v_rows = 1 if v_from_k else tile.kv_block
+    return ((tile.q_block + tile.kv_block) * (head_dim + p) * e + v_rows * (v_head_dim + p) * e
             + tile.q_block * (tile.kv_block + 1) * 4 + tile.q_block * tile.tpr * 4)
 
 
@@ -54,10 +56,11 @@ def registers_per_thread(tile: FlashTile, v_head_dim: int) -> int:
     return -(-v_head_dim // tile.tpr) + tile.kv_block // tile.tpr + REG_OVERHEAD
 
 
-def violations(tile: FlashTile, head_dim: int, v_head_dim: int, dtype: str, arch: CudaArch) -> list[str]:
+def violations(tile: FlashTile, head_dim: int, v_head_dim: int, dtype: str, arch: CudaArch,
+               v_from_k: bool = False) -> list[str]:
     """The limits `tile` breaks on `arch` (empty when it fits), each naming the limit and its source."""
     out = []
-    smem = shared_bytes(tile, head_dim, v_head_dim, dtype)
+    smem = shared_bytes(tile, head_dim, v_head_dim, dtype, v_from_k)
     if smem > arch.max_shared_per_block:
         out.append(f"shared memory {smem} B per block > {arch.max_shared_per_block} B allowed on {arch.arch} "
                    f"({arch.sources['max_shared_per_block']})")
@@ -79,7 +82,8 @@ class TileError(ValueError):
 
 
 def choose_tile(rows: int, head_dim: int, v_head_dim: int, dtype: str, arch: CudaArch,
-                q_block: int | None = None, kv_block: int | None = None, forced: bool = False) -> FlashTile:
+                q_block: int | None = None, kv_block: int | None = None, forced: bool = False,
+                v_from_k: bool = False) -> FlashTile:
     """The largest tile that fits `arch`: BQ up to the packed rows (a power of two >= 16), BK 64 -> 16.
     `q_block`/`kv_block` (the tile pass's choice) cap the search; with `forced` they are taken as given and
     a tile over a limit raises TileError naming the limit."""
@@ -89,7 +93,7 @@ def choose_tile(rows: int, head_dim: int, v_head_dim: int, dtype: str, arch: Cud
         if tile.q_block % 16 or tile.kv_block % 16 or tile.kv_block % tpr:
             raise TileError(f"tile q_block={tile.q_block} kv_block={tile.kv_block}: the cuda flash kernel takes "
                             f"multiples of 16 (kv_block also of {tpr} threads per row)")
-        bad = violations(tile, head_dim, v_head_dim, dtype, arch)
+        bad = violations(tile, head_dim, v_head_dim, dtype, arch, v_from_k)
         if bad:
             raise TileError(f"tile q_block={tile.q_block} kv_block={tile.kv_block} (head dim {head_dim}/{v_head_dim}, "
                             f"{dtype}) does not fit: " + "; ".join(bad))
@@ -103,7 +107,7 @@ def choose_tile(rows: int, head_dim: int, v_head_dim: int, dtype: str, arch: Cud
     for bq in (b for b in Q_BLOCKS if b <= want_q):
         for bk in (b for b in KV_BLOCKS if (not kv_block or b <= max(16, kv_block)) and b >= tpr):
             tile = FlashTile(bq, bk, tpr)
-            bad = violations(tile, head_dim, v_head_dim, dtype, arch)
+            bad = violations(tile, head_dim, v_head_dim, dtype, arch, v_from_k)
             if not bad:
                 return tile
             tried.append(bad[0])

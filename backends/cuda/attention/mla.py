@@ -1,0 +1,88 @@
+"""Absorbed MLA decode for the cuda target (DeepSeek-V2/V3: 512 latent + 64 rope dims, 128 heads, one latent).
+
+In the absorbed order (ir/ops/attention_features/latent.py) MLA is MQA over the cache entry
+[c_kv | k_pe] (D = latent + rope) with V = c_kv = the entry's first `latent` columns. The flash kernel with
+`v_from_k` stages each cached row once in shared memory and reads V from that K tile: half the cache bytes
+of passing c_kv as a separate V (decode is bound by reading the cache). All heads are one KV group, so the
+flash kernel's GQA packing puts the heads' query rows together in a block and a K tile serves all of them;
+long caches are split (split-KV partials + combine) like any decode.
+
+The MLA contract makes this exact: both orders of the feature are equal only when value == key[..., :latent]
+(the naive order builds K's nope part from `value` and k_pe from `key`), and mla-absorb flips between them.
+"""
+from __future__ import annotations
+
+from ..arch import cuda_arch
+from .resources import FlashTile, choose_tile, registers_per_thread, shared_bytes
+
+
+def mla_signatures(graph) -> set[tuple]:
+    """(q_heads, head_dim, v_head_dim) of the attention that decomposing `graph`'s absorbed MLA ops makes
+    (one KV head, D = latent + rope, Dv = latent), for those no other attention op of `graph` shares: the
+    kernel is chosen by these dims, so a plain MQA op with the same dims keeps the two-input kernel."""
+    mla, plain = {}, {}
+    for node in graph.nodes:
+        if node.op.op_name not in ("Attention", "FusedAttention"):
+            continue
+        spec, feat = node.op.spec, node.op.spec.kv_source
+        if feat is not None and feat.kind == "mla" and feat.absorbed and spec.layout == "bhsd":
+            key = (spec.num_heads, feat.latent_dim + feat.rope_dim, feat.latent_dim)
+            mla[key] = mla.get(key, 0) + 1
+        elif spec.num_kv_heads == 1:
+            key = (spec.num_heads, spec.head_dim, spec.v_head_dim)
+            plain[key] = plain.get(key, 0) + 1
+    return {k for k in mla if k not in plain}
+
+
+def is_mla_absorbed(cfg, signatures: set[tuple]) -> bool:
+    """Whether `cfg` is the attention an absorbed MLA op decomposed into (see mla_signatures)."""
+    return (cfg.kv_heads == 1 and cfg.v_head_dim < cfg.head_dim
+            and (cfg.q_heads, cfg.head_dim, cfg.v_head_dim) in signatures)
+
+
+# SMs the split-KV plan fills: A100 108 SMs (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020),
+# H100 SXM5 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022); the same 132 the cuda pipeline's
+# decode-split-kv pass is given (attncc/pipelines.py)
+SMS = {"sm_80": 108, "sm_90a": 132}
+MIN_CHUNK = 256   # keys per split at least, as decode-split-kv's default
+
+
+def decode_splits(cfg, arch: str) -> int:
+    """KV splits for a decode step whose plan was lost: decompose-variants builds the absorbed attention as a new
+    node after decode-split-kv ran on the MLA op, so its tiling carries no num_splits. Enough splits that
+    batch x splits covers the SMs, no split under MIN_CHUNK keys, at most 64 (the pass's rule)."""
+    if "q_len" in cfg.dynamic or cfg.q_len > 1:
+        return 1
+    batch = 1 if "batch" in cfg.dynamic else cfg.batch
+    want = -(-SMS.get(arch, 132) // max(1, batch))
+    return max(1, min(want, cfg.kv_len // MIN_CHUNK, 64))
+
+
+def mla_tile(cfg, arch: str, forced: tuple | None = None) -> tuple[FlashTile, int]:
+    """(tile, KV splits) for absorbed MLA: the flash tile search with no separate V tile in shared memory."""
+    a = cuda_arch(arch)
+    rows = cfg.q_len * cfg.group
+    if forced and any(forced):
+        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, forced[0], forced[1], forced=True,
+                           v_from_k=True)
+    else:
+        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, cfg.q_block, cfg.kv_block,
+                           v_from_k=True)
+    splits = max(1, min(cfg.num_splits or decode_splits(cfg, arch), -(-cfg.kv_len // tile.kv_block)))
+    return tile, splits
+
+
+def mla_primfunc(cfg, target: dict, forced: tuple | None = None):
+    """(PrimFunc over (q, k, v[, mask], out) that never reads v, metadata) for absorbed MLA `cfg`."""
+    from .flash import flash_primfunc
+
+    tile, splits = mla_tile(cfg, target["arch"], forced)
+    func = flash_primfunc(cfg, tile, splits, v_from_k=True)
+    return func, {"kind": "mla-absorbed" + ("-decode" if splits > 1 else ""),
+                  "schedule": {"q_block": tile.q_block, "kv_block": tile.kv_block, "threads_per_row": tile.tpr,
+                               "threads": tile.threads, "splits": splits, "arch": target["arch"], "v_from_k": True,
+                               "shared_bytes": shared_bytes(tile, cfg.head_dim, cfg.v_head_dim, cfg.dtype, True),
+                               "registers_estimate": registers_per_thread(tile, cfg.v_head_dim)}}
+
+
+__all__ = ["is_mla_absorbed", "mla_primfunc", "mla_signatures", "mla_tile"]
