@@ -138,3 +138,36 @@ def test_shape_generic_mlp_builds_and_calls_need_emulation(tmp_path, monkeypatch
     program = cm.executable.artifacts["program"]
     assert "generic" in program.runners, program.notes   # one build for every batch size
     assert not [n for n in program.notes if "generic schedule" in n], program.notes
+
+
+def test_attention_kernel_reads_broadcast_masks_like_torch_sdpa():
+    """The mobile-cpu attention PrimFunc takes the mask as the core passes it, (1|B, 1|Hq, Sq, Skv): built for
+    the host here (same TIR, host LLVM) and checked against torch SDPA for every broadcast form."""
+    import torch
+    import tvm
+
+    from attncc.backends.core.attention_config import AttentionKernelConfig
+    from attncc.backends.mobile.cpu.attention import attention_primfunc
+
+    b, hq, hkv, s, d = 2, 4, 2, 12, 8
+    rng = np.random.default_rng(0)
+    for kind in ("bool", "additive"):
+        cfg = AttentionKernelConfig(batch=b, q_heads=hq, kv_heads=hkv, q_len=s, kv_len=s, head_dim=d, v_head_dim=d,
+                                    scale=d ** -0.5, dtype="float32", mask_input=kind)
+        func, _ = attention_primfunc(cfg, {"num-cores": 4})
+        kernel = tvm.compile(func, target="llvm")["main"]
+        for mshape in [(b, 1, s, s), (1, hq, s, s), (1, 1, s, s), (b, hq, s, s)]:
+            q = rng.standard_normal((b, hq, s, d), dtype=np.float32)
+            k, v = (rng.standard_normal((b, hkv, s, d), dtype=np.float32) for _ in range(2))
+            if kind == "bool":
+                mask = rng.random(mshape) > 0.3
+                mask[..., 0] = True   # no fully masked row (SDPA gives NaN there, attncc 0)
+                arg = mask.astype(np.uint8)
+            else:
+                mask = arg = rng.standard_normal(mshape).astype(np.float32)
+            out = tvm.runtime.empty((b, hq, s, d), "float32")
+            kernel(*[tvm.runtime.tensor(x) for x in (q, k, v, arg)], out)
+            t = torch.from_numpy
+            want = torch.nn.functional.scaled_dot_product_attention(
+                t(q), t(k).repeat_interleave(hq // hkv, 1), t(v).repeat_interleave(hq // hkv, 1), attn_mask=t(mask))
+            np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-4, atol=1e-5, err_msg=f"{kind} {mshape}")

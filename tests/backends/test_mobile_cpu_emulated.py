@@ -6,7 +6,6 @@ Needs tests/tools/arm64_sysroot.sh (skips with the reason otherwise). Emulated t
 """
 from __future__ import annotations
 
-import importlib
 import shutil
 import subprocess
 import sys
@@ -105,47 +104,3 @@ def test_exported_run_py_runs_under_qemu(tmp_path):
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "(2, 128, 256) float32" in run.stdout
-
-
-def _test_models():
-    names = {"llama": "make_llama_block", "gpt2": "make_gpt2_block", "mistral": "make_mistral_block",
-             "gemma2": "make_gemma2_block", "bert": "make_bert_layer", "vit": "make_vit_block",
-             "encoder_decoder": "make_encoder_decoder"}
-    return [(n, f) for n, f in names.items()]
-
-
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="aarch64-linux-gnu-gcc not installed")
-def test_every_variant_and_test_model_cross_compiles(tmp_path):
-    """Cross-compile only: every variant case (undecomposable ones included), every tests/models model and the
-    cpu test graphs build an aarch64 library."""
-    from tests.variants.decompose_cases import CASES, UNDECOMPOSABLE, graph_of
-
-    try:
-        from .cpu_graphs import attention_graph, layout_ops, llama_block, mlp_block
-    except ImportError:
-        from cpu_graphs import attention_graph, layout_ops, llama_block, mlp_block
-    from attncc.backends.mobile.cpu.cross import CrossLibrary  # noqa: F401
-
-    built = []
-    for case in CASES + UNDECOMPOSABLE:
-        spec, inputs = case.build(0)
-        cm = attncc.compile(graph_of(spec, inputs), target="mobile-cpu", options={"cache": False})
-        built.append((case.name, cm))
-    for name, factory in _test_models():
-        module, inputs = getattr(importlib.import_module(f"tests.models.{name}"), factory)()
-        built.append((name, attncc.compile(module, inputs, target="mobile-cpu", options={"cache": False})))
-    for name, graph in (("attention_graph", attention_graph(causal=True, mask="additive", kv_cache=True, rope=True)),
-                        ("layout_ops", layout_ops()), ("mlp_block", mlp_block()),
-                        ("llama_block", llama_block(hidden=128, seq=32, ffn=256))):
-        cm = attncc.compile(graph, target="mobile-cpu", options={"cache": False})
-        built.append((name, cm))
-    for name, cm in built:
-        program = cm.executable.artifacts["program"]
-        if not program.runners:   # symbolic dims: the shape-generic build happens at the first call
-            shapes = tuple(tuple(d if isinstance(d, int) else 4 for d in v.shape) for v in cm.graph.inputs)
-            program.runner_for(shapes)
-        folder = tmp_path / name
-        cm.export(str(folder))
-        for lib in folder.glob("kernels_*.so"):
-            with open(lib, "rb") as f:
-                assert f.read(20)[18] == 183, f"{name}: {lib.name} is not AArch64"

@@ -85,15 +85,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# tvm.exec.rpc_server runs TVM's server in a worker it starts by exec'ing sys.executable: an aarch64 binary,
+# which the kernel cannot exec here without a binfmt_misc entry for qemu. So under qemu the same server code
+# (tvm.rpc.server.PopenRPCServerState: bind, listen thread, a forked process per session) runs in the
+# emulated interpreter itself; on a real board `python -m tvm.exec.rpc_server` is what runs.
+_SERVE_IN_PROCESS = """
+import sys, time
+from tvm.rpc.server import PopenRPCServerState
+PopenRPCServerState("127.0.0.1", int(sys.argv[1]), int(sys.argv[1]) + 1)
+while True:
+    time.sleep(3600)
+"""
+
+
 @contextlib.contextmanager
-def _rpc_server(python: list[str], env: dict, timeout: float):
+def _rpc_server(python: list[str], env: dict, timeout: float, in_process: bool = False):
     """TVM's own server (`python -m tvm.exec.rpc_server`) on a free loopback port, in its own process group
-    (it forks a worker): yields the port once it accepts connections; the group is killed afterwards."""
+    (it starts a worker): yields the port once it accepts connections; the group is killed afterwards.
+    in_process: TVM's server state object in the launched interpreter itself (see _SERVE_IN_PROCESS)."""
     port = _free_port()
+    server_args = (["-c", _SERVE_IN_PROCESS, str(port)] if in_process else
+                   ["-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)])
     log = tempfile.TemporaryFile("w+")   # a file, not a pipe: a chatty server never blocks on a full pipe
-    server = subprocess.Popen(python + ["-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
-                                        "--port-end", str(port + 1)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(python + server_args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + timeout
         while True:
@@ -108,7 +122,10 @@ def _rpc_server(python: list[str], env: dict, timeout: float):
             time.sleep(0.5)
         yield port
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:   # it already exited
+            pass
         server.wait()
         log.close()
 
@@ -133,6 +150,7 @@ def test_mobile_cpu_build_runs_on_an_aarch64_rpc_server_under_qemu(tmp_path):
     cm = attncc.compile(graph, target="mobile-cpu", options={"cache": False})
     cm.export(str(tmp_path / "out"))
     env = {"PATH": "/usr/bin:/bin", "TVM_USE_RUNTIME_LIB": "1", "PYTHONNOUSERSITE": "1", "HOME": str(tmp_path)}
-    # an emulated interpreter importing TVM (twice: the server and its worker) takes tens of seconds
-    with _rpc_server(["qemu-aarch64-static", "-L", sysroot(), python_path()], env, timeout=900) as port:
+    # an emulated interpreter importing TVM takes tens of seconds
+    with _rpc_server(["qemu-aarch64-static", "-L", sysroot(), python_path()], env, timeout=900,
+                     in_process=True) as port:
         _check(str(tmp_path / "out"), graph, "127.0.0.1", port, timed=False)
