@@ -54,12 +54,18 @@ def _check(folder: str, graph, host: str, port: int, timed: bool) -> None:
         assert all(r["median_s"] > 0 for r in rows)
 
 
-def test_host_cpu_build_runs_through_a_loopback_rpc_server(tmp_path):
+def test_host_cpu_build_runs_through_a_loopback_rpc_server(tmp_path, capsys):
+    from attncc.backends.mobile.cpu.rpc import main
+
     graph = _graph()
     cm = attncc.compile(graph, target="cpu", options={"cache": False})
     cm.export(str(tmp_path / "out"))
     with _rpc_server([sys.executable], {**os.environ, "HOME": str(tmp_path)}, timeout=300) as port:
         _check(str(tmp_path / "out"), graph, "127.0.0.1", port, timed=True)
+        # the command line: random inputs of the build's shapes, outputs listed, kernels timed on the server
+        assert main([str(tmp_path / "out"), "--port", str(port), "--time", "--number", "1", "--repeat", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{graph.outputs[0].name}: (2, 4, 16, 16) float32" in printed and "kernels total (on the device)" in printed
 
 
 def test_a_folder_with_host_reference_steps_is_refused(tmp_path):
