@@ -79,7 +79,7 @@ EXPECT: dict[str, Expect] = {
 
 # fast by default: lifting + interpreter for a conv speech encoder (GroupNorm, conv positional embedding), one cpu
 # build (a conv-patch vision encoder through SDPA); HF Llama has its own default tests (test_torch_transformers.py),
-# Swin and T5 theirs (test_relative_position_bias.py). Everything else: -m slow.
+# T5 and Swin theirs (test_relative_position_bias.py). Everything else: -m slow.
 FAST_LIFT = {("wav2vec2", "sdpa")}
 FAST_BUILD = {("vit", "sdpa")}
 

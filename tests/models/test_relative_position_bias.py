@@ -22,7 +22,7 @@ from attncc.ir.passes._rewrite import constant_array  # noqa: E402
 from tests.models.hf_zoo import make_swin, make_t5  # noqa: E402
 
 
-def _forms(fast: str) -> list:
+def _forms(fast: str | None) -> list:
     return [pytest.param(f, marks=() if f == fast else pytest.mark.slow) for f in ("sdpa", "eager")]
 
 
@@ -47,7 +47,7 @@ def _mask_inputs(graph) -> list[np.ndarray | None]:
     return out
 
 
-@pytest.mark.parametrize("form", _forms("eager"))
+@pytest.mark.parametrize("form", _forms(None))   # ~5 s each: slow (the default suite's budget); T5 runs by default
 def test_swin_windowed_relative_bias_is_the_additive_input(form):
     model, (x,), sites = make_swin(form)
     graph = import_torch(model, (x,))
