@@ -256,15 +256,22 @@ def test_broadcast_masked_gqa_matches_torch_sdpa(gqa_masked):
     dict(causal=True), dict(hq=8, hkv=2, causal=True), dict(mask="additive", mask_shape=(32, 32)),
     dict(mask="bool", mask_shape=(1, 1, 32, 32)), dict(mask="bool"), dict(window=8, causal=True),
     dict(hq=8, hkv=1, sq=1, skv=64), dict(causal=True, alignment="top_left", sq=16), dict(d=64, sq=40, skv=70),
-    dict(skv=64), dict(skv=64, mask="bool", mask_shape=(64,)), dict(sq=64, skv=64, hq=2, hkv=1, d=8)],
+    dict(skv=64), dict(skv=64, mask="bool", mask_shape=(64,)), dict(sq=64, skv=64, hq=2, hkv=1, d=8),
+    # a causal band spelled as a -inf bias (ONNX's expanded Attention): rows diverge on masked keys
+    dict(sq=4, skv=6, d=8, hq=3, hkv=3, mask="additive", mask_shape=(2, 1, 4, 6), neg_inf=True)],
     ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_flash_kernel_matches_torch_sdpa(kw):
     import torch
 
+    kw = dict(kw)
+    neg_inf = kw.pop("neg_inf", False)
     g = attention_graph(**kw)
     cm = attncc.compile(g, target="mobile-gpu", options={"cache": False})
     assert not [n for n in cm.executable.notes if "generic TE attention" in n], cm.executable.notes
     arrays = rng_arrays(g, seed=1)
+    if neg_inf:
+        sq, skv = arrays[0].shape[2], arrays[1].shape[2]
+        arrays[3] = arrays[3] + np.where(np.tri(sq, skv, 0, dtype=bool), 0, -np.inf).astype(np.float32)
     got = np.asarray(cm(*arrays))
     q, k, v = (torch.from_numpy(a) for a in arrays[:3])
     rep = q.shape[1] // k.shape[1]
