@@ -41,9 +41,11 @@ class MobileGpuPlugin:
         return attention_primfunc(cfg, self.limits)
 
     def prepare_runtime(self, target: dict) -> list[str]:
-        from .gpu_spec import opencl_device_present
+        from .gpu_spec import opencl_problem
 
-        if not opencl_device_present():
-            return ["mobile-gpu: no OpenCL device in this process: the OpenCL sources compile and export, "
-                    "but running them here raises (pip install pyopencl pocl-binary-distribution gives a CPU device)"]
+        problem = opencl_problem()
+        if problem is not None:
+            return [f"mobile-gpu: no working OpenCL device in this process ({problem}): the OpenCL sources compile "
+                    "and export, but running them here raises (pip install pyopencl pocl-binary-distribution gives "
+                    "a CPU device)"]
         return []

@@ -47,14 +47,27 @@ def opencl_limits() -> OpenClLimits:
 
 
 @lru_cache(maxsize=None)
-def opencl_device_present() -> bool:
-    """True when pyopencl finds an OpenCL device in this process (PoCL's CPU device counts)."""
+def opencl_problem() -> str | None:
+    """None when the first OpenCL device here builds a kernel, else why not (the executor uses that device).
+
+    A device that is listed but cannot compile counts as absent: PoCL 3.0 in pyopencl's wheels (LLVM 14)
+    names a Zen 5 host CPU 'generic' and rejects it ('unknown target CPU'); Debian's PoCL 3.1 works there."""
     try:
         import pyopencl as cl
 
-        return any(p.get_devices() for p in cl.get_platforms())
-    except Exception:  # noqa: BLE001 - no pyopencl, no ICD loader, no platform: nothing to run on
-        return False
+        devices = [d for p in cl.get_platforms() for d in p.get_devices()]
+        if not devices:
+            return "no OpenCL device"
+        cl.Program(cl.Context([devices[0]]), "__kernel void probe(__global float* a) { a[0] = 1.0f; }").build()
+        return None
+    except Exception as e:  # noqa: BLE001 - no pyopencl / ICD loader / platform, or its compiler fails
+        lines = [l.strip() for l in str(e).splitlines() if "error" in l.lower()]
+        return f"{type(e).__name__}: {(lines[-1] if lines else str(e).strip())[:200]}"
+
+
+def opencl_device_present() -> bool:
+    """True when an OpenCL device in this process compiles kernels (PoCL's CPU device counts)."""
+    return opencl_problem() is None
 
 
 def gpu_tile_rules(limits: OpenClLimits) -> TileRules:

@@ -14,13 +14,13 @@ import json
 import os
 import subprocess
 import sys
-from functools import lru_cache
 
 import numpy as np
 import pytest
 
 import attncc
 from attncc.backends import target_capabilities
+from attncc.backends.mobile.gpu_spec import opencl_problem
 from attncc.ir import run_graph
 
 try:
@@ -30,26 +30,6 @@ except ImportError:  # tests/backends is not a package: pytest put it on sys.pat
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "cost_models", "specs", "mobile-gpu.json")
 RTOL, ATOL = 1e-4, 1e-5
-
-
-@lru_cache(maxsize=None)
-def opencl_problem() -> str | None:
-    """None when an OpenCL device here builds and runs a kernel, else why not (the skip reason)."""
-    try:
-        import pyopencl as cl
-
-        dev = [d for p in cl.get_platforms() for d in p.get_devices()][0]
-        ctx = cl.Context([dev])
-        queue = cl.CommandQueue(ctx)
-        prog = cl.Program(ctx, "__kernel void twice(__global float* a) { a[get_global_id(0)] *= 2.0f; }").build()
-        a = np.arange(4, dtype=np.float32)
-        buf = cl.Buffer(ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=a)
-        prog.twice(queue, (4,), None, buf)
-        cl.enqueue_copy(queue, a, buf)
-        return None if a.tolist() == [0, 2, 4, 6] else f"OpenCL device {dev.name} computed {a.tolist()}"
-    except Exception as e:  # noqa: BLE001 - no pyopencl / ICD / device, or its compiler fails: the reason
-        lines = [l for l in str(e).splitlines() if "error" in l.lower()]
-        return f"no working OpenCL device ({type(e).__name__}: {(lines[-1] if lines else str(e))[:200]})"
 
 
 needs_opencl = pytest.mark.skipif(opencl_problem() is not None, reason=str(opencl_problem()))
