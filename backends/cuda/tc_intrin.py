@@ -1,22 +1,27 @@
-"""Tensor-core intrinsics for the matmul schedule (matmul_tc.py): TVM's own for fp16, the same ones for bf16.
+"""Tensor-core intrinsics for the matmul schedule (matmul_tc.py), for fp16 and bf16 operands.
 
-`tvm.s_tir.tensor_intrin.cuda` registers ldmatrix / mma.sync m16n8k16 for float16 only (its ldmatrix asserts
-float16 and its mma table has no "bf16"). ldmatrix moves untyped b16 words and PTX's
-`mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` has the same fragment layout as the f16 form (PTX ISA,
-"Matrix Fragments for mma.m16n8k16 with floating point type"), so the bf16 intrinsics below are TVM's fp16
-ones with the dtype changed: same thread/register layout (`shared_16x16_to_ldmatrix_32x8_layout`).
+They follow `tvm.s_tir.tensor_intrin.cuda` (ldmatrix.x4, two mma.sync m16n8k16 per 16x16x16 step, fp32 fill
+and store), which registers them for float16 only (its ldmatrix asserts float16, its mma table has no "bf16").
+ldmatrix moves untyped b16 words and PTX's `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` has the same
+fragment layout as the f16 form (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), so one
+generator serves both dtypes. Importing TVM's module would parse all 81 of its intrinsics (about a minute on a
+loaded 2-core machine, paid by every cuda build with a matmul); these are registered lazily, five per dtype.
 """
 from __future__ import annotations
 
 from tvm.runtime import convert
 from tvm.s_tir import TensorIntrin
-from tvm.s_tir.tensor_intrin import cuda as tvm_cuda  # registers TVM's fp16 intrinsics on import
 from tvm.script import tirx as T
 from tvm.tirx import Cast
 
 WARP = 32
 LOCAL = 8            # 16x16 b16 (or fp32 accumulator) elements per lane: 256 / 32
-LAYOUT = tvm_cuda.shared_16x16_to_ldmatrix_32x8_layout
+
+
+def LAYOUT(i, j):
+    """(lane, register) holding element (i, j) of a 16x16 mma fragment (PTX ISA m16n8k16 fragment layout for
+    A/C, as TVM's shared_16x16_to_ldmatrix_32x8_layout): lane 4 * (i % 8) + (j % 8) / 2."""
+    return 4 * (i % 8) + (j % 8) // 2, 4 * (j // 8) + (i // 8) * 2 + (j % 2)
 _ABBR = {"float16": "fp16", "bfloat16": "bf16"}
 
 
@@ -101,24 +106,88 @@ def _mma(dtype: str):
     return desc, impl
 
 
-def _register(name: str, pair) -> str:
-    try:
-        TensorIntrin.get(name)
-    except Exception:  # noqa: BLE001 - not registered yet (TVM raises a plain error for unknown names)
-        TensorIntrin.register(name, *pair)
+def _fill():
+    """Zero a 16x16 fp32 accumulator fragment."""
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle) -> None:
+        C = T.match_buffer(a, (WARP, LOCAL), "float32", scope="warp")
+        with T.sblock("root"):
+            T.reads()
+            T.writes(C[0:WARP, 0:LOCAL])
+            for i0, i1 in T.grid(16, 16):
+                with T.sblock("C_warp"):
+                    i, j = T.axis.remap("SS", [i0, i1])
+                    lane, reg = T.meta_var(LAYOUT(i, j))
+                    T.reads()
+                    T.writes(C[lane, reg])
+                    C[lane, reg] = T.float32(0)
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle) -> None:
+        C = T.match_buffer(a, (WARP, LOCAL), "float32", scope="warp", offset_factor=1)
+        with T.sblock("root"):
+            T.reads()
+            T.writes(C[0:WARP, 0:LOCAL])
+            for tx in T.thread_binding(0, WARP, "threadIdx.x"):
+                T.evaluate(T.cuda.mma_fill_legacy(LOCAL, C.data, C.elem_offset, dtype="float32"))
+
+    return desc, impl
+
+
+def _store(scope: str):
+    """A 16x16 fp32 accumulator fragment -> a 16x16 tile in `scope` (plain per-lane stores)."""
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, c: T.handle) -> None:
+        W = T.match_buffer(a, (WARP, LOCAL), "float32", scope="warp")
+        C = T.match_buffer(c, (16, 16), "float32", scope=scope)
+        with T.sblock("root"):
+            T.reads(W[0:WARP, 0:LOCAL])
+            T.writes(C[0:16, 0:16])
+            for i0, i1 in T.grid(16, 16):
+                with T.sblock("C_warp"):
+                    v0, v1 = T.axis.remap("SS", [i0, i1])
+                    lane, reg = T.meta_var(LAYOUT(v0, v1))
+                    T.reads(W[lane, reg])
+                    T.writes(C[v0, v1])
+                    C[v0, v1] = W[lane, reg]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        s0 = T.int32()
+        s1 = T.int32()
+        W = T.match_buffer(a, (WARP, LOCAL), "float32", scope="warp", offset_factor=1)
+        C = T.match_buffer(c, (16, 16), "float32", scope=scope, offset_factor=1, strides=[s0, s1])
+        with T.sblock("root"):
+            T.reads(W[0:WARP, 0:LOCAL])
+            T.writes(C[0:16, 0:16])
+            for tx in T.thread_binding(0, WARP, "threadIdx.x"):
+                for reg in T.serial(LOCAL):
+                    # inverse of LAYOUT: lane tx, register reg -> (row, col)
+                    C[8 * (reg % 4 // 2) + tx // 4, 8 * (reg // 4) + tx % 4 * 2 + reg % 2] = W[tx, reg]
+
+    return desc, impl
+
+
+def _register(name: str, make) -> str:
+    """Register `make()`'s (desc, impl) under `name` once per process."""
+    if name not in _REGISTERED:
+        TensorIntrin.register(name, *make(), override=True)
+        _REGISTERED.add(name)
     return name
+
+
+_REGISTERED: set[str] = set()
 
 
 def intrinsics(dtype: str, smem_scope: str = "shared.dyn") -> dict[str, str]:
     """Names of the registered intrinsics for `dtype` (float16 | bfloat16) operands in `smem_scope`:
-    load_a / load_b (ldmatrix), compute (mma.sync, fp32 accumulate), init (zero fill), store (to shared)."""
-    suffix = "_dyn" if smem_scope == "shared.dyn" else ""
-    if dtype == "float16":
-        names = tvm_cuda.get_mma_intrin_group(smem_scope, "shared.dyn", "float16", "float32", False, False, True)
-        return names
-    short = {"bfloat16": "bf16"}[dtype]
-    return {"load_a": _register(f"attncc_ldmatrix_{short}_a{suffix}", _ldmatrix(dtype, "A", smem_scope)),
-            "load_b": _register(f"attncc_ldmatrix_{short}_b{suffix}", _ldmatrix(dtype, "B", smem_scope)),
-            "compute": _register(f"attncc_mma_{short}{short}f32", _mma(dtype)),
-            "init": tvm_cuda.MMA_fill_16x16_f32_INTRIN,
-            "store": tvm_cuda.MMA_store_16x16_f32_shared_dyn_INTRIN_SIMPLE}
+    load_a / load_b (ldmatrix), compute (mma.sync, fp32 accumulate), init (zero fill), store (to `smem_scope`)."""
+    short = {"float16": "f16", "bfloat16": "bf16"}[dtype]
+    scope = smem_scope.replace(".", "_")
+    return {"load_a": _register(f"attncc_ldmatrix_{short}_a_{scope}", lambda: _ldmatrix(dtype, "A", smem_scope)),
+            "load_b": _register(f"attncc_ldmatrix_{short}_b_{scope}", lambda: _ldmatrix(dtype, "B", smem_scope)),
+            "compute": _register(f"attncc_mma_{short}{short}f32", lambda: _mma(dtype)),
+            "init": _register("attncc_mma_fill_16x16_f32", _fill),
+            "store": _register(f"attncc_mma_store_16x16_f32_{scope}", lambda: _store(smem_scope))}
