@@ -45,7 +45,12 @@ class _RemoteExecutor(PlanExecutor):
             return x
         a = np.asarray(x.numpy() if hasattr(x, "numpy") and not isinstance(x, np.ndarray) else x)
         if a.dtype.name != dtype:
-            a = a.astype(dtype)
+            if dtype == "bfloat16":   # numpy knows bf16 only through ml_dtypes
+                import ml_dtypes
+
+                a = a.astype(ml_dtypes.bfloat16)
+            else:
+                a = a.astype(dtype)
         return tvm.runtime.tensor(np.ascontiguousarray(a), self.dev)
 
 
