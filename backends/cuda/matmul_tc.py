@@ -5,7 +5,8 @@ elementwise blocks (cast, bias, activation, residual) and the `out` copy. This s
   grid      blockIdx.x over (M / block_m) x (N / block_n) tiles, blockIdx.y over the batch;
   block     warps_m x warps_n warps (threadIdx.y), 32 lanes (threadIdx.x);
   k loop    block_k columns of A and rows of B copied to shared memory (16-byte vector loads, rows padded
-            against bank conflicts), software-pipelined over `stages` buffers;
+            against bank conflicts), software-pipelined over `stages` buffers, as cp.async.cg when the
+            build enables tirx.use_async_copy (async_copy=True);
   warp      a warp_m x warp_n accumulator tile in registers (16x16 fragments), ldmatrix.x4 from shared,
             two mma.sync m16n8k16 per 16x16x16 step, fp32 accumulation;
   epilogue  fragments -> the block's fp32 tile in shared memory -> the elementwise chain -> global.
@@ -48,7 +49,7 @@ def _inline_epilogue(sch, acc_block, out_name: str):
 
 
 def schedule_tc(sch, acc: str, tile: TcTile, dtype: str, out: str = "out", tensorize: bool = True,
-                smem: str = SMEM) -> None:
+                smem: str = SMEM, async_copy: bool = False) -> None:
     """Schedule block `acc` of `sch` (and its elementwise consumers up to `out`) on tensor cores.
 
     `tensorize=False` builds the same loop nest, staging and layouts without the mma/ldmatrix intrinsics
@@ -122,6 +123,8 @@ def schedule_tc(sch, acc: str, tile: TcTile, dtype: str, out: str = "out", tenso
         # A/B copies of step k0+1 overlap the mma of step k0 (double-buffered shared tiles)
         sch.annotate(k0, "software_pipeline_stage", [0, 0, tile.stages - 1])
         sch.annotate(k0, "software_pipeline_order", [0, 1, 2])
+        if async_copy:   # cp.async for the copies; needs the build's tirx.use_async_copy (InjectPTXAsyncCopy)
+            sch.annotate(k0, "software_pipeline_async_stages", [0])
     if not tensorize:
         return
     names = intrinsics(dtype, smem)

@@ -17,8 +17,10 @@ from .tc_tiles import TcTile, TcTileError, choose_tile, tile_reason
 
 # TVM's LowerWarpMemory needs each warp-scope fragment allocated outside the threadIdx.x launch; only
 # StorageRewrite hoists it there (checked: with tirx.disable_storage_rewrite the build fails "Cannot find warp
-# index(threadIdx.x) within the scope of warp memory"). Tensor-core kernels are built with it on.
-TC_PASS_CONFIG = {"tirx.disable_storage_rewrite": False}
+# index(threadIdx.x) within the scope of warp memory"). Tensor-core kernels are built with it on, and with
+# tirx.use_async_copy so the pipelined shared-memory copies become cp.async.cg (16 B); without that option the
+# same schedule keeps synchronous copies (the commit/wait groups are then no-ops), still correct.
+TC_PASS_CONFIG = {"tirx.disable_storage_rewrite": False, "tirx.use_async_copy": True}
 
 
 class TensorCoreFallback(RuntimeError):
@@ -58,7 +60,7 @@ def try_tensor_core(sch, acc: str, arch: str, tile: TcTile | None = None) -> boo
             reason = str(e)
     if reason is not None:
         raise TensorCoreFallback(f"tensor cores not used ({reason}); dlight GPU schedule instead")
-    schedule_tc(sch, acc, tile, dtype)
+    schedule_tc(sch, acc, tile, dtype, async_copy=True)
     return True
 
 
@@ -93,7 +95,8 @@ def build_tc_gemm(m: int, n: int, k: int, dtype: str = "float16", arch: str = "s
     tile = choose_tile(m, n, k, dtype, cuda_arch(arch), tile)
     sch = tvm.s_tir.Schedule(func)
     # OpenCL maps only static "shared" to __local memory
-    schedule_tc(sch, "acc", tile, dtype, tensorize=tensorize, smem="shared.dyn" if tensorize else "shared")
+    schedule_tc(sch, "acc", tile, dtype, tensorize=tensorize, smem="shared.dyn" if tensorize else "shared",
+                async_copy=tensorize)
     with tvm.transform.PassContext(opt_level=3, config=TC_PASS_CONFIG):
         ex = tvm.compile(sch.mod, target=tvm.target.Target(target or cuda_target({"arch": arch})))
     return ex, tile

@@ -47,6 +47,7 @@ def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, t
     assert f"mma.sync.aligned.m16n8k16.row.col.f32.{ab}.{ab}.f32" in src
     assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in src and "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in src
     assert "extern __shared__" in src        # dynamic shared memory (the tile may exceed the 48 KB static limit)
+    assert "cp.async.cg.shared.global" in src and "cp.async.wait_group" in src   # pipelined async copies
     fatbin = compile_fatbin(src, arch, str(tmp_path))
     assert {"kind": "elf", "arch": int(arch[3:5])} in [{k: e[k] for k in ("kind", "arch")} for e in fatbin_entries(fatbin)]
 
