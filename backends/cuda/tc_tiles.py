@@ -7,7 +7,8 @@ Registers per thread are estimated from the fragments a lane holds (PTX ISA, mma
 fp32 accumulator is 8 registers per lane, a 16x16 b16 operand 4): accumulators + one k-step of A and B
 fragments + a fixed 40 for addresses, loop counters and the copy's vector registers. An estimate, checked once:
 for the 128x128x32 tile (4 warps of 64x64) it gives 200; `nvcc -arch=sm_90a -Xptxas -v` on the generated kernel
-reported 182 registers, no spills (CUDA 13.0, 2026-12-02), so the estimate errs on the safe side there.
+reported 166 registers (168 for sm_80) with cp.async copies, 182 with synchronous ones, no spills (CUDA 13.0,
+2026-12-02), so the estimate errs on the safe side there.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from .arch import CudaArch
 
-OVERHEAD_REGISTERS = 40   # estimate (see module docstring; ptxas: 182 used where 200 is estimated)
+OVERHEAD_REGISTERS = 40   # estimate (see module docstring; ptxas: 166-182 used where 200 is estimated)
 ELEM_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}   # float32: only the CPU check of the loop nest
 
 
