@@ -123,13 +123,15 @@ def _storage_base(plan: Plan, name: str) -> str:
 PASS_CONFIG = {"tirx.disable_storage_rewrite": True}
 
 
-def compile_funcs(plan: Plan, target: dict):
-    """Build every PrimFunc of the plan into one library; a failure names the node whose kernel broke."""
+def compile_funcs(plan: Plan, target: dict, config: dict | None = None):
+    """Build every PrimFunc of the plan into one library; a failure names the node whose kernel broke.
+    `config` overrides PASS_CONFIG entries for a target that needs other TVM pass options (cuda: tensor cores)."""
     if not plan.funcs:
         return None
+    config = {**PASS_CONFIG, **(config or {})}
     mod = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in plan.funcs.items()})
     try:
-        with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+        with tvm.transform.PassContext(opt_level=3, config=config):
             return tvm.compile(mod, target=tvm.target.Target(target))
     except Exception as whole:  # find the culprit: build each function alone
         for step in plan.steps:
@@ -137,7 +139,7 @@ def compile_funcs(plan: Plan, target: dict):
                 continue
             name = step["func"]
             try:
-                with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+                with tvm.transform.PassContext(opt_level=3, config=config):
                     tvm.compile(tvm.IRModule({name: plan.funcs[name].with_attr("global_symbol", name)}),
                                 target=tvm.target.Target(target))
             except Exception as e:

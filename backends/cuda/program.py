@@ -16,6 +16,7 @@ import numpy as np
 import tvm
 
 from ..core.builder import build_plan, compile_funcs
+from .tensor_core import cuda_build_config
 from ..core.cache import cache_key
 from ..core.plan import Plan
 from ..core.program import GENERIC, Program
@@ -139,7 +140,7 @@ class CudaProgram(Program):
 
     def _compile(self, plan: Plan) -> CudaLibrary | None:
         """TVM codegen, then nvcc for the target's arch; the library and its sources go to a temp folder."""
-        mod = compile_funcs(plan, self.target)
+        mod = compile_funcs(plan, self.target, cuda_build_config())
         if mod is None:
             return None
         work = tempfile.mkdtemp(prefix="attncc-cuda-")

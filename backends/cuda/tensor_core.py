@@ -1,7 +1,7 @@
 """Tensor-core matmuls on the cuda target: decide whether a core matmul kernel gets the mma.sync schedule
 (matmul_tc.py) and build standalone tensor-core GEMMs (tests, benchmarks/gpu/gemm.py).
 
-A kernel that does not qualify (fp32 operands, a symbolic or non-multiple-of-16 M/N/K, no tile within the arch's
+fp32 matmuls keep the dlight schedule (no note: that is their schedule). A 16-bit kernel that does not qualify (a symbolic or non-multiple-of-16 M/N/K, no tile within the arch's
 limits, or a build whose pass configuration cannot lower mma fragments) raises TensorCoreFallback: the core's
 builder then schedules it with the dlight GPU rules and records the reason in the plan notes.
 """
@@ -21,6 +21,15 @@ from .tc_tiles import TcTile, TcTileError, choose_tile, tile_reason
 # tirx.use_async_copy so the pipelined shared-memory copies become cp.async.cg (16 B); without that option the
 # same schedule keeps synchronous copies (the commit/wait groups are then no-ops), still correct.
 TC_PASS_CONFIG = {"tirx.disable_storage_rewrite": False, "tirx.use_async_copy": True}
+# what the cuda target's one-library builds override in the core's PASS_CONFIG (backends/cuda/program.py)
+CUDA_BUILD_CONFIG = dict(TC_PASS_CONFIG)
+
+
+def cuda_build_config() -> dict:
+    """The TVM pass options a cuda build compiles with: the core's, with the cuda overrides on top."""
+    from ..core import builder
+
+    return {**builder.PASS_CONFIG, **CUDA_BUILD_CONFIG}
 
 
 class TensorCoreFallback(RuntimeError):
@@ -28,9 +37,7 @@ class TensorCoreFallback(RuntimeError):
 
 
 def _core_storage_rewrite_on() -> bool:
-    from ..core import builder
-
-    return not builder.PASS_CONFIG.get("tirx.disable_storage_rewrite", False)
+    return not cuda_build_config().get("tirx.disable_storage_rewrite", False)
 
 
 def _operand_info(sch, acc: str):
@@ -49,6 +56,8 @@ def try_tensor_core(sch, acc: str, arch: str, tile: TcTile | None = None) -> boo
     """Schedule the core's `acc` matmul (and its epilogue up to `out`) with mma.sync + ldmatrix; True when done.
     Raises TensorCoreFallback (the caller falls back to dlight with a note) when the kernel does not qualify."""
     dtype, m, n, k = _operand_info(sch, acc)
+    if dtype == "float32":   # fp32 is not a fallback: mma m16n8k16 takes 16-bit operands; dlight is fp32's schedule
+        return False
     reason = tile_reason(m, n, k, dtype)
     if reason is None and not _core_storage_rewrite_on():
         reason = ("this build runs with tirx.disable_storage_rewrite, under which TVM cannot lower mma fragments "
