@@ -55,13 +55,14 @@ class CudaBackend(TvmBackend):
         options = dict(options or {})
         from .attention.mla import mla_signatures
 
-        self.plugin.mla = mla_signatures(graph)   # read before decomposition turns MLA into plain attention
+        mla = mla_signatures(graph)   # read before decomposition turns MLA into plain attention
         graph = decompose_variants(graph)
         target = self.target(options)
         self.hardware, self.capabilities = self.plugin.hardware, self.plugin.capabilities
         check_forced_tiles(graph, target["arch"], self.plugin.forced_tile)
         notes: list[str] = list(self.plugin.prepare_runtime(target))
         program = CudaProgram(graph, target, options, self.cache, notes, self.plugin)
+        program.mla_signatures = mla   # builds (now, or at the first call for symbolic dims) choose the MLA kernel
         if all(isinstance(d, int) for v in graph.inputs for d in v.shape):
             program.runner_for(tuple(tuple(v.shape) for v in graph.inputs))
         return Executable(run=program, backend=self.name, artifacts={"graph": graph, "program": program},

@@ -117,6 +117,8 @@ class CudaProgram(Program):
         if entry is None:
             self.cache.stats.misses += 1
             self.builds += 1
+            # this model's absorbed-MLA dims (set by CudaBackend.lower), not those of the plugin's last lower()
+            self.plugin.mla = getattr(self, "mla_signatures", set())
             plan, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin, generic=generic)
             entry = (plan, self._compile(plan))
             if use_cache:
