@@ -44,8 +44,12 @@ def opencl_queue():
         if not devices:
             raise NoOpenClDeviceError("mobile-gpu: no OpenCL device present; the compiled OpenCL sources can "
                                       "still be exported and run on a device")
-        ctx = cl.Context([devices[0]])
-        _CONTEXT.update(cl=cl, ctx=ctx, queue=cl.CommandQueue(ctx), device=devices[0])
+        from .gpu_spec import opencl_device_index
+
+        index, _ = opencl_device_index()   # the first device that compiles (else the first: its error is reported)
+        device = devices[index or 0]
+        ctx = cl.Context([device])
+        _CONTEXT.update(cl=cl, ctx=ctx, queue=cl.CommandQueue(ctx), device=device)
     return _CONTEXT["ctx"], _CONTEXT["queue"], _CONTEXT["device"]
 
 

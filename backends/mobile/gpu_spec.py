@@ -47,22 +47,33 @@ def opencl_limits() -> OpenClLimits:
 
 
 @lru_cache(maxsize=None)
-def opencl_problem() -> str | None:
-    """None when the first OpenCL device here builds a kernel, else why not (the executor uses that device).
+def opencl_device_index() -> tuple[int | None, str | None]:
+    """(index among all platforms' devices of the first one that builds a kernel, None) or (None, why not).
 
-    A device that is listed but cannot compile counts as absent: PoCL 3.0 in pyopencl's wheels (LLVM 14)
-    names a Zen 5 host CPU 'generic' and rejects it ('unknown target CPU'); Debian's PoCL 3.1 works there."""
+    A device that is listed but cannot compile is passed over: PoCL 3.0 in pyopencl's wheels (LLVM 14) names
+    a Zen 5 host CPU 'generic' and rejects it ('unknown target CPU'); Debian's PoCL 3.1 works there."""
     try:
         import pyopencl as cl
 
         devices = [d for p in cl.get_platforms() for d in p.get_devices()]
-        if not devices:
-            return "no OpenCL device"
-        cl.Program(cl.Context([devices[0]]), "__kernel void probe(__global float* a) { a[0] = 1.0f; }").build()
-        return None
-    except Exception as e:  # noqa: BLE001 - no pyopencl / ICD loader / platform, or its compiler fails
-        lines = [l.strip() for l in str(e).splitlines() if "error" in l.lower()]
-        return f"{type(e).__name__}: {(lines[-1] if lines else str(e).strip())[:200]}"
+    except Exception as e:  # noqa: BLE001 - no pyopencl / ICD loader / platform
+        return None, f"{type(e).__name__}: {str(e).strip()[:200]}"
+    if not devices:
+        return None, "no OpenCL device"
+    why = ""
+    for i, dev in enumerate(devices):
+        try:
+            cl.Program(cl.Context([dev]), "__kernel void probe(__global float* a) { a[0] = 1.0f; }").build()
+            return i, None
+        except Exception as e:  # noqa: BLE001 - this device's compiler fails: try the next
+            lines = [l.strip() for l in str(e).splitlines() if "error" in l.lower()]
+            why = f"{type(e).__name__}: {(lines[-1] if lines else str(e).strip())[:200]}"
+    return None, why
+
+
+def opencl_problem() -> str | None:
+    """None when some OpenCL device here builds kernels (the executor uses the first such), else why not."""
+    return opencl_device_index()[1]
 
 
 def opencl_device_present() -> bool:
