@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
+from .ir.passes import lift_mla as _lift_mla  # noqa: F401  (registers lift-mla)
 from .ir.passes import parse_pipeline, split_pipeline
 
-# Order matters: clean up, lift spelled-out attention, peel what SDPA-made ops read off their key
+# Order matters: clean up, lift spelled-out attention (and DeepSeek's latent K/V into MLA while RoPE is still
+# spelled out), peel what SDPA-made ops read off their key
 # (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
 # ops, fold layout/repeat_kv/RoPE into the op (fold-repeat-kv again for repeats a layout flip exposes, and
 # once more for repeats under the RoPE that fuse-attention folds: Falcon rotates the already-broadcast K),
 # pack projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
-_FUSE = ("canonicalize,constant-fold,lift-attention,fold-repeat-kv,fold-kv-cache,lift-rotary,canonicalize-attention,"
-         "fold-repeat-kv,fuse-attention,fold-repeat-kv,fuse-qkv,cse,canonicalize,dce")
+_FUSE = ("canonicalize,constant-fold,lift-attention,lift-mla,fold-repeat-kv,fold-kv-cache,lift-rotary,"
+         "canonicalize-attention,fold-repeat-kv,fuse-attention,fold-repeat-kv,fuse-qkv,cse,canonicalize,dce")
 
 
 def _host_cores() -> int:

@@ -41,6 +41,7 @@ class Expect:
     rope_dim: int | None = None          # RoPE folded into the spec with this rotary dim (None: no RoPE)
     mask_sites: int = 0                  # sites keeping a mask tensor input (padding, relative bias, ALiBi)
     router_softmaxes: int = 0            # softmaxes that are MoE routers, not attention (each needs a diagnostic)
+    mla: tuple | None = None             # (latent_dim, rope_dim) of the MLA kv_source (None: no latent KV source)
     notes: dict = field(default_factory=dict)
 
 
@@ -61,9 +62,10 @@ EXPECT: dict[str, Expect] = {
     "opt": Expect(causal_sites=2),                                   # q scaled after its projection: scale in spec
     "mixtral": Expect(**_DEC, router_softmaxes=2),
     "qwen2_moe": Expect(**_DEC, router_softmaxes=2),
-    # MLA as HF computes it (k = [k_nope from kv_b_proj, k_pe broadcast]): qk dim 8+4, v dim 8, no RoPE in the spec
-    # (decoupled RoPE on a 4-dim slice, then concatenated; the latent form is not recognized from this code)
-    "deepseek_v3": Expect(head_dim=12, v_head_dim=8, causal_sites=2),
+    # MLA as HF computes it (k = [k_nope from kv_b_proj, k_pe broadcast]) is lifted by lift-mla into the MLA
+    # feature: one shared latent KV head (kv_lora_rank 16) + the decoupled 4-dim RoPE key, qk dim 8+4, v dim 8;
+    # the RoPE stays spelled out before the op (the feature takes q and k_pe already rotated)
+    "deepseek_v3": Expect(kv_heads=1, head_dim=12, v_head_dim=8, causal_sites=2, mla=(16, 4)),
     "bert": Expect(mask_sites=2),                                    # the padded row's mask
     "roberta": Expect(mask_sites=2),
     "distilbert": Expect(mask_sites=2),
@@ -114,6 +116,8 @@ def check_specs(graph, family: str, form: str) -> None:
         assert s.scale == pytest.approx(e.scale if e.scale is not None else e.head_dim ** -0.5, rel=1e-6), summary
         assert s.softcap == e.softcap, summary
         assert (s.rope.rotary_dim if s.rope is not None else None) == e.rope_dim, summary
+        mla = s.kv_source if s.kv_source is not None and s.kv_source.kind == "mla" else None
+        assert ((mla.latent_dim, mla.rope_dim) if mla else None) == e.mla, summary
     assert {s.mask.window_left for s in specs} == set(e.windows), summary
     mask_sites = sum(s.mask.input != "none" for s in specs)
     causal = sum(s.mask.causal for s in specs)
