@@ -1,0 +1,301 @@
+"""Tensor-core flash prefill for the cuda target (fp16/bf16, head dims multiples of 16), one TIR PrimFunc.
+
+Layout (FlashAttention-2 style): a block of NW warps holds BQ = 16 * NW packed query rows (GQA packing as in
+flash.py: packed row r of KV head g is position r // G of head g * G + r % G); warp w owns rows 16w..16w+15.
+Per BK-key step inside the block's visible range (causal / window block skipping as flash.py), K and V tiles
+are staged in shared memory, then per warp:
+  S = Q K^T   ldmatrix.x4 of Q (row-major A) and of K (non-transposed: K's rows are B's columns), two
+              mma.sync m16n8k16 per 16x16x16 step, fp32 fragments in registers;
+  softmax     scale / softcap / masks applied on the fragment elements (each knows its row and key), running
+              max per row combined over the row's 4 lanes through shared memory, exp2 domain, row sums kept
+              per lane and combined once at the end;
+  O += P V    P (rounded to the storage dtype, as FlashAttention does) written to a shared tile, then
+              ldmatrix.x4 of P and ldmatrix.x4.trans of V, mma.sync into fp32 output fragments.
+Fragment layouts follow the PTX ISA ("Matrix Fragments for mma.m16n8k16", f16/bf16 A/B, f32 C): lane
+4g + t, register i of a C tile holds (row g + 8 * (i // 2), column 2t + i % 2).
+
+`tensorize=False` builds the same kernel (tiles, staging, fragment element ownership, softmax, P tile) with
+each ldmatrix+mma replaced by scalar dot products over the shared tiles, so it runs as OpenCL on PoCL (fp32)
+against torch; the mma/ldmatrix themselves run only on a GPU.
+"""
+from __future__ import annotations
+
+import math
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from ..arch import CudaArch
+from .flash import sizes
+
+LOG2E = math.log2(math.e)
+NEG = -1.0e30
+ELEM = {"float16": 2, "bfloat16": 2, "float32": 4}
+PAD = 8                   # row padding (elements): 16 B for 16-bit rows, so ldmatrix rows hit distinct banks
+REG_OVERHEAD = 48         # indices, softmax state, addresses (estimate; ptxas has the real count)
+TC_DTYPES = ("float16", "bfloat16")
+
+
+def tc_shared_bytes(bq: int, bk: int, d: int, dv: int, dtype: str) -> int:
+    """Shared bytes per block: Q, K, V and P tiles (padded rows) + the row-max exchange (BQ x 4 fp32)."""
+    e = ELEM[dtype]
+    return (bq * (d + PAD) + bk * (d + PAD) + bk * (dv + PAD) + bq * (bk + PAD)) * e + bq * 4 * 4
+
+
+def tc_registers(bk: int, dv: int) -> int:
+    """Registers per thread (estimate): S fragments (BK / 16 x 8 fp32), O fragments (Dv / 16 x 8 fp32), one A
+    and one B fragment (4 + 4 32-bit registers), overhead."""
+    return bk // 2 + dv // 2 + 8 + REG_OVERHEAD
+
+
+def tc_reason(cfg, splits: int, v_from_k: bool = False) -> str | None:
+    """Why `cfg` keeps the CUDA-core flash kernel (None: the tensor-core kernel applies)."""
+    if cfg.dtype not in TC_DTYPES:
+        return f"dtype {cfg.dtype} (mma.sync m16n8k16 takes float16/bfloat16)"
+    if cfg.head_dim % 16 or cfg.v_head_dim % 16:
+        return f"head dims {cfg.head_dim}/{cfg.v_head_dim} are not multiples of 16"
+    if splits > 1:
+        return f"split-KV decode ({splits} splits) uses the CUDA-core decode kernel"
+    if v_from_k:
+        return "absorbed MLA uses its own kernel"
+    return None
+
+
+def tc_tile(bq: int, bk: int, cfg, arch: CudaArch) -> tuple[int, int] | str:
+    """(BQ, BK) within `arch`'s limits, at most the given (flash.py's) tile; or the reason none fits."""
+    for q in (b for b in (64, 32, 16) if b <= max(16, bq)):
+        for k in (b for b in (64, 32, 16) if b <= max(16, bk)):
+            smem = tc_shared_bytes(q, k, cfg.head_dim, cfg.v_head_dim, cfg.dtype)
+            if smem <= arch.max_shared_per_block and tc_registers(k, cfg.v_head_dim) <= arch.max_registers_per_thread:
+                return q, k
+    return (f"no tensor-core tile fits head dims {cfg.head_dim}/{cfg.v_head_dim} on {arch.arch} (16 x 16 needs "
+            f"{tc_shared_bytes(16, 16, cfg.head_dim, cfg.v_head_dim, cfg.dtype)} B shared, "
+            f"~{tc_registers(16, cfg.v_head_dim)} registers per thread)")
+
+
+def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, smem: str = "shared.dyn"):
+    """The PrimFunc (q, k, v[, mask], out) for `cfg` on tensor cores with BQ x BK tiles. With tensorize=False
+    (and smem="shared", OpenCL's __local) the mma/ldmatrix are scalar code: the PoCL check of the loop nest."""
+    B, QL, KL = sizes(cfg)
+    HQ, HKV, G, D, DV, DT = cfg.q_heads, cfg.kv_heads, cfg.group, cfg.head_dim, cfg.v_head_dim, cfg.dtype
+    assert D % 16 == 0 and DV % 16 == 0 and bq % 16 == 0 and bk % 16 == 0
+    if tensorize:
+        assert DT in TC_DTYPES, DT
+    BQ, BK, NW = bq, bk, bq // 16
+    NT = 32 * NW
+    DQ, DVP, BKP = D + PAD, DV + PAD, BK + PAD
+    NS, NO = BK // 16 * 8, DV // 16 * 8          # fp32 fragment registers per lane: S tile, O tile
+    ROWS = QL * G
+    NQB = (ROWS + BQ - 1) // BQ
+    OFF = KL - QL if cfg.alignment == "bottom_right" else 0
+    WL, WR = cfg.eff_window_left, cfg.eff_window_right
+    SCALE, CAP, MASK = float(cfg.scale), cfg.softcap, cfg.mask_input
+    MDT = "uint8" if MASK == "bool" else "float32"
+    SYNC = "shared.dyn" if smem == "shared.dyn" else "shared"
+    AB = {"float16": "fp16", "bfloat16": "bf16"}.get(DT, "fp16")
+
+    def f32(x):
+        return T.Cast("float32", x)
+
+    def frag_row(i):       # row (0..15) of register i of a 16x8 C tile in lane 4g + t: + g
+        return 8 * ((i % 4) // 2)
+
+    def frag_col(c):       # column of fragment register c (c // 8: 16-wide tile, c // 4 % 2: its n8 half) : + 2t
+        return (c // 8) * 16 + (c // 4 % 2) * 8 + c % 2
+
+    def score(raw, M, b, hq, pos, kp):
+        s = raw * T.float32(SCALE)
+        if CAP is not None:
+            s = T.float32(CAP) * T.tanh(s / T.float32(CAP))
+        if MASK == "additive":
+            s = s + M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp]
+        return s
+
+    def visible(M, b, hq, pos, kp, k_hi, row_ok):
+        ok = tirx.all(row_ok, kp < k_hi)
+        if WL is not None:
+            ok = tirx.all(ok, kp >= pos + OFF - WL)
+        if WR is not None:
+            ok = tirx.all(ok, kp <= pos + OFF + WR)
+        if MASK == "bool":
+            ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
+        return ok
+
+    @T.macro
+    def body(Q, K, V, M, O):
+        for bx in T.thread_binding(NQB, thread="blockIdx.x"):
+            for by in T.thread_binding(B * HKV, thread="blockIdx.y"):
+                for tx in T.thread_binding(NT, thread="threadIdx.x"):
+                    with T.sblock("flash_tc"):
+                        T.reads()
+                        T.writes()
+                        Qs = T.sblock_alloc_buffer((BQ, DQ), DT, scope=smem)
+                        Ks = T.sblock_alloc_buffer((BK, DQ), DT, scope=smem)
+                        Vs = T.sblock_alloc_buffer((BK, DVP), DT, scope=smem)
+                        Ps = T.sblock_alloc_buffer((BQ, BKP), DT, scope=smem)
+                        red = T.sblock_alloc_buffer((BQ, 4), "float32", scope=smem)
+                        sacc = T.sblock_alloc_buffer((NS,), "float32", scope="local")
+                        oacc = T.sblock_alloc_buffer((NO,), "float32", scope="local")
+                        fa = T.sblock_alloc_buffer((8,), DT, scope="local")
+                        fb = T.sblock_alloc_buffer((8,), DT, scope="local")
+                        st = T.sblock_alloc_buffer((8,), "float32", scope="local")  # m[2], l[2], m_new[2], alpha[2]
+                        b: T.let[T.int32] = by // HKV
+                        hk: T.let[T.int32] = by % HKV
+                        w: T.let[T.int32] = tx // 32
+                        lane: T.let[T.int32] = tx % 32
+                        g: T.let[T.int32] = lane // 4
+                        t4: T.let[T.int32] = lane % 4
+                        r0: T.let[T.int32] = w * 16 + g          # this lane's block rows: r0 and r0 + 8
+                        p_lo: T.let[T.int32] = (bx * BQ) // G + OFF
+                        p_hi: T.let[T.int32] = (T.min(bx * BQ + BQ, ROWS) - 1) // G + OFF
+                        k_lo: T.let[T.int32] = T.max(0, p_lo - WL) if WL is not None else 0
+                        k_hi: T.let[T.int32] = T.min(KL, p_hi + WR + 1) if WR is not None else KL
+                        for i in T.serial((BQ * D + NT - 1) // NT):
+                            idx: T.let[T.int32] = i * NT + tx
+                            qr: T.let[T.int32] = T.min(bx * BQ + idx // D, ROWS - 1)
+                            if idx < BQ * D:
+                                Qs[idx // D, idx % D] = Q[b, hk * G + qr % G, qr // G, idx % D]
+                        for rr in T.unroll(2):
+                            st[rr] = T.float32(NEG)
+                            st[2 + rr] = T.float32(0)
+                        for c in T.unroll(NO):
+                            oacc[c] = T.float32(0)
+                        for kt in T.serial((T.max(k_hi - k_lo, 0) + BK - 1) // BK):
+                            k0: T.let[T.int32] = k_lo + kt * BK
+                            T.tvm_storage_sync(SYNC)
+                            for i in T.serial((BK * D + NT - 1) // NT):
+                                idx: T.let[T.int32] = i * NT + tx
+                                if idx < BK * D:
+                                    Ks[idx // D, idx % D] = K[b, hk, T.min(k0 + idx // D, KL - 1), idx % D]
+                            for i in T.serial((BK * DV + NT - 1) // NT):
+                                idx: T.let[T.int32] = i * NT + tx
+                                if idx < BK * DV:
+                                    Vs[idx // DV, idx % DV] = V[b, hk, T.min(k0 + idx // DV, KL - 1), idx % DV]
+                            T.tvm_storage_sync(SYNC)
+                            # S = Q K^T on this warp's 16 rows x BK keys
+                            for c in T.unroll(NS):
+                                sacc[c] = T.float32(0)
+                            if tensorize:
+                                for j in T.unroll(BK // 16):
+                                    for kd in T.unroll(D // 16):
+                                        # A: lane l points at Q row l % 16, column block l // 16
+                                        T.evaluate(T.ptx_legacy.ldmatrix(
+                                            False, 4, ".b16", fa.data, 0, Qs.access_ptr("r"),
+                                            (w * 16 + lane % 16) * DQ + kd * 16 + 8 * (lane // 16), dtype=DT))
+                                        # B = K^T: matrices (keys 0-7, d 0-7), (0-7, 8-15), (8-15, 0-7), (8-15, 8-15)
+                                        T.evaluate(T.ptx_legacy.ldmatrix(
+                                            False, 4, ".b16", fb.data, 0, Ks.access_ptr("r"),
+                                            (j * 16 + lane % 8 + 8 * (lane // 16)) * DQ + kd * 16 + 8 * (lane // 8 % 2),
+                                            dtype=DT))
+                                        for h in T.unroll(2):
+                                            T.evaluate(T.ptx_legacy.mma(
+                                                "m16n8k16", "row", "col", AB, AB, "fp32", fa.data, 0, fb.data, 4 * h,
+                                                sacc.data, j * 8 + 4 * h, False, dtype="float32"))
+                            else:
+                                for c in T.unroll(NS):
+                                    for d in T.serial(D):
+                                        sacc[c] = sacc[c] + f32(Qs[r0 + frag_row(c), d]) * f32(
+                                            Ks[frag_col(c) + 2 * t4, d])
+                            # modifiers + masks per element, then this lane's row maxima
+                            for rr in T.unroll(2):
+                                st[4 + rr] = T.float32(NEG)
+                            for c in T.unroll(NS):
+                                grow: T.let[T.int32] = bx * BQ + r0 + frag_row(c)
+                                crow: T.let[T.int32] = T.min(grow, ROWS - 1)
+                                kp: T.let[T.int32] = k0 + frag_col(c) + 2 * t4
+                                sacc[c] = T.if_then_else(
+                                    visible(M, b, hk * G + crow % G, crow // G, kp, k_hi, grow < ROWS),
+                                    score(sacc[c], M, b, hk * G + crow % G, crow // G, kp) * T.float32(LOG2E),
+                                    T.float32(NEG))
+                                st[4 + c % 4 // 2] = T.max(st[4 + c % 4 // 2], sacc[c])
+                            for rr in T.unroll(2):
+                                red[r0 + 8 * rr, t4] = st[4 + rr]
+                            T.tvm_storage_sync(SYNC)
+                            for rr in T.unroll(2):
+                                st[4 + rr] = T.max(T.max(st[rr], T.max(red[r0 + 8 * rr, 0], red[r0 + 8 * rr, 1])),
+                                                   T.max(red[r0 + 8 * rr, 2], red[r0 + 8 * rr, 3]))
+                                st[6 + rr] = T.exp2(st[rr] - st[4 + rr])
+                                st[2 + rr] = st[2 + rr] * st[6 + rr]
+                                st[rr] = st[4 + rr]
+                            for c in T.unroll(NS):
+                                sacc[c] = T.if_then_else(sacc[c] > T.float32(NEG / 2),
+                                                         T.exp2(sacc[c] - st[c % 4 // 2]), T.float32(0))
+                                st[2 + c % 4 // 2] = st[2 + c % 4 // 2] + sacc[c]
+                                Ps[r0 + frag_row(c), frag_col(c) + 2 * t4] = T.Cast(DT, sacc[c])
+                            for c in T.unroll(NO):
+                                oacc[c] = oacc[c] * st[6 + c % 4 // 2]
+                            T.tvm_storage_sync(SYNC)
+                            # O += P V on this warp's 16 rows x Dv columns
+                            if tensorize:
+                                for jn in T.unroll(DV // 16):
+                                    for kk in T.unroll(BK // 16):
+                                        T.evaluate(T.ptx_legacy.ldmatrix(
+                                            False, 4, ".b16", fa.data, 0, Ps.access_ptr("r"),
+                                            (w * 16 + lane % 16) * BKP + kk * 16 + 8 * (lane // 16), dtype=DT))
+                                        # B = V [keys, Dv] row-major: .trans; lane l points at key l % 16, col block l // 16
+                                        T.evaluate(T.ptx_legacy.ldmatrix(
+                                            True, 4, ".b16", fb.data, 0, Vs.access_ptr("r"),
+                                            (kk * 16 + lane % 16) * DVP + jn * 16 + 8 * (lane // 16), dtype=DT))
+                                        for h in T.unroll(2):
+                                            T.evaluate(T.ptx_legacy.mma(
+                                                "m16n8k16", "row", "col", AB, AB, "fp32", fa.data, 0, fb.data, 4 * h,
+                                                oacc.data, jn * 8 + 4 * h, False, dtype="float32"))
+                            else:
+                                for c in T.unroll(NO):
+                                    for j in T.serial(BK):
+                                        oacc[c] = oacc[c] + f32(Ps[r0 + frag_row(c), j]) * f32(
+                                            Vs[j, frag_col(c) + 2 * t4])
+                        # row sums over the row's 4 lanes, then normalize and store
+                        T.tvm_storage_sync(SYNC)
+                        for rr in T.unroll(2):
+                            red[r0 + 8 * rr, t4] = st[2 + rr]
+                        T.tvm_storage_sync(SYNC)
+                        for rr in T.unroll(2):
+                            st[4 + rr] = red[r0 + 8 * rr, 0] + red[r0 + 8 * rr, 1] + red[r0 + 8 * rr, 2] + \
+                                red[r0 + 8 * rr, 3]
+                            st[4 + rr] = T.if_then_else(st[4 + rr] > T.float32(0), T.float32(1) / st[4 + rr],
+                                                        T.float32(0))
+                        for c in T.unroll(NO):
+                            grow: T.let[T.int32] = bx * BQ + r0 + frag_row(c)
+                            if grow < ROWS:
+                                O[b, hk * G + grow % G, grow // G, frag_col(c) + 2 * t4] = T.Cast(
+                                    DT, oacc[c] * st[4 + c % 4 // 2])
+
+    if MASK != "none":
+        @T.prim_func(s_tir=True)
+        def flash_tc(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle):
+            T.func_attr({"tir.noalias": True})
+            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
+            K = T.match_buffer(k, (B, HKV, KL, D), DT)
+            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
+            mb = T.int32()
+            mh = T.int32()
+            M = T.match_buffer(mask, (mb, mh, QL, KL), MDT)
+            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
+            body(Q, K, V, M, O)
+    else:
+        @T.prim_func(s_tir=True)
+        def flash_tc(q: T.handle, k: T.handle, v: T.handle, o: T.handle):
+            T.func_attr({"tir.noalias": True})
+            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
+            K = T.match_buffer(k, (B, HKV, KL, D), DT)
+            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
+            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
+            body(Q, K, V, None, O)
+    return flash_tc
+
+
+def tc_tile_or_reason(cfg, tile, splits: int, arch: CudaArch, v_from_k: bool = False) -> tuple[int, int] | str:
+    """(BQ, BK) of the tensor-core kernel for `cfg`, capped by the CUDA-core kernel's `tile` (the tiling pass's /
+    forced choice), or why `cfg` keeps the CUDA-core kernel."""
+    reason = tc_reason(cfg, splits, v_from_k)
+    return reason if reason is not None else tc_tile(tile.q_block, tile.kv_block, cfg, arch)
+
+
+def tc_schedule(cfg, tc: tuple[int, int], target: dict) -> dict:
+    """The kernel metadata's schedule entry for the tensor-core kernel with (BQ, BK) = `tc`."""
+    bq, bk = tc
+    return {"q_block": bq, "kv_block": bk, "warps": bq // 16, "threads": 2 * bq, "splits": 1,
+            "arch": target["arch"], "tensor_cores": True,
+            "shared_bytes": tc_shared_bytes(bq, bk, cfg.head_dim, cfg.v_head_dim, cfg.dtype),
+            "registers_estimate": tc_registers(bk, cfg.v_head_dim)}
