@@ -150,11 +150,14 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, s
                         p_hi: T.let[T.int32] = (T.min(bx * BQ + BQ, ROWS) - 1) // G + OFF
                         k_lo: T.let[T.int32] = T.max(0, p_lo - WL) if WL is not None else 0
                         k_hi: T.let[T.int32] = T.min(KL, p_hi + WR + 1) if WR is not None else KL
-                        for i in T.serial((BQ * D + NT - 1) // NT):
+                        # global -> shared in 8-element (16-byte for 16-bit types) vectors
+                        for i in T.serial((BQ * D // 8 + NT - 1) // NT):
                             idx: T.let[T.int32] = i * NT + tx
-                            qr: T.let[T.int32] = T.min(bx * BQ + idx // D, ROWS - 1)
-                            if idx < BQ * D:
-                                Qs[idx // D, idx % D] = Q[b, hk * G + qr % G, qr // G, idx % D]
+                            qr: T.let[T.int32] = T.min(bx * BQ + idx // (D // 8), ROWS - 1)
+                            if idx < BQ * D // 8:
+                                for e in T.vectorized(8):
+                                    Qs[idx // (D // 8), idx % (D // 8) * 8 + e] = Q[b, hk * G + qr % G, qr // G,
+                                                                                     idx % (D // 8) * 8 + e]
                         for rr in T.unroll(2):
                             st[rr] = T.float32(NEG)
                             st[2 + rr] = T.float32(0)
@@ -163,14 +166,18 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, s
                         for kt in T.serial((T.max(k_hi - k_lo, 0) + BK - 1) // BK):
                             k0: T.let[T.int32] = k_lo + kt * BK
                             T.tvm_storage_sync(SYNC)
-                            for i in T.serial((BK * D + NT - 1) // NT):
+                            for i in T.serial((BK * D // 8 + NT - 1) // NT):
                                 idx: T.let[T.int32] = i * NT + tx
-                                if idx < BK * D:
-                                    Ks[idx // D, idx % D] = K[b, hk, T.min(k0 + idx // D, KL - 1), idx % D]
-                            for i in T.serial((BK * DV + NT - 1) // NT):
+                                if idx < BK * D // 8:
+                                    for e in T.vectorized(8):
+                                        Ks[idx // (D // 8), idx % (D // 8) * 8 + e] = K[
+                                            b, hk, T.min(k0 + idx // (D // 8), KL - 1), idx % (D // 8) * 8 + e]
+                            for i in T.serial((BK * DV // 8 + NT - 1) // NT):
                                 idx: T.let[T.int32] = i * NT + tx
-                                if idx < BK * DV:
-                                    Vs[idx // DV, idx % DV] = V[b, hk, T.min(k0 + idx // DV, KL - 1), idx % DV]
+                                if idx < BK * DV // 8:
+                                    for e in T.vectorized(8):
+                                        Vs[idx // (DV // 8), idx % (DV // 8) * 8 + e] = V[
+                                            b, hk, T.min(k0 + idx // (DV // 8), KL - 1), idx % (DV // 8) * 8 + e]
                             T.tvm_storage_sync(SYNC)
                             # S = Q K^T on this warp's 16 rows x BK keys
                             for c in T.unroll(NS):
