@@ -132,18 +132,18 @@ def _match(graph: Graph, node: Node) -> _Match | str | None:
     return _Match(lin.inputs[0], exp.inputs[0], w, nope, rope)
 
 
-def lift_node(graph: Graph, node: Node) -> None:
-    """Rewrite one lifted Attention into the naive MLA form, or record why it stays MHA."""
+def lift_node(graph: Graph, node: Node) -> bool:
+    """Rewrite one lifted Attention into the naive MLA form (True), or record why it stays MHA (False)."""
     spec = node.spec
     if spec.layout != "bhsd" or spec.kv_cache or spec.rope is not None or spec.features_list() \
             or spec.num_kv_heads != spec.num_heads:
-        return
+        return False
     m = _match(graph, node)
     if m is None:
-        return
+        return False
     if isinstance(m, str):
         graph.diagnostics.append({"kind": "mla-not-lifted", "pass": LiftMLA.name, "node": node.name, "reason": m})
-        return
+        return False
     H, Dv, L = spec.num_heads, spec.v_head_dim, m.w_kvb.shape[0]
     k = node.op.named_inputs(node)["key"]
     B, S = k.shape[0], k.shape[2]
@@ -157,6 +157,7 @@ def lift_node(graph: Graph, node: Node) -> None:
     new_spec = spec.replace(num_kv_heads=1, kv_source=MLA(latent_dim=L, rope_dim=m.rope))
     named = {**node.op.named_inputs(node), "key": key, "value": c, "w_uk": w_uk, "w_uv": w_uv}
     replace_node(graph, node, dataclasses.replace(node.op, spec=new_spec), [named[n] for n in new_spec.input_names()])
+    return True
 
 
 @register_pass
@@ -167,7 +168,7 @@ class LiftMLA(Pass):
     name: ClassVar[str] = "lift-mla"
 
     def run(self, graph: Graph) -> Graph:
-        for node in list(graph.find("Attention")):
-            lift_node(graph, node)
-        graph.dead_code_elimination()
+        lifted = [lift_node(graph, node) for node in list(graph.find("Attention"))]
+        if any(lifted):   # the expanded K/V are dead now; a graph without MLA is left exactly as it came
+            graph.dead_code_elimination()
         return graph
