@@ -1,12 +1,14 @@
 """Tensor-core flash prefill (backends/cuda/attention/flash_tc.py) without a GPU:
 - the generated CUDA has mma.sync m16n8k16 and ldmatrix (x4, x4.trans) and nvcc compiles it for sm_80 / sm_90a
   without register spills (fp16, bf16);
-- the same kernel with each ldmatrix + mma replaced by scalar dot products (tensorize=False) runs as OpenCL on
-  PoCL (fp32 stand-in: PoCL has no fp16) against torch SDPA: tiling, GQA packing, causal block skipping,
-  fragment element ownership, the online softmax on fragments and the P tile;
+- the same kernel runs as OpenCL on PoCL (fp32 stand-in: PoCL has no fp16) against torch SDPA, with each
+  ldmatrix / mma.sync either emulated by its PTX-ISA semantics through shared scratch using the very lane
+  addresses and fragment offsets of the CUDA build (tensorize="emulate": checks the fragment layouts too) or
+  replaced by scalar dot products (tensorize=False): tiling, GQA packing, causal block skipping, the online
+  softmax on fragments and the P tile;
 - the cuda plugin picks it for fp16/bf16 with head dims % 16 == 0 and otherwise keeps the CUDA-core kernel
   with the reason in the kernel metadata.
-Verified only on a GPU (benchmarks/gpu_check.py): the ldmatrix/mma fragment layouts themselves, and speed."""
+Verified only on a GPU (benchmarks/gpu_check.py): the hardware instructions themselves, fp16/bf16 rounding, speed."""
 from __future__ import annotations
 
 import os
@@ -33,14 +35,14 @@ def _cfg(**kw) -> AttentionKernelConfig:
     return AttentionKernelConfig(**base)
 
 
-def run_tc_on_pocl(cfg, bq: int, bk: int, q, k, v, mask=None) -> np.ndarray:
-    """out of flash_tc_primfunc(cfg, bq, bk, tensorize=False) as OpenCL on PoCL for numpy inputs."""
+def run_tc_on_pocl(cfg, bq: int, bk: int, q, k, v, mask=None, mode: bool | str = "emulate") -> np.ndarray:
+    """out of flash_tc_primfunc(cfg, bq, bk, tensorize=mode) as OpenCL on PoCL for numpy inputs."""
     import pyopencl as cl
     import tvm
 
     from attncc.backends.cuda.attention.flash_tc import flash_tc_primfunc
 
-    func = flash_tc_primfunc(cfg, bq, bk, tensorize=False, smem="shared")
+    func = flash_tc_primfunc(cfg, bq, bk, tensorize=mode, smem="shared")
     ex = tvm.compile(tvm.IRModule({"main": func}), target=tvm.target.Target({"kind": "opencl"}))
     src = ex.mod.imports[0].inspect_source()
     ctx = cl.Context(devices=[pocl_device()])
@@ -81,7 +83,7 @@ def _sdpa(cfg, q, k, v, mask=None) -> np.ndarray:
     return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=attn, scale=cfg.scale).numpy()
 
 
-def _check(cfg, bq=32, bk=32, seed=0, mask_shape=None):
+def _check(cfg, bq=32, bk=32, seed=0, mask_shape=None, mode="emulate"):
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((cfg.batch, cfg.q_heads, cfg.q_len, cfg.head_dim)).astype(np.float32)
     k = rng.standard_normal((cfg.batch, cfg.kv_heads, cfg.kv_len, cfg.head_dim)).astype(np.float32)
@@ -91,7 +93,7 @@ def _check(cfg, bq=32, bk=32, seed=0, mask_shape=None):
         mask = (rng.random(mask_shape) > 0.3).astype(np.uint8)
     elif cfg.mask_input == "additive":
         mask = rng.standard_normal((1, cfg.q_heads, cfg.q_len, cfg.kv_len)).astype(np.float32)
-    got = run_tc_on_pocl(cfg, bq, bk, q, k, v, mask)
+    got = run_tc_on_pocl(cfg, bq, bk, q, k, v, mask, mode)
     if cfg.softcap or cfg.mask_input == "additive" or cfg.alignment != "bottom_right":
         from test_cuda_flash_pocl import torch_reference   # torch math with softcap / bias / top-left alignment
 
@@ -103,8 +105,15 @@ def _check(cfg, bq=32, bk=32, seed=0, mask_shape=None):
 
 @POCL
 def test_gqa_causal_matches_sdpa_on_pocl():
-    """Packed GQA rows (G=4) over 5 row blocks of 2 warps, causal skipping with kv_len > q_len, partial key tile."""
+    """Packed GQA rows (G=4) over 5 row blocks of 2 warps, causal skipping with kv_len > q_len, partial key tile;
+    ldmatrix / mma emulated from the PTX ISA with the CUDA build's lane addresses and fragment offsets."""
     _check(_cfg(causal=True))
+
+
+@POCL
+@pytest.mark.slow
+def test_gqa_causal_scalar_loop_nest_matches_sdpa_on_pocl():
+    _check(_cfg(causal=True), mode=False)
 
 
 @POCL
@@ -118,9 +127,11 @@ def test_gqa_causal_matches_sdpa_on_pocl():
     (dict(mask_input="additive", softcap=2.0), (32, 16)),                  # additive bias + softcap
     (dict(causal=True, alignment="top_left", q_len=56, kv_len=40), (64, 32)),  # top-left: late rows see all keys
 ])
-def test_variants_match_sdpa_on_pocl(kw, tile):
+@pytest.mark.parametrize("mode", ["emulate", False])
+def test_variants_match_sdpa_on_pocl(kw, tile, mode):
     cfg = _cfg(**kw)
-    _check(cfg, *tile, seed=1, mask_shape=(cfg.batch, 1, cfg.q_len, cfg.kv_len) if cfg.mask_input == "bool" else None)
+    _check(cfg, *tile, seed=1, mask_shape=(cfg.batch, 1, cfg.q_len, cfg.kv_len) if cfg.mask_input == "bool" else None,
+           mode=mode)
 
 
 @NVCC

@@ -16,7 +16,9 @@ Fragment layouts follow the PTX ISA ("Matrix Fragments for mma.m16n8k16", f16/bf
 
 `tensorize=False` builds the same kernel (tiles, staging, fragment element ownership, softmax, P tile) with
 each ldmatrix+mma replaced by scalar dot products over the shared tiles, so it runs as OpenCL on PoCL (fp32)
-against torch; the mma/ldmatrix themselves run only on a GPU.
+against torch; tensorize="emulate" replaces each ldmatrix / mma.sync by its PTX-ISA semantics (lanes exchange
+addresses and fragments through shared scratch), keeping the CUDA build's lane addresses and fragment offsets,
+so the fragment layouts are checked on PoCL too; the instructions themselves run only on a GPU.
 """
 from __future__ import annotations
 
@@ -73,13 +75,17 @@ def tc_tile(bq: int, bk: int, cfg, arch: CudaArch) -> tuple[int, int] | str:
             f"~{tc_registers(16, cfg.v_head_dim)} registers per thread)")
 
 
-def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, smem: str = "shared.dyn"):
+def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = True, smem: str = "shared.dyn"):
     """The PrimFunc (q, k, v[, mask], out) for `cfg` on tensor cores with BQ x BK tiles. With tensorize=False
-    (and smem="shared", OpenCL's __local) the mma/ldmatrix are scalar code: the PoCL check of the loop nest."""
+    (and smem="shared", OpenCL's __local) the mma/ldmatrix are scalar code: the PoCL check of the loop nest.
+    tensorize="emulate": each ldmatrix / mma.sync is replaced by its PTX-ISA semantics executed per lane through
+    shared scratch (lane addresses and fragments exchanged with barriers), with the same lane addresses and
+    fragment offsets as the PTX build: the PoCL check of the fragment layouts."""
     B, QL, KL = sizes(cfg)
     HQ, HKV, G, D, DV, DT = cfg.q_heads, cfg.kv_heads, cfg.group, cfg.head_dim, cfg.v_head_dim, cfg.dtype
     assert D % 16 == 0 and DV % 16 == 0 and bq % 16 == 0 and bk % 16 == 0
-    if tensorize:
+    EMU = tensorize == "emulate"
+    if tensorize is True:
         assert DT in TC_DTYPES, DT
     BQ, BK, NW = bq, bk, bq // 16
     NT = 32 * NW
@@ -122,6 +128,51 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, s
         return ok
 
     @T.macro
+    def ldm(trans, dst, src, offset, w, lane, scr_addr):
+        """ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 into dst[0:8]; lane l supplies the address of row l % 8
+        of matrix l // 8 (`offset`, in elements of `src`)."""
+        if not EMU:
+            T.evaluate(T.ptx_legacy.ldmatrix(trans, 4, ".b16", dst.data, 0, src.access_ptr("r"), offset, dtype=DT))
+        else:
+            T.tvm_storage_sync(SYNC)
+            scr_addr[w, lane] = offset
+            T.tvm_storage_sync(SYNC)
+            # PTX ISA (ldmatrix): lane l receives register i = elements (row l // 4, columns 2 (l % 4), +1) of
+            # matrix i; .trans: of matrix i transposed
+            for i in T.unroll(4):
+                for e in T.unroll(2):
+                    if trans:
+                        dst[2 * i + e] = src[(scr_addr[w, 8 * i + 2 * (lane % 4) + e] + lane // 4) // src.shape[1],
+                                             (scr_addr[w, 8 * i + 2 * (lane % 4) + e] + lane // 4) % src.shape[1]]
+                    else:
+                        dst[2 * i + e] = src[(scr_addr[w, 8 * i + lane // 4] + 2 * (lane % 4) + e) // src.shape[1],
+                                             (scr_addr[w, 8 * i + lane // 4] + 2 * (lane % 4) + e) % src.shape[1]]
+
+    @T.macro
+    def mma(acc, coff, boff, fa, fb, w, lane, scr_a, scr_b):
+        """mma.sync.aligned.m16n8k16.row.col.f32: acc[coff:coff+4] += A (fa[0:8]) @ B (fb[boff:boff+4])."""
+        if not EMU:
+            T.evaluate(T.ptx_legacy.mma("m16n8k16", "row", "col", AB, AB, "fp32", fa.data, 0, fb.data, boff,
+                                        acc.data, coff, False, dtype="float32"))
+        else:
+            T.tvm_storage_sync(SYNC)
+            for r in T.unroll(8):
+                scr_a[w, lane, r] = fa[r]
+            for r in T.unroll(4):
+                scr_b[w, lane, r] = fb[boff + r]
+            T.tvm_storage_sync(SYNC)
+            # PTX ISA fragments for m16n8k16 (f16/bf16 A, B; f32 C), g = lane // 4, t = lane % 4:
+            # A (r, k): lane 4 (r % 8) + (k % 8) // 2, element k % 2 + 2 (r // 8) + 4 (k // 8)
+            # B (k, n): lane 4 n + (k % 8) // 2, element k % 2 + 2 (k // 8)
+            # C element i: (row g + 8 (i // 2), column 2 t + i % 2)
+            for i in T.unroll(4):
+                for kk in T.serial(16):
+                    acc[coff + i] = acc[coff + i] + f32(
+                        scr_a[w, 4 * ((lane // 4 + 8 * (i // 2)) % 8) + kk % 8 // 2,
+                              kk % 2 + 2 * ((lane // 4 + 8 * (i // 2)) // 8) + 4 * (kk // 8)]) * f32(
+                        scr_b[w, 4 * (2 * (lane % 4) + i % 2) + kk % 8 // 2, kk % 2 + 2 * (kk // 8)])
+
+    @T.macro
     def body(Q, K, V, M, O):
         for bx in T.thread_binding(NQB, thread="blockIdx.x"):
             for by in T.thread_binding(B * HKV, thread="blockIdx.y"):
@@ -139,6 +190,10 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, s
                         fa = T.sblock_alloc_buffer((8,), DT, scope="local")
                         fb = T.sblock_alloc_buffer((8,), DT, scope="local")
                         st = T.sblock_alloc_buffer((8,), "float32", scope="local")  # m[2], l[2], m_new[2], alpha[2]
+                        # lane exchange of the emulated ldmatrix / mma (tensorize="emulate" only)
+                        scr_addr = T.sblock_alloc_buffer((NW if EMU else 1, 32), "int32", scope=smem)
+                        scr_a = T.sblock_alloc_buffer((NW if EMU else 1, 32, 8), DT, scope=smem)
+                        scr_b = T.sblock_alloc_buffer((NW if EMU else 1, 32, 4), DT, scope=smem)
                         b: T.let[T.int32] = by // HKV
                         hk: T.let[T.int32] = by % HKV
                         w: T.let[T.int32] = tx // 32
@@ -182,22 +237,18 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, s
                             # S = Q K^T on this warp's 16 rows x BK keys
                             for c in T.unroll(NS):
                                 sacc[c] = T.float32(0)
-                            if tensorize:
+                            if tensorize is not False:
                                 for j in T.unroll(BK // 16):
                                     for kd in T.unroll(D // 16):
                                         # A: lane l points at Q row l % 16, column block l // 16
-                                        T.evaluate(T.ptx_legacy.ldmatrix(
-                                            False, 4, ".b16", fa.data, 0, Qs.access_ptr("r"),
-                                            (w * 16 + lane % 16) * DQ + kd * 16 + 8 * (lane // 16), dtype=DT))
+                                        ldm(False, fa, Qs, (w * 16 + lane % 16) * DQ + kd * 16 + 8 * (lane // 16),
+                                            w, lane, scr_addr)
                                         # B = K^T: matrices (keys 0-7, d 0-7), (0-7, 8-15), (8-15, 0-7), (8-15, 8-15)
-                                        T.evaluate(T.ptx_legacy.ldmatrix(
-                                            False, 4, ".b16", fb.data, 0, Ks.access_ptr("r"),
+                                        ldm(False, fb, Ks,
                                             (j * 16 + lane % 8 + 8 * (lane // 16)) * DQ + kd * 16 + 8 * (lane // 8 % 2),
-                                            dtype=DT))
+                                            w, lane, scr_addr)
                                         for h in T.unroll(2):
-                                            T.evaluate(T.ptx_legacy.mma(
-                                                "m16n8k16", "row", "col", AB, AB, "fp32", fa.data, 0, fb.data, 4 * h,
-                                                sacc.data, j * 8 + 4 * h, False, dtype="float32"))
+                                            mma(sacc, j * 8 + 4 * h, 4 * h, fa, fb, w, lane, scr_a, scr_b)
                             else:
                                 for c in T.unroll(NS):
                                     for d in T.serial(D):
@@ -233,20 +284,16 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool = True, s
                                 oacc[c] = oacc[c] * st[6 + c % 4 // 2]
                             T.tvm_storage_sync(SYNC)
                             # O += P V on this warp's 16 rows x Dv columns
-                            if tensorize:
+                            if tensorize is not False:
                                 for jn in T.unroll(DV // 16):
                                     for kk in T.unroll(BK // 16):
-                                        T.evaluate(T.ptx_legacy.ldmatrix(
-                                            False, 4, ".b16", fa.data, 0, Ps.access_ptr("r"),
-                                            (w * 16 + lane % 16) * BKP + kk * 16 + 8 * (lane // 16), dtype=DT))
+                                        ldm(False, fa, Ps, (w * 16 + lane % 16) * BKP + kk * 16 + 8 * (lane // 16),
+                                            w, lane, scr_addr)
                                         # B = V [keys, Dv] row-major: .trans; lane l points at key l % 16, col block l // 16
-                                        T.evaluate(T.ptx_legacy.ldmatrix(
-                                            True, 4, ".b16", fb.data, 0, Vs.access_ptr("r"),
-                                            (kk * 16 + lane % 16) * DVP + jn * 16 + 8 * (lane // 16), dtype=DT))
+                                        ldm(True, fb, Vs, (kk * 16 + lane % 16) * DVP + jn * 16 + 8 * (lane // 16),
+                                            w, lane, scr_addr)
                                         for h in T.unroll(2):
-                                            T.evaluate(T.ptx_legacy.mma(
-                                                "m16n8k16", "row", "col", AB, AB, "fp32", fa.data, 0, fb.data, 4 * h,
-                                                oacc.data, jn * 8 + 4 * h, False, dtype="float32"))
+                                            mma(oacc, jn * 8 + 4 * h, 4 * h, fa, fb, w, lane, scr_a, scr_b)
                             else:
                                 for c in T.unroll(NO):
                                     for j in T.serial(BK):
