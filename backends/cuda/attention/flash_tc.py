@@ -9,13 +9,14 @@ are staged in shared memory, then per warp:
   softmax     scale / softcap / masks applied on the fragment elements (each knows its row and key), running
               max per row combined over the row's 4 lanes through shared memory, exp2 domain, row sums kept
               per lane and combined once at the end;
-  O += P V    P (rounded to the storage dtype, as FlashAttention does) written to a shared tile, then
-              ldmatrix.x4 of P and ldmatrix.x4.trans of V, mma.sync into fp32 output fragments.
+  O += P V    P (rounded to the storage dtype, as FlashAttention does) taken from the S fragments as the A
+              fragments (the C layout of two n8 tiles is the A layout of one 16x16 tile), ldmatrix.x4.trans
+              of V, mma.sync into fp32 output fragments.
 Fragment layouts follow the PTX ISA ("Matrix Fragments for mma.m16n8k16", f16/bf16 A/B, f32 C): lane
 4g + t, register i of a C tile holds (row g + 8 * (i // 2), column 2t + i % 2).
 
-`tensorize=False` builds the same kernel (tiles, staging, fragment element ownership, softmax, P tile) with
-each ldmatrix+mma replaced by scalar dot products over the shared tiles, so it runs as OpenCL on PoCL (fp32)
+`tensorize=False` builds the same kernel (tiles, staging, fragment element ownership, softmax) with each
+ldmatrix+mma replaced by scalar dot products over the shared tiles (P then goes through a shared tile), so it runs as OpenCL on PoCL (fp32)
 against torch; tensorize="emulate" replaces each ldmatrix / mma.sync by its PTX-ISA semantics (lanes exchange
 addresses and fragments through shared scratch), keeping the CUDA build's lane addresses and fragment offsets,
 so the fragment layouts are checked on PoCL too; the instructions themselves run only on a GPU.
@@ -39,9 +40,9 @@ TC_DTYPES = ("float16", "bfloat16")
 
 
 def tc_shared_bytes(bq: int, bk: int, d: int, dv: int, dtype: str) -> int:
-    """Shared bytes per block: Q, K, V and P tiles (padded rows) + the row-max exchange (BQ x 4 fp32)."""
+    """Shared bytes per block: Q, K, V tiles (padded rows) + the row-max exchange (BQ x 4 fp32)."""
     e = ELEM[dtype]
-    return (bq * (d + PAD) + bk * (d + PAD) + bk * (dv + PAD) + bq * (bk + PAD)) * e + bq * 4 * 4
+    return (bq * (d + PAD) + bk * (d + PAD) + bk * (dv + PAD)) * e + bq * 4 * 4
 
 
 def tc_registers(bk: int, dv: int) -> int:
@@ -85,6 +86,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
     HQ, HKV, G, D, DV, DT = cfg.q_heads, cfg.kv_heads, cfg.group, cfg.head_dim, cfg.v_head_dim, cfg.dtype
     assert D % 16 == 0 and DV % 16 == 0 and bq % 16 == 0 and bk % 16 == 0
     EMU = tensorize == "emulate"
+    SCALAR = tensorize is False
     if tensorize is True:
         assert DT in TC_DTYPES, DT
     BQ, BK, NW = bq, bk, bq // 16
@@ -183,7 +185,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                         Qs = T.sblock_alloc_buffer((BQ, DQ), DT, scope=smem)
                         Ks = T.sblock_alloc_buffer((BK, DQ), DT, scope=smem)
                         Vs = T.sblock_alloc_buffer((BK, DVP), DT, scope=smem)
-                        Ps = T.sblock_alloc_buffer((BQ, BKP), DT, scope=smem)
+                        Ps = T.sblock_alloc_buffer((BQ if SCALAR else 1, BKP), DT, scope=smem)   # P (scalar form only)
                         red = T.sblock_alloc_buffer((BQ, 4), "float32", scope=smem)
                         sacc = T.sblock_alloc_buffer((NS,), "float32", scope="local")
                         oacc = T.sblock_alloc_buffer((NO,), "float32", scope="local")
@@ -279,16 +281,20 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                                 sacc[c] = T.if_then_else(sacc[c] > T.float32(NEG / 2),
                                                          T.exp2(sacc[c] - st[c % 4 // 2]), T.float32(0))
                                 st[2 + c % 4 // 2] = st[2 + c % 4 // 2] + sacc[c]
-                                Ps[r0 + frag_row(c), frag_col(c) + 2 * t4] = T.Cast(DT, sacc[c])
+                                if SCALAR:
+                                    Ps[r0 + frag_row(c), frag_col(c) + 2 * t4] = T.Cast(DT, sacc[c])
                             for c in T.unroll(NO):
                                 oacc[c] = oacc[c] * st[6 + c % 4 // 2]
-                            T.tvm_storage_sync(SYNC)
+                            if SCALAR:
+                                T.tvm_storage_sync(SYNC)
                             # O += P V on this warp's 16 rows x Dv columns
                             if tensorize is not False:
-                                for jn in T.unroll(DV // 16):
-                                    for kk in T.unroll(BK // 16):
-                                        ldm(False, fa, Ps, (w * 16 + lane % 16) * BKP + kk * 16 + 8 * (lane // 16),
-                                            w, lane, scr_addr)
+                                for kk in T.unroll(BK // 16):
+                                    # the S fragments of keys 16kk..16kk+15 (two n8 C tiles) are, register for
+                                    # register, the A fragment of P's 16x16 tile: no trip through shared memory
+                                    for r in T.unroll(8):
+                                        fa[r] = T.Cast(DT, sacc[kk * 8 + r])
+                                    for jn in T.unroll(DV // 16):
                                         # B = V [keys, Dv] row-major: .trans; lane l points at key l % 16, col block l // 16
                                         ldm(True, fb, Vs, (kk * 16 + lane % 16) * DVP + jn * 16 + 8 * (lane // 16),
                                             w, lane, scr_addr)
