@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
-from .ir.passes import lift_mla as _lift_mla  # noqa: F401  (registers lift-mla)
 from .ir.passes import parse_pipeline, split_pipeline
 
 # Order matters: clean up, lift spelled-out attention (and DeepSeek's latent K/V into MLA while RoPE is still
