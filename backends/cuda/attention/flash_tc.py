@@ -7,7 +7,7 @@ are staged in shared memory, then per warp:
   S = Q K^T   ldmatrix.x4 of Q (row-major A) and of K (non-transposed: K's rows are B's columns), two
               mma.sync m16n8k16 per 16x16x16 step, fp32 fragments in registers;
   softmax     scale / softcap / masks applied on the fragment elements (each knows its row and key), running
-              max per row combined over the row's 4 lanes through shared memory, exp2 domain, row sums kept
+              max per row combined over the row's 4 lanes with __shfl_xor_sync, exp2 domain, row sums kept
               per lane and combined once at the end;
   O += P V    P (rounded to the storage dtype, as FlashAttention does) taken from the S fragments as the A
               fragments (the C layout of two n8 tiles is the A layout of one 16x16 tile), ldmatrix.x4.trans
@@ -40,9 +40,9 @@ TC_DTYPES = ("float16", "bfloat16")
 
 
 def tc_shared_bytes(bq: int, bk: int, d: int, dv: int, dtype: str) -> int:
-    """Shared bytes per block: Q, K, V tiles (padded rows) + the row-max exchange (BQ x 4 fp32)."""
+    """Shared bytes per block: Q, K, V tiles (padded rows)."""
     e = ELEM[dtype]
-    return (bq * (d + PAD) + bk * (d + PAD) + bk * (dv + PAD)) * e + bq * 4 * 4
+    return (bq * (d + PAD) + bk * (d + PAD) + bk * (dv + PAD)) * e
 
 
 def tc_registers(bk: int, dv: int) -> int:
@@ -87,6 +87,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
     assert D % 16 == 0 and DV % 16 == 0 and bq % 16 == 0 and bk % 16 == 0
     EMU = tensorize == "emulate"
     SCALAR = tensorize is False
+    PTX = tensorize is True
     if tensorize is True:
         assert DT in TC_DTYPES, DT
     BQ, BK, NW = bq, bk, bq // 16
@@ -175,6 +176,27 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                         scr_b[w, 4 * (2 * (lane % 4) + i % 2) + kk % 8 // 2, kk % 2 + 2 * (kk // 8)])
 
     @T.macro
+    def quad_reduce(st, i, is_max, w, lane, scr_f):
+        """st[i] <- max (or sum) of st[i] over the 4 lanes of this lane's quad (the lanes sharing its fragment
+        rows): two xor butterflies, __shfl_xor_sync on the GPU, a shared-memory exchange in the OpenCL forms."""
+        if PTX:
+            if is_max:
+                st[i] = T.max(st[i], T.tvm_warp_shuffle_xor(T.uint32(0xFFFFFFFF), st[i], 1, 32, 32))
+                st[i] = T.max(st[i], T.tvm_warp_shuffle_xor(T.uint32(0xFFFFFFFF), st[i], 2, 32, 32))
+            else:
+                st[i] = st[i] + T.tvm_warp_shuffle_xor(T.uint32(0xFFFFFFFF), st[i], 1, 32, 32)
+                st[i] = st[i] + T.tvm_warp_shuffle_xor(T.uint32(0xFFFFFFFF), st[i], 2, 32, 32)
+        else:
+            for o in T.unroll(2):
+                T.tvm_storage_sync(SYNC)
+                scr_f[w, lane] = st[i]
+                T.tvm_storage_sync(SYNC)
+                if is_max:
+                    st[i] = T.max(st[i], scr_f[w, T.bitwise_xor(lane, o + 1)])
+                else:
+                    st[i] = st[i] + scr_f[w, T.bitwise_xor(lane, o + 1)]
+
+    @T.macro
     def body(Q, K, V, M, O):
         for bx in T.thread_binding(NQB, thread="blockIdx.x"):
             for by in T.thread_binding(B * HKV, thread="blockIdx.y"):
@@ -186,7 +208,6 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                         Ks = T.sblock_alloc_buffer((BK, DQ), DT, scope=smem)
                         Vs = T.sblock_alloc_buffer((BK, DVP), DT, scope=smem)
                         Ps = T.sblock_alloc_buffer((BQ if SCALAR else 1, BKP), DT, scope=smem)   # P (scalar form only)
-                        red = T.sblock_alloc_buffer((BQ, 4), "float32", scope=smem)
                         sacc = T.sblock_alloc_buffer((NS,), "float32", scope="local")
                         oacc = T.sblock_alloc_buffer((NO,), "float32", scope="local")
                         fa = T.sblock_alloc_buffer((8,), DT, scope="local")
@@ -196,6 +217,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                         scr_addr = T.sblock_alloc_buffer((NW if EMU else 1, 32), "int32", scope=smem)
                         scr_a = T.sblock_alloc_buffer((NW if EMU else 1, 32, 8), DT, scope=smem)
                         scr_b = T.sblock_alloc_buffer((NW if EMU else 1, 32, 4), DT, scope=smem)
+                        scr_f = T.sblock_alloc_buffer((1 if PTX else NW, 32), "float32", scope=smem)   # quad exchange
                         b: T.let[T.int32] = by // HKV
                         hk: T.let[T.int32] = by % HKV
                         w: T.let[T.int32] = tx // 32
@@ -269,11 +291,8 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                                     T.float32(NEG))
                                 st[4 + c % 4 // 2] = T.max(st[4 + c % 4 // 2], sacc[c])
                             for rr in T.unroll(2):
-                                red[r0 + 8 * rr, t4] = st[4 + rr]
-                            T.tvm_storage_sync(SYNC)
-                            for rr in T.unroll(2):
-                                st[4 + rr] = T.max(T.max(st[rr], T.max(red[r0 + 8 * rr, 0], red[r0 + 8 * rr, 1])),
-                                                   T.max(red[r0 + 8 * rr, 2], red[r0 + 8 * rr, 3]))
+                                quad_reduce(st, 4 + rr, True, w, lane, scr_f)
+                                st[4 + rr] = T.max(st[rr], st[4 + rr])
                                 st[6 + rr] = T.exp2(st[rr] - st[4 + rr])
                                 st[2 + rr] = st[2 + rr] * st[6 + rr]
                                 st[rr] = st[4 + rr]
@@ -306,13 +325,9 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                                         oacc[c] = oacc[c] + f32(Ps[r0 + frag_row(c), j]) * f32(
                                             Vs[j, frag_col(c) + 2 * t4])
                         # row sums over the row's 4 lanes, then normalize and store
-                        T.tvm_storage_sync(SYNC)
                         for rr in T.unroll(2):
-                            red[r0 + 8 * rr, t4] = st[2 + rr]
-                        T.tvm_storage_sync(SYNC)
-                        for rr in T.unroll(2):
-                            st[4 + rr] = red[r0 + 8 * rr, 0] + red[r0 + 8 * rr, 1] + red[r0 + 8 * rr, 2] + \
-                                red[r0 + 8 * rr, 3]
+                            quad_reduce(st, 2 + rr, False, w, lane, scr_f)
+                            st[4 + rr] = st[2 + rr]
                             st[4 + rr] = T.if_then_else(st[4 + rr] > T.float32(0), T.float32(1) / st[4 + rr],
                                                         T.float32(0))
                         for c in T.unroll(NO):
