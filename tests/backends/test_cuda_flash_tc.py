@@ -135,8 +135,9 @@ def test_variants_match_sdpa_on_pocl(kw, tile, mode):
 
 
 @NVCC
-@pytest.mark.parametrize("arch,dtype", [("sm_80", "float16"), ("sm_90a", "bfloat16")])
-def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, tmp_path):
+@pytest.mark.parametrize("arch,dtype,dynamic", [("sm_80", "float16", ()),
+                                                ("sm_90a", "bfloat16", ("batch", "q_len", "kv_len"))])
+def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, dynamic, tmp_path):
     import subprocess
 
     import tvm
@@ -147,7 +148,7 @@ def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, t
     from attncc.backends.cuda.tensor_core import cuda_build_config
 
     cfg = _cfg(q_heads=32, kv_heads=8, q_len=512, kv_len=512, head_dim=128, v_head_dim=128, scale=128 ** -0.5,
-               dtype=dtype, causal=True)
+               dtype=dtype, causal=True, dynamic=dynamic)
     target = cuda_target({"arch": arch})
     func, meta = attention_primfunc(cfg, target)
     assert meta["kind"] == "flash-prefill-tc" and meta["schedule"]["tensor_cores"] is True
@@ -157,6 +158,7 @@ def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, t
     ab = {"float16": "f16", "bfloat16": "bf16"}[dtype]
     assert f"mma.sync.aligned.m16n8k16.row.col.f32.{ab}.{ab}.f32" in src
     assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in src and "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in src
+    assert "__shfl_xor_sync" in src and "uint4" in src      # quad reductions in registers, 16-byte tile loads
     (tmp_path / "k.cu").write_text(src)
     proc = subprocess.run([find_nvcc(), "--cubin", "-O3", f"-arch={arch}", "-Xptxas", "-v", "-o",
                            str(tmp_path / "k.cubin"), str(tmp_path / "k.cu")], capture_output=True, text=True)
