@@ -130,6 +130,19 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
             ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
         return ok
 
+    def interior(k0, k_hi, bx, p_lo, p_hi):
+        """True where the BQ x BK block step needs no per-element mask: all its rows exist, all its keys are
+        below k_hi and inside every row's causal / window range (no mask input; a softcap is per element anyway
+        and applied on both paths). False (always the masked path) with a mask input."""
+        if MASK != "none":
+            return tirx.const(False, "bool")
+        ok = tirx.all(k0 + BK <= k_hi, bx * BQ + BQ <= ROWS)
+        if WR is not None:
+            ok = tirx.all(ok, k0 + BK - 1 <= p_lo + WR)
+        if WL is not None:
+            ok = tirx.all(ok, k0 >= p_hi - WL)
+        return ok
+
     @T.macro
     def ldm(trans, dst, src, offset, w, lane, scr_addr):
         """ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 into dst[0:8]; lane l supplies the address of row l % 8
@@ -281,15 +294,21 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                             # modifiers + masks per element, then this lane's row maxima
                             for rr in T.unroll(2):
                                 st[4 + rr] = T.float32(NEG)
-                            for c in T.unroll(NS):
-                                grow: T.let[T.int32] = bx * BQ + r0 + frag_row(c)
-                                crow: T.let[T.int32] = T.min(grow, ROWS - 1)
-                                kp: T.let[T.int32] = k0 + frag_col(c) + 2 * t4
-                                sacc[c] = T.if_then_else(
-                                    visible(M, b, hk * G + crow % G, crow // G, kp, k_hi, grow < ROWS),
-                                    score(sacc[c], M, b, hk * G + crow % G, crow // G, kp) * T.float32(LOG2E),
-                                    T.float32(NEG))
-                                st[4 + c % 4 // 2] = T.max(st[4 + c % 4 // 2], sacc[c])
+                            if interior(k0, k_hi, bx, p_lo, p_hi):
+                                # every (row, key) of this block step is visible: no per-element masking
+                                for c in T.unroll(NS):
+                                    sacc[c] = score(sacc[c], M, b, hk, 0, 0) * T.float32(LOG2E)
+                                    st[4 + c % 4 // 2] = T.max(st[4 + c % 4 // 2], sacc[c])
+                            else:
+                                for c in T.unroll(NS):
+                                    grow: T.let[T.int32] = bx * BQ + r0 + frag_row(c)
+                                    crow: T.let[T.int32] = T.min(grow, ROWS - 1)
+                                    kp: T.let[T.int32] = k0 + frag_col(c) + 2 * t4
+                                    sacc[c] = T.if_then_else(
+                                        visible(M, b, hk * G + crow % G, crow // G, kp, k_hi, grow < ROWS),
+                                        score(sacc[c], M, b, hk * G + crow % G, crow // G, kp) * T.float32(LOG2E),
+                                        T.float32(NEG))
+                                    st[4 + c % 4 // 2] = T.max(st[4 + c % 4 // 2], sacc[c])
                             for rr in T.unroll(2):
                                 quad_reduce(st, 4 + rr, True, w, lane, scr_f)
                                 st[4 + rr] = T.max(st[rr], st[4 + rr])
