@@ -16,10 +16,11 @@ Fragment layouts follow the PTX ISA ("Matrix Fragments for mma.m16n8k16", f16/bf
 4g + t, register i of a C tile holds (row g + 8 * (i // 2), column 2t + i % 2).
 
 `tensorize=False` builds the same kernel (tiles, staging, fragment element ownership, softmax) with each
-ldmatrix+mma replaced by scalar dot products over the shared tiles (P then goes through a shared tile), so it runs as OpenCL on PoCL (fp32)
-against torch; tensorize="emulate" replaces each ldmatrix / mma.sync by its PTX-ISA semantics (lanes exchange
-addresses and fragments through shared scratch), keeping the CUDA build's lane addresses and fragment offsets,
-so the fragment layouts are checked on PoCL too; the instructions themselves run only on a GPU.
+ldmatrix+mma replaced by scalar dot products over the shared tiles (P then goes through a shared tile), so it runs
+as OpenCL on PoCL (fp32) against torch; tensorize="emulate" replaces each ldmatrix / mma.sync by its PTX-ISA
+semantics (lanes exchange addresses and fragments through shared scratch), keeping the CUDA build's lane addresses
+and fragment offsets, so the fragment layouts are checked on PoCL too; the instructions themselves run only on a
+GPU.
 """
 from __future__ import annotations
 
@@ -333,7 +334,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                                     for r in T.unroll(8):
                                         fa[r] = T.Cast(DT, sacc[kk * 8 + r])
                                     for jn in T.unroll(DV // 16):
-                                        # B = V [keys, Dv] row-major: .trans; lane l points at key l % 16, col block l // 16
+                                        # B = V [keys, Dv] row-major: .trans; lane l -> key l % 16, cols 8 (l // 16)
                                         ldm(True, fb, Vs, (kk * 16 + lane % 16) * DVP + jn * 16 + 8 * (lane // 16),
                                             w, lane, scr_addr)
                                         for h in T.unroll(2):
