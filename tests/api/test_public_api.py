@@ -116,6 +116,7 @@ def test_analyze_torch_model_at_requested_decode_shapes():
     assert attn.cost.kv_read_bytes == 8 * 2 * 2 * 4096 * 16 * 4  # batch * kv heads * (K+V) * past * head dim * fp32
 
 
+@pytest.mark.slow   # default-suite budget: tests/cost_models/test_mobile_compare.py drives the same CLI path
 def test_cli_report_compares_devices_side_by_side(capsys):
     assert cli_main(["report", "examples/models.py:llama_block", "--hardware", "h100-sxm,mobile-cpu",
                      "--phase", "decode", "--seq", "1024", "--batch", "2"]) == 0

@@ -136,7 +136,8 @@ def test_variants_match_sdpa_on_pocl(kw, tile, mode):
 
 @NVCC
 @pytest.mark.parametrize("arch,dtype,dynamic", [("sm_80", "float16", ()),
-                                                ("sm_90a", "bfloat16", ("batch", "q_len", "kv_len"))])
+                                                pytest.param("sm_90a", "bfloat16", ("batch", "q_len", "kv_len"),
+                                                             marks=pytest.mark.slow)])
 def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, dynamic, tmp_path):
     import subprocess
 

@@ -36,7 +36,7 @@ def test_tiles_fit_the_arch_and_over_limit_tiles_name_the_limit():
 
 
 @NVCC
-@pytest.mark.parametrize("arch,dtype", [("sm_80", "float16"), ("sm_90a", "bfloat16")])
+@pytest.mark.parametrize("arch,dtype", [("sm_80", "float16"), pytest.param("sm_90a", "bfloat16", marks=pytest.mark.slow)])
 def test_generated_cuda_has_mma_and_ldmatrix_and_nvcc_compiles_it(arch, dtype, tmp_path):
     from attncc.backends.cuda.nvcc import compile_fatbin, fatbin_entries
     from attncc.backends.cuda.tensor_core import build_tc_gemm
@@ -89,6 +89,7 @@ def test_core_matmuls_take_tensor_cores_or_fall_back_with_a_note(tmp_path, monke
     assert not [n for n in f32.executable.notes if "generic schedule" in n or "tensor cores" in n], f32.executable.notes
 
 
+@pytest.mark.slow   # default-suite budget
 def test_core_build_without_storage_rewrite_falls_back_with_a_note(monkeypatch):
     import attncc
     from attncc.backends.cuda import tensor_core

@@ -54,6 +54,7 @@ def _check(folder: str, graph, host: str, port: int, timed: bool) -> None:
         assert all(r["median_s"] > 0 for r in rows)
 
 
+@pytest.mark.slow   # ~8 s; .ci/run runs it with the standalone-export check
 def test_host_cpu_build_runs_through_a_loopback_rpc_server(tmp_path, capsys):
     from attncc.backends.mobile.cpu.rpc import main
 

@@ -111,6 +111,7 @@ def test_tvm_ffi_pin_keeps_save_json_working():
     assert tvm.ir.load_json(text).name == "x"
 
 
+@pytest.mark.slow   # default-suite budget (the Python API's dynamic builds are tested by default above)
 def test_cli_compile_with_dynamic_dims_exports_a_generic_build(cache_dir, tmp_path, capsys):
     from attncc.cli import main
 

@@ -110,6 +110,7 @@ def test_topk_and_pad_errors_name_the_limit():
         import_torch(Big(), (_rand(2, 100),))
 
 
+@pytest.mark.slow   # default-suite budget: the import tests above check these ops against eager by default
 def test_compiles_for_cpu_and_matches_eager(tmp_path, monkeypatch):
     """One model with every converter above, so one cpu build covers them."""
     import attncc

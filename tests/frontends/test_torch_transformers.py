@@ -44,7 +44,7 @@ def _dynamic_hf_llama(variant: str):
     return model, graph
 
 
-@pytest.mark.parametrize("variant", ["sdpa", "eager"])
+@pytest.mark.parametrize("variant", ["sdpa", pytest.param("eager", marks=pytest.mark.slow)])
 def test_hf_llama_dynamic_batch_and_seq_imports_and_matches_eager(variant):
     model, graph = _dynamic_hf_llama(variant)
     # the cpu pipeline turns HF's computed causal mask (aranges from ones under symbolic seq) into
