@@ -5,62 +5,15 @@ numpy reference. Numerics run on a GPU (benchmarks/gpu_check.py) and, for the fl
 (test_cuda_flash_pocl.py)."""
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
-import torch
 
 import attncc
 
-from cpu_graphs import attention_graph, layout_ops, llama_block, mlp_block, rng_arrays
+from cpu_graphs import rng_arrays
+from sweep_cases import BFLOAT16, sweep_cases
 from test_cuda_target import NVCC
 
-HERE = os.path.dirname(__file__)
-sys.path.insert(0, os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
-
-
-def _graphs():
-    yield "mlp", mlp_block(), {"batch": 3}
-    yield "mlp-fp16", mlp_block("float16"), {"batch": 2}
-    yield "layout", layout_ops(), None
-    yield "llama-block", llama_block(hidden=128, heads=4, kv_heads=2, seq=32, ffn=256), None
-    for kw in (dict(causal=True), dict(mask="bool"), dict(mask="additive"), dict(kv_cache=True, causal=True),
-               dict(rope=True, causal=True), dict(window=8, causal=True), dict(softcap=30.0), dict(layout="bshd"),
-               dict(kv_lengths=True), dict(causal=True, alignment="top_left", sq=16), dict(hq=8, hkv=2, sq=1, skv=64),
-               dict(dtype="float16", causal=True), dict(dtype="bfloat16", hq=8, hkv=1)):
-        yield "attention-" + "-".join(f"{k}={v}" for k, v in kw.items()), attention_graph(**kw), None
-
-
-def _variants():
-    from tests.variants.decompose_cases import CASES, UNDECOMPOSABLE, graph_of
-
-    for case in CASES + UNDECOMPOSABLE:
-        spec, ins = case.build(0)
-        yield "variant-" + case.name, graph_of(spec, ins), [ins[n] for n in spec.input_names()]
-
-
-def _torch_models():
-    from models import TinyLlamaPrefill, llama_block as example_block, tiny_llama
-
-    block, inputs = example_block()
-    yield "examples-llama-block", block, inputs
-    lm = tiny_llama()
-    ids = torch.randint(0, 512, (2, 16))
-    yield "examples-tinyllama-prefill", TinyLlamaPrefill(lm), (ids,)
-    past = torch.randn(len(lm.layers), 2, lm.kv_heads, 16, lm.head_dim)
-    yield "examples-tinyllama-decode", lm, (ids[:, :1], past, past.clone())
-
-
-def cases():
-    out = [(n, g, dims) for n, g, dims in _graphs()]
-    out += [(n, g, ins) for n, g, ins in _variants()]
-    out += [(n, m, ins) for n, m, ins in _torch_models()]
-    return out
-
-
-CASES = cases()
+CASES = sweep_cases(BFLOAT16)
 
 
 @NVCC

@@ -16,6 +16,7 @@ import pytest
 from attncc import ir
 from attncc.backends.cuda.arch import cuda_arch
 from attncc.backends.cuda.tc_tiles import TcTile, TcTileError, check_tile, choose_tile, shared_bytes
+from cuda_pocl import pocl_problem
 
 NVCC = pytest.mark.skipif(not (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")),
                           reason="nvcc (CUDA toolkit) not installed")
@@ -99,25 +100,7 @@ def test_core_build_without_storage_rewrite_falls_back_with_a_note(monkeypatch):
     assert any("disable_storage_rewrite" in n for n in cm.executable.notes), cm.executable.notes
 
 
-def _pocl_problem() -> str | None:
-    """Why OpenCL kernels cannot run on PoCL here (None when they can). The PoCL 3.0 of the pyopencl wheels
-    rejects some CPUs ('unknown target CPU generic'); a system PoCL can be used through OCL_ICD_VENDORS."""
-    from cuda_pocl import pocl_device
-
-    dev = pocl_device()
-    if dev is None:
-        return "pyopencl + PoCL (pip: pyopencl pocl-binary-distribution) not installed"
-    import pyopencl as cl
-
-    try:
-        cl.Program(cl.Context(devices=[dev]), "__kernel void k(__global float *x) { x[0] = 1.0f; }").build()
-    except Exception as e:  # noqa: BLE001 - the device's own error is the skip reason
-        lines = [ln for ln in str(e).splitlines() if "error" in ln] or str(e).strip().splitlines()
-        return f"PoCL cannot build kernels on this host: {lines[-1].strip()[:200]}"
-    return None
-
-
-@pytest.mark.skipif(_pocl_problem() is not None, reason=str(_pocl_problem()))
+@pytest.mark.skipif(pocl_problem() is not None, reason=str(pocl_problem()))
 @pytest.mark.parametrize("m,n,k,tile", [(128, 64, 96, TcTile(64, 32, 32, 2, 1)), (64, 64, 64, None)])
 def test_loop_nest_without_intrinsics_matches_numpy_on_pocl(m, n, k, tile):
     """The schedule with tensorize=False (same tiling, shared staging, 2-stage pipeline, fused bias epilogue;
