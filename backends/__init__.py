@@ -32,9 +32,9 @@ TARGETS: dict[str, TargetInfo] = {
     "mobile-cpu": TargetInfo("mobile-cpu", "attncc.backends.mobile.cpu:MobileCpuBackend",
                              "aarch64 NEON (Cortex-A76 baseline, fp16, dotprod), cross-compiled", "available",
                              "attncc.backends.mobile.cpu.capabilities:mobile_cpu_capabilities"),
-    "mobile-gpu": TargetInfo("mobile-gpu", "attncc.backends.mobile.gpu_backend:MobileGpuBackend",
+    "mobile-gpu": TargetInfo("mobile-gpu", "attncc.backends.mobile.gpu.backend:MobileGpuBackend",
                              "OpenCL GPU (Adreno 640 / Mali-G76 class limits), run here through pyopencl", "available",
-                             "attncc.backends.mobile.gpu_spec:mobile_gpu_capabilities"),
+                             "attncc.backends.mobile.gpu.spec:mobile_gpu_capabilities"),
     "optical": TargetInfo("optical", "attncc.backends.optical.backend:OpticalBackend",
                           "simulated free-space 4f optical accelerator", "available"),
 }

@@ -1,5 +1,5 @@
 """Linear/MatMul on the cuda target: weights stay [K, N] (coalesced rows for the k-loop), an fp32 accumulator,
-and a GPU schedule: the tensor-core schedule (tensor_core.py) when the shape and dtype fit it, else dlight's
+and a GPU schedule: the tensor-core schedule (tensor_core/) when the shape and dtype fit it, else dlight's
 GPU matmul/GEMV rules."""
 from __future__ import annotations
 

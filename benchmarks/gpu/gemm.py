@@ -1,4 +1,4 @@
-"""fp16 GEMM 8192^3: attncc's tensor-core schedule (backends/cuda/matmul_tc.py) vs torch.matmul (cuBLAS).
+"""fp16 GEMM 8192^3: attncc's tensor-core schedule (backends/cuda/tensor_core/schedule.py) vs torch.matmul (cuBLAS).
 
 Two halves, because the GPU machine carries only TVM's runtime (../shared/gpu/README.md):
   CPU machine:  python benchmarks/gpu/gemm.py --build DIR [--arch sm_90a]

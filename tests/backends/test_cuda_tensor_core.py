@@ -3,7 +3,7 @@ and sm_90a (fp16, bf16), tiles checked against the arch's limits, the dlight fal
 schedule's loop nest (tiling, shared staging, pipelining, epilogue) run as OpenCL on PoCL against numpy.
 
 Verified only on a GPU (benchmarks/gpu/gemm.py): the ldmatrix/mma fragment layouts (TVM's intrinsics and the
-bf16 copies in tc_intrin.py) and speed."""
+bf16 copies in tensor_core/intrin.py) and speed."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ import pytest
 
 from attncc import ir
 from attncc.backends.cuda.arch import cuda_arch
-from attncc.backends.cuda.tc_tiles import TcTile, TcTileError, check_tile, choose_tile, shared_bytes
+from attncc.backends.cuda.tensor_core.tiles import TcTile, TcTileError, check_tile, choose_tile, shared_bytes
 from cuda_pocl import pocl_problem
 
 NVCC = pytest.mark.skipif(not (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")),

@@ -20,7 +20,7 @@ import pytest
 
 import attncc
 from attncc.backends import target_capabilities
-from attncc.backends.mobile.gpu_spec import opencl_problem
+from attncc.backends.mobile.gpu.spec import opencl_problem
 from attncc.ir import run_graph
 
 try:
@@ -62,8 +62,8 @@ def test_capabilities_come_from_the_cited_spec_without_tvm():
 
 # ---- tiles vs limits -----------------------------------------------------------------------------
 def test_matmul_tiles_fit_the_limits_and_oversized_tiles_are_errors():
-    from attncc.backends.mobile.gpu_matmul import TileDoesNotFit, check_fit, tiles_for
-    from attncc.backends.mobile.gpu_spec import OpenClLimits, opencl_limits
+    from attncc.backends.mobile.gpu.matmul import TileDoesNotFit, check_fit, tiles_for
+    from attncc.backends.mobile.gpu.spec import OpenClLimits, opencl_limits
 
     lim = opencl_limits()
     for m in (1, 6, 8, 31, 32, 256, 4096):
@@ -83,9 +83,9 @@ def test_matmul_tiles_fit_the_limits_and_oversized_tiles_are_errors():
 
 def test_attention_tiles_fit_the_limits_and_oversized_tiles_are_errors():
     from attncc.backends.core.attention_config import AttentionKernelConfig
-    from attncc.backends.mobile.gpu_attention import attention_tiles
-    from attncc.backends.mobile.gpu_matmul import TileDoesNotFit
-    from attncc.backends.mobile.gpu_spec import opencl_limits
+    from attncc.backends.mobile.gpu.attention import attention_tiles
+    from attncc.backends.mobile.gpu.matmul import TileDoesNotFit
+    from attncc.backends.mobile.gpu.spec import opencl_limits
 
     lim = opencl_limits()
 
@@ -141,7 +141,7 @@ def gqa_masked(tmp_path_factory):
 
 
 def test_flash_kernel_is_generated_as_opencl_within_the_limits(gqa_masked):
-    from attncc.backends.mobile.gpu_spec import opencl_limits
+    from attncc.backends.mobile.gpu.spec import opencl_limits
 
     g, cm, _ = gqa_masked
     runner = _plan(cm)
@@ -161,7 +161,7 @@ def test_flash_kernel_is_generated_as_opencl_within_the_limits(gqa_masked):
 
 
 def test_export_folder_has_sources_launch_table_and_manifest(gqa_masked):
-    from attncc.backends.mobile.gpu_spec import opencl_limits
+    from attncc.backends.mobile.gpu.spec import opencl_limits
 
     g, cm, out = gqa_masked
     names = set(os.listdir(out))
@@ -189,7 +189,7 @@ def test_fp16_builds_compile_to_half_opencl():
     if opencl_problem() is None:
         import pyopencl as cl
 
-        from attncc.backends.mobile.gpu_executor import opencl_queue
+        from attncc.backends.mobile.gpu.executor import opencl_queue
 
         dev = opencl_queue()[2]
         if "cl_khr_fp16" not in dev.extensions:   # PoCL: compiled, not run (the fp32 runs cover the numerics)

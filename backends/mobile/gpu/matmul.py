@@ -1,7 +1,7 @@
 """mobile-gpu matmuls: weights kept (K, N) row-major, C tiles computed by a 2-D work-group whose A and B
 tiles are staged in local memory, each work-item accumulating a small register tile in private memory.
 
-Tile sizes come from the device limits (gpu_spec): work-items per group <= max work-group size, the two
+Tile sizes come from the device limits (spec.py): work-items per group <= max work-group size, the two
 staged tiles <= local memory; a tile that cannot fit is a compile-time error naming the op and the limit.
 """
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from ..core.errors import LoweringError
-from ..core.symbolic import static_int
-from .gpu_schedules import _inline_spatial
-from .gpu_spec import OpenClLimits, opencl_limits
+from ...core.errors import LoweringError
+from ...core.symbolic import static_int
+from .schedules import _inline_spatial
+from .spec import OpenClLimits, opencl_limits
 
 
 class TileDoesNotFit(LoweringError):

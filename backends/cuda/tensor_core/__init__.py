@@ -1,5 +1,5 @@
 """Tensor-core matmuls on the cuda target: decide whether a core matmul kernel gets the mma.sync schedule
-(matmul_tc.py) and build standalone tensor-core GEMMs (tests, benchmarks/gpu/gemm.py).
+(tensor_core/schedule.py) and build standalone tensor-core GEMMs (tests, benchmarks/gpu/gemm.py).
 
 fp32 matmuls keep the dlight schedule (no note: that is their schedule). A 16-bit kernel that does not qualify (a symbolic or non-multiple-of-16 M/N/K, no tile within the arch's
 limits, or a build whose pass configuration cannot lower mma fragments) raises TensorCoreFallback: the core's
@@ -10,10 +10,10 @@ from __future__ import annotations
 import tvm
 from tvm import te
 
-from .arch import cuda_arch
-from .matmul_tc import schedule_tc
-from .target import cuda_target
-from .tc_tiles import TcTile, TcTileError, choose_tile, tile_reason
+from ..arch import cuda_arch
+from .schedule import schedule_tc
+from ..target import cuda_target
+from .tiles import TcTile, TcTileError, choose_tile, tile_reason
 
 # TVM's LowerWarpMemory needs each warp-scope fragment allocated outside the threadIdx.x launch; only
 # StorageRewrite hoists it there (checked: with tirx.disable_storage_rewrite the build fails "Cannot find warp
@@ -27,7 +27,7 @@ CUDA_BUILD_CONFIG = dict(TC_PASS_CONFIG)
 
 def cuda_build_config() -> dict:
     """The TVM pass options a cuda build compiles with: the core's, with the cuda overrides on top."""
-    from ..core import builder
+    from ...core import builder
 
     return {**builder.PASS_CONFIG, **CUDA_BUILD_CONFIG}
 

@@ -9,7 +9,7 @@ its running max / sum / accumulator (online softmax, Milakov & Gimelshein 2018; 
 are all masked writes 0.
 
 Sizes: `q_block` work-items <= the device's max work-group size; the K and V tiles, kv_block * (D + Dv) fp32
-values, <= its local memory (gpu_spec.opencl_limits, cost_models/specs/mobile-gpu.json). A tile that breaks
+values, <= its local memory (spec.opencl_limits, cost_models/specs/mobile-gpu.json). A tile that breaks
 either limit is a `TileDoesNotFit` error naming the op and the limit.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script import tirx as T
 
-from .gpu_matmul import TileDoesNotFit
-from .gpu_spec import OpenClLimits
+from .matmul import TileDoesNotFit
+from .spec import OpenClLimits
 
 DEFAULT_Q_BLOCK = 64
 DEFAULT_KV_BLOCK = 32

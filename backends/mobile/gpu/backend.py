@@ -7,16 +7,16 @@ import json
 import os
 from typing import Any
 
-from ...ir import Graph, graph_from_json
-from ..base import Executable
-from ..core.backend import PLANS_INDEX, TvmBackend
-from ..core.cache import CompileCache, cache_key
-from ..core.builder import build_plan
-from ..core.plan import Plan
-from ..core.program import Program, decompose_variants
-from .gpu_compile import OpenClLibrary, compile_opencl
-from .gpu_executor import OpenClRunner
-from .gpu_plugin import MobileGpuPlugin
+from ....ir import Graph, graph_from_json
+from ...base import Executable
+from ...core.backend import PLANS_INDEX, TvmBackend
+from ...core.cache import CompileCache, cache_key
+from ...core.builder import build_plan
+from ...core.plan import Plan
+from ...core.program import Program, decompose_variants
+from .compile import OpenClLibrary, compile_opencl
+from .executor import OpenClRunner
+from .plugin import MobileGpuPlugin
 
 PER_SHAPE = "mobile-gpu builds once per input shape (kernel launch sizes are fixed at compile time)"
 
@@ -61,8 +61,8 @@ class GpuProgram(Program):
         return Plan.from_json(plan_json), (OpenClLibrary.load(lib_path) if lib_path else None), lib_path
 
     def _bind(self, plan: Plan, lib, library_path: str | None = None):
-        from ..core.groups import materialize_constant
-        from ..core.attention import reference_callable
+        from ...core.groups import materialize_constant
+        from ...core.attention import reference_callable
 
         used = set(plan.outputs) | {a[0] for s in plan.steps for a in s.get("args", []) if a[0] != Plan.DIM}
         used |= {s[k][0] for s in plan.steps if s["kind"] == "attention" for k in ("q", "k", "v", "mask", "out") if s.get(k)}

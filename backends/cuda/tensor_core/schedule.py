@@ -10,12 +10,12 @@ elementwise blocks (cast, bias, activation, residual) and the `out` copy. This s
   warp      a warp_m x warp_n accumulator tile in registers (16x16 fragments), ldmatrix.x4 from shared,
             two mma.sync m16n8k16 per 16x16x16 step, fp32 accumulation;
   epilogue  fragments -> the block's fp32 tile in shared memory -> the elementwise chain -> global.
-Tiles come from `choose_tile` (tc_tiles.py) and are checked against the arch's limits before scheduling.
+Tiles come from `choose_tile` (tiles.py) and are checked against the arch's limits before scheduling.
 """
 from __future__ import annotations
 
-from .tc_intrin import LAYOUT, intrinsics
-from .tc_tiles import TcTile
+from .intrin import LAYOUT, intrinsics
+from .tiles import TcTile
 
 SMEM = "shared.dyn"   # dynamic shared memory: lets one block use more than the 48 KB static limit
 

@@ -2,7 +2,7 @@
 
 TVM's wheel has no OpenCL runtime, so this executor replaces `core/runtime.PlanExecutor` for this target:
 values live in `cl.Buffer`s (views share their base's buffer: a view is the same memory under another
-shape), each plan call replays its function's launches (`gpu_compile.OpenClLibrary.launches`: kernel,
+shape), each plan call replays its function's launches (`compile.OpenClLibrary.launches`: kernel,
 which tensors, work-group counts and sizes), numpy-reference steps copy through the host. No torch import:
 torch outputs are made only when the caller passed torch tensors (torch is then already imported).
 """
@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import LoweringError
-from .gpu_compile import OpenClLibrary
+from ...core.errors import LoweringError
+from .compile import OpenClLibrary
 
 DIM_ARG = "#dim"
 
@@ -44,7 +44,7 @@ def opencl_queue():
         if not devices:
             raise NoOpenClDeviceError("mobile-gpu: no OpenCL device present; the compiled OpenCL sources can "
                                       "still be exported and run on a device")
-        from .gpu_spec import opencl_device_index
+        from .spec import opencl_device_index
 
         index, _ = opencl_device_index()   # the first device that compiles (else the first: its error is reported)
         device = devices[index or 0]

@@ -7,14 +7,14 @@ kernels whose tensors are the function's own arguments, so every schedule here p
   that work-item under its row loop into private (`local`-scope) storage, then the row is written;
 - generic: like rows over the output's every spatial loop (each intermediate recomputed per element, in
   private storage): slow but correct for any TE graph, the fallback when the others do not apply.
-Work-group sizes come from the device limits (gpu_spec.opencl_limits).
+Work-group sizes come from the device limits (spec.opencl_limits).
 """
 from __future__ import annotations
 
 from tvm import s_tir, tirx
 
-from ..core.symbolic import static_int
-from .gpu_spec import opencl_limits
+from ...core.symbolic import static_int
+from .spec import opencl_limits
 
 ROWS_PER_GROUP = 64     # work-items per work-group for row kernels (a row each)
 

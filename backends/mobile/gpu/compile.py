@@ -17,8 +17,8 @@ from typing import Any
 import tvm
 import tvm_ffi
 
-from ..core.errors import LoweringError
-from ..core.plan import Plan
+from ...core.errors import LoweringError
+from ...core.plan import Plan
 
 _GRID = {"blockIdx.x": 0, "blockIdx.y": 1, "blockIdx.z": 2}
 _LOCAL = {"threadIdx.x": 0, "threadIdx.y": 1, "threadIdx.z": 2}

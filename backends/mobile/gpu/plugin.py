@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import gpu_schedules
-from .gpu_matmul import GpuMatmul
-from .gpu_spec import mobile_gpu_capabilities, opencl_limits
+from . import schedules
+from .matmul import GpuMatmul
+from .spec import mobile_gpu_capabilities, opencl_limits
 
 
 class MobileGpuPlugin:
@@ -30,18 +30,18 @@ class MobileGpuPlugin:
                 "thread_warp_size": 1, "host": {"kind": "llvm"}}
 
     def schedule(self, kind: str):
-        return gpu_schedules.SCHEDULES[kind]
+        return schedules.SCHEDULES[kind]
 
     def attention_primfunc(self, cfg, target: dict):
-        """(PrimFunc, metadata) of the OpenCL flash-attention kernel for `cfg` (gpu_attention.py). Shapes it
+        """(PrimFunc, metadata) of the OpenCL flash-attention kernel for `cfg` (gpu/attention.py). Shapes it
         does not take (dynamic dims, bf16) raise ValueError: the core then uses its generic TE attention and
         says so in the plan notes; a tile over the device limits raises TileDoesNotFit (a compile error)."""
-        from .gpu_attention import attention_primfunc
+        from .attention import attention_primfunc
 
         return attention_primfunc(cfg, self.limits)
 
     def prepare_runtime(self, target: dict) -> list[str]:
-        from .gpu_spec import opencl_problem
+        from .spec import opencl_problem
 
         problem = opencl_problem()
         if problem is not None:

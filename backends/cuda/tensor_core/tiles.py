@@ -1,4 +1,4 @@
-"""Block/warp tiles of the tensor-core GEMM (matmul_tc.py) and their cost in shared memory, threads and
+"""Block/warp tiles of the tensor-core GEMM (tensor_core/schedule.py) and their cost in shared memory, threads and
 registers, checked against the arch's limits (arch.py, every limit sourced there). No TVM import.
 
 Shared memory per block = stages x (block_m x (block_k + 8) + block_k x (block_n + 8)) operand elements
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .arch import CudaArch
+from ..arch import CudaArch
 
 OVERHEAD_REGISTERS = 40   # estimate (see module docstring; ptxas: 166-182 used where 200 is estimated)
 ELEM_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}   # float32: only the CPU check of the loop nest

@@ -1,4 +1,4 @@
-"""Tensor-core intrinsics for the matmul schedule (matmul_tc.py), for fp16 and bf16 operands.
+"""Tensor-core intrinsics for the matmul schedule (tensor_core/schedule.py), for fp16 and bf16 operands.
 
 They follow `tvm.s_tir.tensor_intrin.cuda` (ldmatrix.x4, two mma.sync m16n8k16 per 16x16x16 step, fp32 fill
 and store), which registers them for float16 only (its ldmatrix asserts float16, its mma table has no "bf16").

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..base import Capabilities, TileRules
+from ...base import Capabilities, TileRules
 
-SPEC = Path(__file__).resolve().parents[2] / "cost_models" / "specs" / "mobile-gpu.json"
+SPEC = Path(__file__).resolve().parents[3] / "cost_models" / "specs" / "mobile-gpu.json"
 
 
 @dataclass(frozen=True)
