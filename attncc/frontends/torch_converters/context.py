@@ -22,6 +22,16 @@ TORCH_TO_IR_DTYPE = {
 }
 
 
+
+def innermost_frame(stack_trace: str | None) -> str:
+    """The user's innermost `File "...", line N, in f` line of an FX node's stack trace; "" when there is none.
+
+    Traces come with a code line after each frame line, or without it (code typed at a prompt, `python - < file`:
+    no source to show), or not at all."""
+    lines = [ln.strip() for ln in (stack_trace or "").splitlines() if ln.strip()]
+    frames = [ln for ln in lines if ln.startswith("File ")]
+    return frames[-1] if frames else (lines[-1] if lines else "")
+
 class TorchImportError(ValueError):
     """A torch graph attncc cannot import; the message names the FX node and aten op at fault."""
 
@@ -66,9 +76,7 @@ class TorchContext:
         n = self.node
         if n is None:
             return None
-        stack = n.meta.get("stack_trace") or ""
-        line = stack.strip().splitlines()[-2].strip() if stack.strip() else ""
-        return f"{n.name} ({n.target})" + (f" at {line}" if line else "")
+        return f"{n.name} ({n.target})" + (f" at {line}" if (line := innermost_frame(n.meta.get("stack_trace"))) else "")
 
     # ---- emitting -------------------------------------------------------------------------
     def emit(self, op: Op, inputs: Sequence[Any], name: str | None = None) -> Value:
