@@ -20,11 +20,12 @@ from tvm import te
 from ...ir import Node
 from ...ir import dims as irdims
 from ...ir.interpreter import FEATURE_REFERENCES, attention_reference
+from ...ir.kernels import FusionRules, attention_parts, kernel_blocker, mask_needs_copy
 from ...ir.ops import Rotary
 from . import te_layout
 from .attention_config import AttentionKernelConfig
 from .errors import LoweringError
-from .symbolic import SymbolTable, static_int
+from .symbolic import SymbolTable
 from .plan import Plan
 from .te_attention import attention_compute
 from .te_elementwise import load
@@ -34,9 +35,11 @@ class AttentionLowering:
     """Emits plan steps for one Attention node. `groups` is the GroupBuilder (for naming, scheduling)."""
 
     def __init__(self, plan: Plan, groups, shapes: dict[int, tuple], target: dict, options: dict, plugin,
-                 nominal: dict[str, int] | None = None):
+                 nominal: dict[str, int] | None = None, rules: FusionRules = FusionRules()):
         self.plan, self.groups, self.shapes, self.target, self.options = plan, groups, shapes, target, options
         self.plugin = plugin
+        self.rules = rules       # the target's parameters of the grouping decision (attncc.ir.kernels)
+        self.parts: list[str] = []
         self.nominal = nominal or {}   # sizes of the first call: they pick schedules of shape-generic kernels
         self.references: dict[int, Node] = {}        # step index -> node run by the numpy reference
 
@@ -61,7 +64,9 @@ class AttentionLowering:
 
     # ---- main entry ------------------------------------------------------------------------------
     def lower(self, node: Node) -> None:
+        """Emit the kernels `attention_parts` decides for `node` (the cost report prices the same list)."""
         spec = node.op.spec
+        self.parts = parts = attention_parts(node, self.shapes, self.rules)
         feats = spec.features_list()
         if feats:
             return self._reference(node, feats)
@@ -73,7 +78,7 @@ class AttentionLowering:
         # bshd: canonicalize to bhsd with transposes (the RoPE kernel reads bshd q/k itself, one pass fewer);
         # the output is transposed back below
         if bshd:
-            q, k, v = (n if spec.rope is not None and lbl != "v" else self._transpose(node, n, lbl)
+            q, k, v = (self._transpose(node, n, lbl) if f"{lbl}_bhsd" in parts else n
                        for n, lbl in ((q, "q"), (k, "k"), (v, "v")))
         if spec.rope is not None:
             cos, sin = names["rope_cos"], names["rope_sin"]
@@ -90,7 +95,7 @@ class AttentionLowering:
             k, v = self._cache(node, names, k, v, bshd)
         out_value = node.outputs[0].name
         out = self.temp(node, "out_bhsd", self._out_bhsd(node), dtype) if bshd else out_value
-        reason = self._kernel_blocker(spec)
+        reason = kernel_blocker(spec, self.rules) if "attention_te" in parts else None
         if reason is None:
             reason = self._try_kernel(node, q, k, v, names.get("mask"), out, dtype)
         if reason is not None:
@@ -116,8 +121,9 @@ class AttentionLowering:
     def _cache(self, node: Node, names: dict, k: str, v: str, bshd: bool) -> tuple[str, str]:
         """present = concat(past, new) along the sequence; written straight into the node's outputs."""
         outs = []
+        past_value = {v.name: v for v in node.inputs if v is not None}
         for past_name, new, out_v in ((names["past_key"], k, node.outputs[1]), (names["past_value"], v, node.outputs[2])):
-            if static_int(self.plan.values[past_name]["shape"][1 if bshd else 2]) == 0:
+            if self.shapes[id(past_value[past_name])][1 if bshd else 2] == 0:   # attention_parts: one copy
                 # empty past (a first step): present = the new rows; no kernel touches the zero-size buffer
                 # (its transpose would not schedule, and TVM rejects its zero strides at run time)
                 self.emit(node, "present_bshd" if bshd else "kv_cache", lambda x: te_layout.transpose(
@@ -138,15 +144,6 @@ class AttentionLowering:
                           [dst], out_v.name)
             outs.append(dst)
         return outs[0], outs[1]
-
-    def _kernel_blocker(self, spec) -> str | None:
-        if self.options.get("attention") == "generic":
-            return "options['attention'] == 'generic'"
-        if spec.mask.kv_lengths:
-            return "the flash kernels take no kv_lengths input"
-        if spec.softcap and spec.softcap_order == "after_mask" and spec.mask.input == "additive":
-            return "softcap after an additive mask is not a kernel score mod"
-        return None
 
     def _config(self, node: Node, q: str, k: str, dtype: str, mask_kind: str):
         spec, tiling = node.op.spec, node.op.tiling
@@ -178,11 +175,8 @@ class AttentionLowering:
         shape = [1] * (4 - len(info["shape"])) + list(info["shape"])
         want_dtype = "uint8" if kind == "bool" else "float32"
         # plugins whose kernel indexes the mask at (b, h) with no broadcast (mobile-gpu) get it full-size
-        full_only = getattr(self.plugin, "attention_mask_full", False)
-        ok_shape = shape[2] == sq and shape[3] == skv and shape[0] in (1, b) and shape[1] in (1, hq) and \
-            (not full_only or (shape[0] == b and shape[1] == hq))
-        src_dtype_ok = (kind == "bool" and info["dtype"] in ("bool", "uint8")) or info["dtype"] == "float32"
-        if ok_shape and src_dtype_ok:
+        full_only = self.rules.attention_mask_full
+        if not mask_needs_copy(node.op.spec, (b, hq, sq, None), skv, info["shape"], info["dtype"], self.rules):
             return self.plan.arg(mask, shape, want_dtype)
         full = (b, hq, sq, skv) if full_only else \
             (shape[0] if shape[0] in (1, b) else b, shape[1] if shape[1] in (1, hq) else hq, sq, skv)

@@ -9,7 +9,7 @@ from ... import ir
 from ...ir.interpreter import bind_dims
 from .attention import AttentionLowering, reference_callable
 from .errors import LoweringError
-from .fusion import classify, plan_groups
+from .fusion import classify, fusion_rules, plan_groups
 from .groups import GroupBuilder
 from .index_copy import in_place, lower_index_copy
 from .plan import Plan
@@ -70,10 +70,11 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
     outputs = {id(v) for v in graph.outputs}
     for v in graph.inputs:
         plan.inputs.append(plan.add_value(v.name, shapes[id(v)], v.dtype, "input"))
-    order, group_of = plan_groups(graph, shapes, plugin.matmul.gate_cols)
+    rules = fusion_rules(plugin, options)   # the one grouping decision (attncc.ir.kernels) for this target
+    order, group_of = plan_groups(graph, shapes, rules.gate_cols)
     groups = GroupBuilder(graph, plan, shapes, dims, graph.constants, plugin)
     groups.options = options   # read by lowerings with a choice (conv_algorithm)
-    attn = AttentionLowering(plan, groups, shapes, target, options, plugin, nominal)
+    attn = AttentionLowering(plan, groups, shapes, target, options, plugin, nominal, rules)
     # declare every value first: kernels may write any node output (e.g. attention's present_key)
     for node in order:
         kind = classify(node)

@@ -9,20 +9,11 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from ...ir import Graph, Node
+from ...ir import Node
+from ...ir.kernels import in_place  # noqa: F401  (the grouping decision says which IndexCopy runs in place)
 from ...ir import dims as irdims
 from .plan import Plan
 from .symbolic import SymbolTable
-
-
-def in_place(graph: Graph, node: Node) -> bool:
-    """True when `node` may overwrite its data input: a mutated graph input whose only reader is `node`."""
-    data = node.inputs[0]
-    mutated = {name for _, name in graph.metadata.get("input_mutations", [])}
-    if data.producer is not None or data.name not in mutated:
-        return False
-    readers = [n for n in graph.nodes if any(v is data for v in n.inputs)]
-    return readers == [node] and not any(o is data for o in graph.outputs)
 
 
 def _three_d(shape, axis: int) -> tuple:
