@@ -60,7 +60,29 @@ def _empty_outputs(node, ctx) -> list[np.ndarray] | None:
 
 
 def run_graph(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Execute `graph` on numpy inputs (positional or by input name); returns the outputs."""
+    """Execute `graph` on numpy inputs (positional or by input name); returns the outputs.
+
+    Collective ops over one rank are identities; over more they need all ranks: `run_ranks`."""
+    steps = graph_steps(graph, inputs)
+    try:
+        node, args = next(steps)
+        while True:
+            node, args = steps.send(single_rank_collective(node, args))
+    except StopIteration as done:
+        return done.value
+
+
+def single_rank_collective(node, args) -> list[np.ndarray]:
+    """A collective over a group of one rank returns its input; anything else needs the other ranks."""
+    if getattr(node.op, "ranks", None) == 1:
+        return [args[0]]
+    raise IRError(f"{node.op.op_name} over {getattr(node.op, 'ranks', 'peer')} ranks needs the other ranks' programs: "
+                  "run the sharded program with attncc.ir.interpreter.run_ranks", node)
+
+
+def graph_steps(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]):
+    """Generator executing `graph`: yields (node, input arrays) at each collective op and expects the
+    node's output arrays sent back; returns the graph outputs (StopIteration.value)."""
     if isinstance(inputs, dict):
         missing = [v.name for v in graph.inputs if v.name not in inputs]
         if missing:
@@ -77,12 +99,15 @@ def run_graph(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]
     ctx = Context(graph.constants, bind_dims(graph, arrays))
     env = {id(v): a for v, a in zip(graph.inputs, arrays)}
     for node in graph.topological():
-        fn = KERNELS.get(node.op.op_name)
-        if fn is None:
-            raise IRError(f"the reference interpreter has no kernel for op {node.op.op_name}", node)
         args = [None if v is None else env[id(v)] for v in node.inputs]
-        empty = _empty_outputs(node, ctx)
-        outs = empty if empty is not None else fn(node.op, args, node, ctx)
+        if getattr(node.op, "is_collective", False):
+            outs = yield node, args
+        else:
+            fn = KERNELS.get(node.op.op_name)
+            if fn is None:
+                raise IRError(f"the reference interpreter has no kernel for op {node.op.op_name}", node)
+            empty = _empty_outputs(node, ctx)
+            outs = empty if empty is not None else fn(node.op, args, node, ctx)
         for v, a in zip(node.outputs, outs):
             env[id(v)] = np.asarray(a)
             for d, n in zip(v.shape, env[id(v)].shape):
@@ -91,4 +116,6 @@ def run_graph(graph: Graph, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]
     return [env[id(v)] for v in graph.outputs]
 
 
-__all__ = ["run_graph", "KERNELS", "kernel", "attention_reference", "FEATURE_REFERENCES", "register_reference"]
+from .lockstep import run_ranks  # noqa: E402
+
+__all__ = ["run_graph", "run_ranks", "graph_steps", "KERNELS", "kernel", "attention_reference", "FEATURE_REFERENCES", "register_reference"]

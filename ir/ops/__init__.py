@@ -3,6 +3,7 @@ from .attention import Attention, Rotary, Tiling
 from .conv import Convolution, Pool
 from .attention_spec import AttentionSpec, Feature, MaskSpec, RopeSpec, SpecError, register_feature
 from .base import OP_REGISTRY, Op, register_op
+from .collectives import COLLECTIVE_OPS, AllGather, AllReduce, AllToAll, Recv, ReduceScatter, Send, message_bytes
 from .fused_attention import FusedAttention
 from .elementwise import Activation, Binary, Unary, Where
 from .linalg import Linear, MatMul
@@ -16,4 +17,5 @@ __all__ = [
     "Feature", "SpecError", "register_feature", "Unary", "Binary", "Activation", "Where", "MatMul", "Linear",
     "Softmax", "LayerNorm", "RMSNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather", "IndexCopy",
     "Expand", "Cast", "FusedAttention", "CumSum", "Convolution", "Pool",
+    "AllReduce", "AllGather", "ReduceScatter", "AllToAll", "Send", "Recv", "COLLECTIVE_OPS", "message_bytes",
 ]

@@ -1,0 +1,87 @@
+"""shard: partition a lifted graph over tensor (tp), expert (ep), pipeline (pp) and data (dp) parallel
+ranks the way deployments do, inserting the collectives.
+
+Requires: lifting (Attention ops with their specs; run before fuse-qkv packs the projections).
+Guarantees: `shard_graph` returns one verified graph per tp*ep*pp rank whose weights are the real
+slices, and running them in lock step (`attncc.ir.interpreter.run_ranks`) equals the unsharded graph.
+
+- TP: attention heads (shard_attention; MLA in shard_mla), Megatron column/row MLPs (shard_mlp), one
+  all-reduce per block half, or reduce-scatter + all-gather over tokens with `sequence_parallel`.
+- EP: MoE experts over EP ranks with all-to-all dispatch and combine (shard_moe).
+- PP: layers over stages, balanced by attention layers, with Send/Recv between stages (shard_pipeline).
+- DP: whole replicas on other requests; counted in the plan (devices = tp*ep*pp*dp), no graph change.
+
+As a pipeline pass (`shard{tp=2}`) it returns rank 0's graph with the plan in `metadata["parallel"]`;
+`shard_graph` returns every rank.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..errors import IRError
+from ..graph import Graph
+from ..sharded import ShardedProgram
+from .base import Pass, register_pass
+from .shard_attention import plan_attention
+from .shard_layout import RankRebuild, WeightSlice
+from .shard_mlp import plan_mlp
+from . import shard_mla, shard_moe  # noqa: F401  (register their rules)
+from .shard_pipeline import split_stages
+
+
+def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1,
+                sequence_parallel: bool = False) -> ShardedProgram:
+    """Split `graph` into tp*ep*pp rank graphs (see the module docstring); sizes that do not divide the
+    model raise IRError naming the op, the dimension and the legal sizes."""
+    plan = {"tp": tp, "ep": ep, "pp": pp, "dp": dp}
+    for k, n in plan.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise IRError(f"shard: {k} must be an integer >= 1, got {n!r}")
+    stages, stage_outputs = split_stages(graph, pp)
+    notes: list[str] = []
+    rank_graphs: list[Graph] = []
+    for stage, sg in enumerate(stages):
+        slices: dict[str, WeightSlice] = {}
+        if tp > 1:
+            notes += plan_attention(sg, tp, slices)
+            notes += shard_mla.plan_mla(sg, tp, slices)
+        if ep > 1:
+            notes += shard_moe.plan_moe(sg, ep, slices)
+        if tp > 1:
+            notes += plan_mlp(sg, tp, slices)
+        for e in range(ep):
+            for t in range(tp):
+                rb = RankRebuild(sg, {"tp": t, "ep": e}, {"tp": tp, "ep": ep, "tp*ep": tp * ep}, slices,
+                                 sequence_parallel)
+                g = rb.run()
+                g.name = f"{graph.name}_rank{len(rank_graphs)}"
+                g.metadata["parallel"] = dict(plan, rank=len(rank_graphs), stage=stage)
+                g.dead_code_elimination()
+                try:
+                    g.verify()
+                except IRError as err:
+                    raise IRError(f"shard: rank {len(rank_graphs)} graph is invalid: {err}") from err
+                if stage == 0 and e == 0 and t == 0:
+                    notes += rb.notes
+                rank_graphs.append(g)
+    tp_ep = tp * ep
+    output_sources = [(stage * tp_ep, j) for stage, j in stage_outputs]
+    return ShardedProgram(plan, rank_graphs, [v.name for v in graph.inputs], output_sources, notes)
+
+
+@register_pass
+@dataclass(frozen=True)
+class Shard(Pass):
+    """Partition over tp/ep/pp/dp ranks; as a pass, keep rank 0's program (see shard_graph for all ranks)."""
+
+    name: ClassVar[str] = "shard"
+    tp: int = 1
+    ep: int = 1
+    pp: int = 1
+    dp: int = 1
+    sequence_parallel: bool = False
+
+    def run(self, graph: Graph) -> Graph:
+        program = shard_graph(graph, self.tp, self.ep, self.pp, self.dp, self.sequence_parallel)
+        return program.rank_graphs[0]

@@ -1,0 +1,144 @@
+"""Tensor parallelism for attention: query heads split over TP ranks, KV heads split when they divide
+and replicated (one KV head per rank group) when there are fewer KV heads than ranks, as vLLM does.
+
+Planning walks back from each Attention's query/key/value to the projection weights that make each
+head and slices their columns (and bias); the Attention rule then runs the rank's heads with the same
+spec and fewer heads. The output projection becomes row-parallel by the Linear rule (shard_layout).
+"""
+from __future__ import annotations
+
+from ..errors import IRError
+from ..graph import Graph, Value
+from ..ops import Attention
+from .shard_layout import ELEMENTWISE, RankRebuild, Split, WeightSlice, rule
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def head_axis(spec) -> int:
+    return 1 if spec.layout == "bhsd" else 2
+
+
+def kv_ranges(num_heads: int, kv_heads: int, tp: int, node) -> tuple[tuple[int, int], ...]:
+    """The KV heads each TP rank needs: its own block when tp divides them, else the one KV head its
+    query heads share (replicated over tp / kv_heads ranks)."""
+    if kv_heads % tp == 0:
+        per = kv_heads // tp
+        return tuple((r * per, (r + 1) * per) for r in range(tp))
+    if tp % kv_heads == 0:
+        group = num_heads // kv_heads
+        per_q = num_heads // tp
+        return tuple(((r * per_q) // group, (r * per_q) // group + 1) for r in range(tp))
+    legal = [t for t in divisors(num_heads) if kv_heads % t == 0 or t % kv_heads == 0]
+    raise IRError(f"tp={tp} splits the {num_heads} query heads but neither divides nor is a multiple of the "
+                  f"{kv_heads} KV heads; legal tp sizes: {legal}", node)
+
+
+def plan_attention(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> list[str]:
+    """Add the column slices of every Attention's Q/K/V projections to `slices`; returns notes."""
+    notes = []
+    for node in graph.attention_ops():
+        if node.op.op_name != "Attention":
+            continue
+        s = node.spec
+        if s.features_list() and getattr(s.kv_source, "kind", None) != "mla":
+            notes.append(f"'{node.name}' ({s.variant}) runs replicated: no head split rule for this variant")
+            continue
+        if s.num_heads % tp:
+            raise IRError(f"tp={tp} does not divide the {s.num_heads} query heads; legal tp sizes: "
+                          f"{divisors(s.num_heads)}", node)
+        per = s.num_heads // tp
+        ax = head_axis(s)
+        named = node.op.named_inputs(node)
+        _require_split(named["query"], ax, tuple((r * per, (r + 1) * per) for r in range(tp)), slices, "tp")
+        if getattr(s.kv_source, "kind", None) == "mla":
+            continue                                            # the MLA rule plans its own weights
+        kv = kv_ranges(s.num_heads, s.num_kv_heads, tp, node)
+        if s.num_kv_heads < tp:
+            notes.append(f"'{node.name}': {s.num_kv_heads} KV heads over tp={tp}: each KV head replicated on "
+                         f"{tp // s.num_kv_heads} ranks")
+        for name in ("key", "value"):
+            _require_split(named[name], ax, kv, slices, "tp")
+    return notes
+
+
+def _require_split(v: Value | None, axis: int, ranges, slices: dict[str, WeightSlice], group: str) -> None:
+    """Walk back from `v` (wanted split along `axis` into `ranges`) to weight constants and plan their
+    slices. Stops quietly where no rule applies: the rebuild then slices that value locally."""
+    p = v.producer if v is not None else None
+    if p is None:
+        return
+    name = p.op.op_name
+    if name == "Constant":
+        want = WeightSlice(axis, tuple(ranges), group)
+        if slices.setdefault(p.op.key, want) != want:
+            del slices[p.op.key]                                # wanted two ways: keep it whole
+        return
+    if name == "Transpose":
+        _require_split(p.inputs[0], p.op.perm[axis], ranges, slices, group)
+    elif name == "Reshape":
+        mapped = _reshape_back(p, axis, ranges)
+        if mapped is not None:
+            _require_split(p.inputs[0], mapped[0], mapped[1], slices, group)
+    elif name == "Rotary" and axis != v.rank - 1:
+        _require_split(p.inputs[0], axis, ranges, slices, group)
+    elif name == "Linear" and axis == v.rank - 1:
+        _require_split(p.inputs[1], 1, ranges, slices, group)
+        if p.op.has_bias:
+            _require_split(p.inputs[2], 0, ranges, slices, group)
+    elif name in ELEMENTWISE:
+        for x in p.inputs:
+            ax = axis - (v.rank - x.rank)
+            if ax >= 0 and x.shape[ax] == v.shape[axis]:
+                _require_split(x, ax, ranges, slices, group)
+
+
+def _reshape_back(node, axis: int, ranges):
+    """Input axis and ranges of a reshape whose output `axis` is the outer factor of one input axis
+    (B, S, H*D) -> (B, S, H, D), or the same axis."""
+    from .. import dims as D
+
+    src, dst = node.inputs[0].shape, node.outputs[0].shape
+    for b in range(len(src)):
+        if not D.equal(D.product(src[:b]), D.product(dst[:axis])):
+            continue
+        if not (isinstance(src[b], int) and isinstance(dst[axis], int)) or src[b] % dst[axis]:
+            return None
+        f = src[b] // dst[axis]
+        return b, tuple((s * f, e * f) for s, e in ranges)
+    return None
+
+
+@rule("Attention")
+def _attention(rb: RankRebuild, node, ins):
+    """Run this rank's query heads and the KV heads they read, with the same spec and fewer heads."""
+    s = node.spec
+    names = s.input_names()
+    got = dict(zip(names, ins))
+    ql = got["query"][1]
+    if ql is None or s.features_list():
+        return None
+    ax = head_axis(s)
+    if ql.axis != ax:
+        return None
+    group = s.num_heads // s.num_kv_heads
+    k0, k1 = ql.start // group, (ql.stop - 1) // group + 1
+    local_q = ql.stop - ql.start
+    if local_q % (k1 - k0) or any((ql.start + i) // group - k0 != i // (local_q // (k1 - k0)) for i in range(local_q)):
+        return None
+    kvl = Split(ax, k0, k1, s.num_kv_heads, ql.group, ql.ranks, ql.index)
+    args = []
+    for name, item in zip(names, ins):
+        if name in ("query",):
+            args.append(item[0])
+        elif name in ("key", "value", "past_key", "past_value"):
+            args.append(rb.local_block(item, kvl))
+        elif name == "mask" and item[0].rank == 4 and item[0].shape[1] != 1:
+            args.append(rb.local_block(item, ql.at(1)))
+        else:
+            args.append(rb.replicated(item))
+    spec = s.replace(num_heads=local_q, num_kv_heads=k1 - k0)
+    outs = rb.emit(node, Attention(spec=spec, tiling=node.op.tiling), args)
+    return [(outs[0], ql)] + [(o, kvl) for o in outs[1:]]

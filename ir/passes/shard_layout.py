@@ -1,0 +1,325 @@
+"""Per-rank rebuild of a graph from planned weight slices: how a split flows through ops.
+
+A value on one rank is either replicated (layout None: the whole tensor, as in the unsharded graph)
+or a `Split`: the block [start, stop) of `axis`, owned by one member of a parallel group. Planning
+(shard_attention, shard_mlp, shard_moe) decides which weight constants are sliced; this module
+re-emits every node for one rank, propagating splits forward with the op rules below, slicing
+replicated operands locally where an op needs the block (free: no communication) and inserting
+collectives where a split must end: a row-parallel Linear's partial sums (AllReduce, or ReduceScatter
+over tokens when sequence-parallel), and an AllGather before any op with no rule for its split (a
+correct fallback, recorded in `notes`). Types are re-inferred, so every shape follows the slices.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import dims as D
+from ..errors import IRError
+from ..graph import Graph, Node, Value
+from ..ops import AllGather, AllReduce, Linear, Binary, ReduceScatter, Reshape, Slice
+
+ELEMENTWISE = ("Unary", "Activation", "Binary", "Where", "Cast")
+
+
+@dataclass(frozen=True)
+class Split:
+    """This rank holds [start, stop) of `axis` (of `full`); it is member `index` of a `ranks`-member group."""
+
+    axis: int
+    start: int
+    stop: int
+    full: int
+    group: str
+    ranks: int
+    index: int
+
+    @property
+    def even(self) -> bool:
+        size = self.stop - self.start
+        return size * self.ranks == self.full and self.start == self.index * size
+
+    def at(self, axis: int) -> "Split":
+        return dataclasses.replace(self, axis=axis)
+
+    def same_block(self, other: "Split") -> bool:
+        return (self.axis, self.start, self.stop, self.group) == (other.axis, other.start, other.stop, other.group)
+
+
+@dataclass(frozen=True)
+class WeightSlice:
+    """Planned slice of a weight constant: along `axis`, group member i keeps ranges[i]."""
+
+    axis: int
+    ranges: tuple[tuple[int, int], ...]
+    group: str
+
+
+# op name -> rule(rebuild, node, inputs) -> [(value, layout)] for the node's outputs
+RULES: dict[str, Callable] = {}
+
+
+def rule(*names: str):
+    def deco(fn):
+        for n in names:
+            RULES[n] = fn
+        return fn
+    return deco
+
+
+class RankRebuild:
+    """Re-emit `graph` for the rank with group indices `index` ({"tp": i, "ep": j}) under `slices`."""
+
+    def __init__(self, graph: Graph, index: dict[str, int], sizes: dict[str, int],
+                 slices: dict[str, WeightSlice], sequence_parallel: bool = False):
+        self.old, self.index, self.sizes, self.slices, self.sp = graph, index, sizes, slices, sequence_parallel
+        self.g = Graph(graph.name, diagnostics=[dict(d) for d in graph.diagnostics], metadata=dict(graph.metadata))
+        self.env: dict[int, tuple[Value, Split | None]] = {}
+        self.notes: list[str] = []
+        self.node: Node | None = None
+        self.gathered: dict[int, Value] = {}
+
+    def run(self) -> Graph:
+        for v in self.old.inputs:
+            self.env[id(v)] = (self.g.add_input(v.name, v.dtype, v.shape), None)
+        for node in self.old.topological():
+            self.node = node
+            ins = [None if v is None else self.env[id(v)] for v in node.inputs]
+            fn = RULES.get(node.op.op_name)
+            outs = fn(self, node, ins) if fn is not None else None
+            if outs is None:
+                outs = [(v, None) for v in self.emit(node, node.op, [self.replicated(x) for x in ins])]
+            for old, new in zip(node.outputs, outs):
+                self.env[id(old)] = new
+        self.node = None
+        self.g.outputs = [self.replicated(self.env[id(v)]) for v in self.old.outputs]
+        return self.g
+
+    # ---- building blocks ------------------------------------------------------------------
+    def emit(self, node: Node, op, inputs: list[Value | None], suffix: str = "") -> list[Value]:
+        return self.g.add(op, inputs, name=node.name + suffix, source=node.source)
+
+    def emit1(self, op, inputs: list[Value], hint: str) -> Value:
+        return self.g.add1(op, inputs, name=f"{self.node.name}_{hint}", source=self.node.source)
+
+    def split_of(self, group: str, axis: int, full: int, start: int, stop: int) -> Split:
+        return Split(axis, start, stop, full, group, self.sizes[group], self.index[group])
+
+    def replicated(self, item) -> Value | None:
+        """The whole tensor: an AllGather of an even split (an uneven one is an error)."""
+        if item is None:
+            return None
+        v, lay = item
+        if lay is None:
+            return v
+        if not lay.even:
+            raise IRError(f"value '{v.name}' is split unevenly over {lay.group} (rank block [{lay.start}, {lay.stop}) "
+                          f"of {lay.full}) and the op after it has no rule for that split; supported: ops that "
+                          "keep the split (elementwise, Attention, row-parallel Linear)", self.node)
+        if self.node is not None:
+            self.notes.append(f"all-gather of '{v.name}' over {lay.group} before {self.node.op.op_name} "
+                              f"'{self.node.name}' (no split rule for it)")
+        return self.gather(v, lay)
+
+    def gather(self, v: Value, lay: Split) -> Value:
+        """AllGather of an even split, once per value however many ops read it whole."""
+        if id(v) not in self.gathered:
+            op = AllGather(lay.ranks, lay.axis, lay.group)
+            self.gathered[id(v)] = self.g.add1(op, [v], name=f"{v.name}_allgather",
+                                               source=None if self.node is None else self.node.source)
+        return self.gathered[id(v)]
+
+    def local_block(self, item, lay: Split) -> Value:
+        """`item` cut to the block `lay` describes: constants are sliced, other replicated values get a
+        Slice (free); a value split another way is gathered first."""
+        v, have = item
+        if have is not None:
+            if have.same_block(lay):
+                return v
+            v = self.replicated(item)
+        if v.shape[lay.axis] == 1:  # broadcasts: every block sees the same row
+            return v
+        p = v.producer
+        if p is not None and p.op.op_name == "Constant" and have is None:
+            arr = self.old.constants.get(p.op.key)
+            if arr is None:
+                arr = self.g.constants[p.op.key]
+            idx = [slice(None)] * arr.ndim
+            idx[lay.axis] = slice(lay.start, lay.stop)
+            return self.g.add_constant(np.ascontiguousarray(arr[tuple(idx)]), name=f"{p.op.key}_r{lay.index}")
+        return self.emit1(Slice(lay.axis, lay.start, lay.stop), [v], f"slice_{v.name}")
+
+    def reduce_partial(self, v: Value, group: str) -> tuple[Value, Split | None]:
+        """End a row-parallel partial sum: AllReduce, or ReduceScatter over tokens (axis -2) when sequence-parallel."""
+        ranks = self.sizes[group]
+        tokens = v.rank - 2
+        if self.sp and group == "tp" and v.rank >= 2 and isinstance(v.shape[tokens], int) \
+                and v.shape[tokens] % ranks == 0:
+            out = self.emit1(ReduceScatter(ranks, tokens, "sum", group), [v], "reducescatter")
+            size = v.shape[tokens] // ranks
+            return out, self.split_of(group, tokens, v.shape[tokens], self.index[group] * size,
+                                      (self.index[group] + 1) * size)
+        return self.emit1(AllReduce(ranks, "sum", group), [v], "allreduce"), None
+
+
+@rule("Constant")
+def _constant(rb: RankRebuild, node, ins):
+    key = node.op.key
+    arr = rb.old.constants[key]
+    ws = rb.slices.get(key)
+    if ws is None:
+        return [(rb.g.add_constant(arr, name=key), None)]
+    i = rb.index[ws.group]
+    start, stop = ws.ranges[i]
+    idx = [slice(None)] * arr.ndim
+    idx[ws.axis] = slice(start, stop)
+    v = rb.g.add_constant(np.ascontiguousarray(arr[tuple(idx)]), name=key)
+    return [(v, rb.split_of(ws.group, ws.axis, arr.shape[ws.axis], start, stop))]
+
+
+@rule(*ELEMENTWISE)
+def _elementwise(rb: RankRebuild, node, ins):
+    out_rank = node.outputs[0].rank
+    splits = [(lay.axis + out_rank - v.rank, lay) for v, lay in (x for x in ins if x is not None) if lay is not None]
+    if not splits:
+        return None
+    axis, lay0 = splits[0]
+    if any(ax != axis or (lay.start, lay.stop, lay.group) != (lay0.start, lay0.stop, lay0.group) for ax, lay in splits):
+        return None
+    args = []
+    for x in ins:
+        v, lay = x
+        if lay is None:
+            ax = axis - (out_rank - v.rank)
+            if ax >= 0 and v.shape[ax] != 1:
+                v = rb.local_block((v, None), lay0.at(ax))
+        args.append(v)
+    return [(v, lay0.at(axis)) for v in rb.emit(node, node.op, args)]
+
+
+@rule("Transpose")
+def _transpose(rb: RankRebuild, node, ins):
+    v, lay = ins[0]
+    if lay is None:
+        return None
+    return [(rb.emit(node, node.op, [v])[0], lay.at(list(node.op.perm).index(lay.axis)))]
+
+
+@rule("Reshape")
+def _reshape(rb: RankRebuild, node, ins):
+    """Keep a split through a reshape that keeps its axis, splits it (heads x head_dim) or merges it
+    with the axes after it, as long as the block stays whole along the new axis."""
+    v, lay = ins[0]
+    if lay is None:
+        return None
+    old_in, old_out = node.inputs[0].shape, node.outputs[0].shape
+    before = D.product(old_in[:lay.axis])
+    for a in range(len(old_out)):
+        o = old_out[a]
+        if not isinstance(o, int) or not D.equal(D.product(old_out[:a]), before):
+            continue
+        if o == lay.full:                                           # same axis
+            new = lay.at(a)
+        elif lay.full % o == 0 and _spans(old_out[a:], lay.full):   # split: o outer blocks of `factor`
+            factor = lay.full // o
+            if lay.start % factor or lay.stop % factor:
+                return None
+            new = dataclasses.replace(lay, axis=a, start=lay.start // factor, stop=lay.stop // factor, full=o)
+        elif o % lay.full == 0 and _spans(old_in[lay.axis:], o):     # merged with the axes after it
+            factor = o // lay.full
+            new = dataclasses.replace(lay, axis=a, start=lay.start * factor, stop=lay.stop * factor, full=o)
+        else:
+            return None
+        shape = list(node.op.shape)
+        if shape[a] != -1:
+            shape[a] = new.stop - new.start
+        return [(rb.emit(node, Reshape(tuple(shape)), [v])[0], new)]
+    return None
+
+
+def _spans(shape, total: int) -> bool:
+    """Some leading run of `shape` multiplies to exactly `total`."""
+    acc = 1
+    for d in shape:
+        if not isinstance(d, int):
+            return False
+        acc *= d
+        if acc == total:
+            return True
+        if acc > total:
+            return False
+    return False
+
+
+@rule("Linear")
+def _linear(rb: RankRebuild, node, ins):
+    (x, xl), (w, wl) = ins[0], ins[1]
+    bias = ins[2] if node.op.has_bias else None
+    last = node.inputs[0].rank - 1
+    if xl is not None and xl.axis != last and wl is None and (bias is None or bias[1] is None):
+        return [(v, xl) for v in rb.emit(node, node.op, [x, w] + ([bias[0]] if bias else []))]   # row-wise
+    if xl is not None and xl.axis != last and wl is not None:
+        x, xl = rb.gather(x, xl), None                     # sequence-parallel: gather tokens before the column split
+    if xl is None and wl is not None and wl.axis == 1:     # column-parallel
+        args = [x, w] + ([rb.local_block(bias, wl.at(0))] if bias else [])
+        return [(rb.emit(node, node.op, args)[0], wl.at(last))]
+    if xl is not None and xl.axis == last and (wl is None or wl.axis == 0):   # row-parallel: partial sums
+        w = rb.local_block((w, wl), xl.at(0))
+        y = rb.emit(node, Linear(False), [x, w])[0]
+        out, lay = rb.reduce_partial(y, xl.group)
+        if bias is not None:
+            b = rb.replicated(bias)
+            out = rb.emit1(Binary("add"), [out, b], "bias")
+        return [(out, lay)]
+    return None
+
+
+@rule("Rotary")
+def _rotary(rb: RankRebuild, node, ins):
+    (x, xl) = ins[0]
+    if xl is None or xl.axis == node.inputs[0].rank - 1 or ins[1][1] is not None or ins[2][1] is not None:
+        return None
+    return [(rb.emit(node, node.op, [x, ins[1][0], ins[2][0]])[0], xl)]
+
+
+@rule("RMSNorm", "LayerNorm")
+def _norm(rb: RankRebuild, node, ins):
+    (x, xl) = ins[0]
+    if xl is None or xl.axis == node.inputs[0].rank - 1 or any(lay is not None for _, lay in ins[1:]):
+        return None
+    return [(rb.emit(node, node.op, [v for v, _ in ins])[0], xl)]
+
+
+@rule("Softmax")
+def _softmax(rb: RankRebuild, node, ins):
+    (x, xl) = ins[0]
+    if xl is None or xl.axis == node.op.axis % node.inputs[0].rank:
+        return None
+    return [(rb.emit(node, node.op, [x])[0], xl)]
+
+
+@rule("Reduce")
+def _reduce(rb: RankRebuild, node, ins):
+    (x, xl) = ins[0]
+    if xl is None:
+        return None
+    rank = node.inputs[0].rank
+    axes = {a % rank for a in node.op.axes}
+    if xl.axis not in axes:
+        axis = xl.axis if node.op.keepdims else xl.axis - sum(1 for a in axes if a < xl.axis)
+        return [(rb.emit(node, node.op, [x])[0], xl.at(axis))]
+    if node.op.fn == "sum":                                 # a sum over the split axis: partial sums
+        y = rb.emit(node, node.op, [x])[0]
+        return [(rb.emit1(AllReduce(xl.ranks, "sum", xl.group), [y], "allreduce"), None)]
+    return None
+
+
+@rule("Slice")
+def _slice(rb: RankRebuild, node, ins):
+    (x, xl) = ins[0]
+    if xl is None or xl.axis == node.op.axis % node.inputs[0].rank:
+        return None
+    return [(rb.emit(node, node.op, [x])[0], xl)]

@@ -1,0 +1,124 @@
+"""shard: tensor-parallel splits of lifted blocks, run as rank programs in lock step, equal the unsharded
+interpreter and eager torch (fp32, 1e-5); the weights in the rank graphs are the real slices; sizes that do
+not divide are errors naming the op, the dimension and the legal sizes."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from attncc.frontends.torch_import import import_torch  # noqa: E402
+from attncc.ir import IRError, run_graph  # noqa: E402
+from attncc.ir.interpreter import run_ranks  # noqa: E402
+from attncc.ir.passes import run_pipeline  # noqa: E402
+from attncc.ir.passes.shard import shard_graph  # noqa: E402
+from examples.models import LlamaStyleBlock  # noqa: E402
+
+# the lifting half of the default pipeline (before fuse-qkv packs the projections)
+LIFT = ("canonicalize,constant-fold,lift-attention,lift-mla,fold-repeat-kv,fold-kv-cache,lift-rotary,"
+        "canonicalize-attention,fold-repeat-kv,fuse-attention,fold-repeat-kv,cse,canonicalize,dce")
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def lifted(model: torch.nn.Module, inputs: tuple):
+    return run_pipeline(import_torch(model.eval(), inputs), LIFT)
+
+
+def assert_sharding_matches(model, inputs, **plan):
+    """Lock-step run of the sharded graph == unsharded interpreter == eager torch; returns the program."""
+    graph = lifted(model, inputs)
+    program = shard_graph(graph, **plan)
+    arrays = [t.numpy() for t in inputs]
+    with torch.no_grad():
+        out = model(*inputs)
+    want = [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+    for got, ref, eager in zip(run_ranks(program, arrays), run_graph(graph, arrays), want):
+        np.testing.assert_allclose(ref, eager, **TOL)
+        np.testing.assert_allclose(got, eager, **TOL)
+    return program
+
+
+def llama_block(heads=4, kv_heads=2, ffn=48, hidden=32, seed=0):
+    torch.manual_seed(seed)
+    return (LlamaStyleBlock(hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, max_seq=16),
+            (torch.randn(2, 8, hidden),))
+
+
+def collectives(graph) -> list[str]:
+    return [n.op.op_name for n in graph.topological() if getattr(n.op, "is_collective", False)]
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_tp_llama_block_splits_heads_and_mlp_with_one_all_reduce_per_half(tp):
+    model, inputs = llama_block(heads=4, kv_heads=4)
+    program = assert_sharding_matches(model, inputs, tp=tp)
+    assert program.world_size == tp and len(program.rank_graphs) == tp
+    for r, g in enumerate(program.rank_graphs):
+        assert collectives(g) == ["AllReduce", "AllReduce"]
+        (attn,) = g.attention_ops()
+        assert (attn.spec.num_heads, attn.spec.num_kv_heads) == (4 // tp, 4 // tp)
+        wq = g.constants["q_proj_weight_t"]
+        np.testing.assert_array_equal(wq, model.q_proj.weight.detach().numpy().T[:, r * 32 // tp:(r + 1) * 32 // tp])
+        assert g.constants["gate_weight_t"].shape == (32, 48 // tp)
+
+
+def test_tp_gqa_splits_kv_heads_when_they_divide():
+    model, inputs = llama_block(heads=4, kv_heads=2)
+    program = assert_sharding_matches(model, inputs, tp=2)
+    assert [(a.spec.num_heads, a.spec.num_kv_heads) for g in program.rank_graphs for a in g.attention_ops()] == \
+        [(2, 1), (2, 1)]
+
+
+def test_tp_with_fewer_kv_heads_than_ranks_replicates_each_kv_head():
+    model, inputs = llama_block(heads=8, kv_heads=2)
+    program = assert_sharding_matches(model, inputs, tp=4)
+    wk = model.k_proj.weight.detach().numpy().T          # (32, 2 heads * 4)
+    for r, g in enumerate(program.rank_graphs):
+        (attn,) = g.attention_ops()
+        assert (attn.spec.num_heads, attn.spec.num_kv_heads) == (2, 1)
+        kv = r // 2                                        # ranks 0,1 read KV head 0; ranks 2,3 KV head 1
+        np.testing.assert_array_equal(g.constants["k_proj_weight_t"], wk[:, kv * 4:(kv + 1) * 4])
+    assert any("replicated on 2 ranks" in n for n in program.notes)
+
+
+def test_sequence_parallel_uses_reduce_scatter_and_all_gather():
+    model, inputs = llama_block(heads=4, kv_heads=2)
+    program = assert_sharding_matches(model, inputs, tp=2, sequence_parallel=True)
+    ops = collectives(program.rank_graphs[0])
+    assert ops.count("ReduceScatter") == 2 and "AllReduce" not in ops and "AllGather" in ops
+
+
+def test_tp_that_does_not_divide_the_heads_names_the_op_and_legal_sizes():
+    model, inputs = llama_block(heads=4, kv_heads=2)
+    with pytest.raises(IRError, match=r"node 'scaled_dot_product_attention' \(Attention\).*tp=3 does not divide "
+                                      r"the 4 query heads; legal tp sizes: \[1, 2, 4\]"):
+        shard_graph(lifted(model, inputs), tp=3)
+
+
+def test_tp_that_does_not_divide_the_mlp_features_names_the_op_and_legal_sizes():
+    model, inputs = llama_block(heads=4, kv_heads=4, ffn=50)
+    with pytest.raises(IRError, match=r"\(Linear\).*tp=4 does not divide the 50 hidden features.*legal tp sizes: "
+                                      r"\[1, 2, 5, 10, 25, 50\]"):
+        shard_graph(lifted(model, inputs), tp=4)
+
+
+def test_kv_heads_that_neither_divide_nor_multiply_are_an_error():
+    model, inputs = llama_block(heads=12, kv_heads=4, ffn=48, hidden=48)
+    with pytest.raises(IRError, match=r"tp=6 splits the 12 query heads but neither divides nor is a multiple of the "
+                                      r"4 KV heads; legal tp sizes: \[1, 2, 4, 12\]"):
+        shard_graph(lifted(model, inputs), tp=6)
+
+
+def test_shard_pass_keeps_rank_zero_and_rejects_bad_sizes():
+    model, inputs = llama_block()
+    g = run_pipeline(lifted(model, inputs), "shard{tp=2}")
+    assert g.metadata["parallel"] == {"tp": 2, "ep": 1, "pp": 1, "dp": 1, "rank": 0, "stage": 0}
+    with pytest.raises(IRError, match="tp must be an integer >= 1, got 0"):
+        shard_graph(g, tp=0)
