@@ -50,7 +50,7 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
     clock = time.perf_counter()
     backend = get_backend(target)   # loads TVM (its compiler library) for TVM targets: ~2 s once per process
     stages["load backend"] = time.perf_counter() - clock
-    pipeline = passes if passes is not None else pipelines.default_pipeline(target)
+    pipeline = passes if passes is not None else pipelines.default_pipeline(target, options)
     pipelines.validate(pipeline)  # fail on a typo before the (slow) import
     log.info("importing %s", model if isinstance(model, (str, os.PathLike)) else type(model).__name__)
     clock = time.perf_counter()

@@ -1,60 +1,54 @@
-"""Default optimization pipelines per target — the one place they are defined.
+"""Default optimization pipelines per target, read from each target's record (backends/<target>/record.py);
+the pipeline text itself is composed in one module, `attncc.ir.passes.pipelines`.
 
 Every pass named here must be registered: an unknown name, in a default or in a user's
 pipeline, is a PipelineError listing the registered passes (nothing is skipped silently).
 """
 from __future__ import annotations
 
-import os
+from typing import Any, Mapping
 
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
+from .backends import TARGETS, target_record
+from .cost_models.target import device_record
 from .ir.passes import parse_pipeline, split_pipeline
-
-# Order matters: clean up, lift spelled-out attention (and DeepSeek's latent K/V into MLA while RoPE is still
-# spelled out), peel what SDPA-made ops read off their key
-# (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
-# ops, fold layout/repeat_kv/RoPE into the op (fold-repeat-kv again for repeats a layout flip exposes, and
-# once more for repeats under the RoPE that fuse-attention folds: Falcon rotates the already-broadcast K),
-# pack projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
-_FUSE = ("canonicalize,constant-fold,lift-attention,lift-mla,fold-repeat-kv,fold-kv-cache,lift-rotary,"
-         "canonicalize-attention,fold-repeat-kv,fuse-attention,fold-repeat-kv,fuse-qkv,cse,canonicalize,dce")
+from .ir.passes.pipelines import FUSE as _FUSE  # noqa: F401  (kept for callers that extend the fusion prefix)
+from .ir.passes.pipelines import REFERENCE
 
 
-def _host_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+class _DefaultPipelines(dict):
+    """target name -> its record's default pipeline (read on access, so a test may override one entry)."""
+
+    def __missing__(self, target: str) -> str:
+        if target not in TARGETS or not TARGETS[target].record:
+            raise KeyError(target)
+        return target_record(target).pipeline
+
+    def __iter__(self):
+        own = list(dict.keys(self))
+        return iter(own + [t for t, i in TARGETS.items() if i.record and t not in own])
+
+    def __contains__(self, target) -> bool:
+        return dict.__contains__(self, target) or (target in TARGETS and bool(TARGETS[target].record))
+
+    def get(self, target, default=None):
+        return self[target] if target in self else default
 
 
-def _for(hardware: str, parallel_units: int) -> str:
-    return (f"{_FUSE},mla-absorb{{target={hardware}}},decode-split-kv{{parallel_units={parallel_units}}},"
-            f"tile{{target={hardware}}}")
-
-
-DEFAULT_PIPELINES: dict[str, str] = {
-    "reference": "canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,dce",
-    "cpu": _for("cpu", _host_cores()),    # host: the cores this process may run on
-    "cuda": _for("h100", 132),            # SMs
-    "mobile-cpu": _for("mobile-cpu", 6),
-    "mobile-gpu": _for("mobile-gpu", 12),
-    "optical": _for("optical", 1),        # one 4f correlator: splitting KV buys no parallelism
-}
-
-
-# parallel units the decode split-KV plan starts from per catalog entry (tile refits it from the spec)
-HARDWARE_PARALLEL_UNITS = {"host-cpu": 2, "h100-sxm": 132, "h200": 132, "a100-80gb": 108, "mobile-cpu": 6,
-                           "mobile-gpu": 12, "optical-4f": 1}
+DEFAULT_PIPELINES: dict[str, str] = _DefaultPipelines()
 
 
 def pipeline_for_hardware(hardware: str) -> str:
     """The fusion + tiling pipeline that prices a model on a catalog device (used by `attncc.analyze`)."""
-    return _checked(_for(hardware, HARDWARE_PARALLEL_UNITS.get(hardware, 1)))
+    return _checked(device_record(hardware).pipeline)
 
 
-def default_pipeline(target: str) -> str:
-    """The default pipeline text for `target` (targets without their own use the reference pipeline)."""
-    return _checked(DEFAULT_PIPELINES.get(target, DEFAULT_PIPELINES["reference"]))
+def default_pipeline(target: str, options: Mapping[str, Any] | None = None) -> str:
+    """The default pipeline text for `target` with these compile options (a cuda arch picks the device the tile
+    pass prices and its SM count); targets without their own use the reference pipeline."""
+    if options and target in TARGETS and TARGETS[target].record and target not in dict.keys(DEFAULT_PIPELINES):
+        return _checked(target_record(target, options).pipeline)
+    return _checked(DEFAULT_PIPELINES.get(target, REFERENCE))
 
 
 def _checked(text: str) -> str:

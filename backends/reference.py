@@ -27,3 +27,14 @@ class ReferenceBackend:
         with open(path, "w") as f:
             f.write(graph_to_json(executable.artifacts["graph"]))
         return [path]
+
+
+def reference_record(options=None):
+    """The `reference` Target: the interpreter, priced as the host, with the lifting-only pipeline."""
+    from ..cost_models.target import Options, Target
+    from ..ir.passes.pipelines import REFERENCE
+
+    return Target(name="reference", description=ReferenceBackend.description,
+                  backend="attncc.backends.reference:ReferenceBackend", options=Options(), tvm_target={},
+                  capabilities=ReferenceBackend.capabilities, device=ReferenceBackend.hardware, parallel_units=1,
+                  pipeline=REFERENCE)

@@ -16,10 +16,11 @@ from onnx import numpy_helper
 from ..errors import ModelFileError
 from ..ir import Graph
 from ..ir.passes import PASS_REGISTRY, run_pipeline
+from ..ir.passes.pipelines import LIFT
 from .onnx_converters import fold_node, lookup
 from .onnx_converters.context import ImportContext, ONNXImportError, ir_dtype
 
-POST_IMPORT_PIPELINE = "canonicalize,constant-fold,lift-attention,canonicalize,dce"
+POST_IMPORT_PIPELINE = LIFT   # ir/passes/pipelines.py: every pipeline is defined there
 
 
 def import_onnx(model: onnx.ModelProto, pipeline: str | None = POST_IMPORT_PIPELINE, name: str | None = None,

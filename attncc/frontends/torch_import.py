@@ -23,11 +23,12 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning
 
 from ..ir import Graph, Value, dims as D
 from ..ir.passes import PASS_REGISTRY, run_pipeline
+from ..ir.passes.pipelines import LIFT
 from .torch_converters import TORCH_CONVERTERS, TorchConst, TorchContext, TorchImportError
 from .torch_converters.attention import SDPA_OVERLOADS
 from .torch_converters.context import ir_dtype, to_numpy
 
-LIFT_PIPELINE = "canonicalize,constant-fold,lift-attention,canonicalize,dce"
+LIFT_PIPELINE = LIFT   # ir/passes/pipelines.py: every pipeline is defined there
 
 # aten ops kept whole through decomposition so they arrive as one recognizable op
 KEEP_WHOLE = (*SDPA_OVERLOADS, "aten.linear.default", "aten.layer_norm.default", "aten.rms_norm.default",

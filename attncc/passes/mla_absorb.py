@@ -7,7 +7,7 @@ into the query and W_uv into the output and attends over the latent directly (MQ
 D = latent + rope: more FLOPs per score, no expansion). The pass prices both with
 `attention_cost` on `target` (the cost model's MLA rule counts each form) and keeps the faster,
 so decode (one query row per head) goes absorbed and long prefill stays naive.
-Options: target (hardware name), dims / default_dim bind symbolic dims for pricing as in `tile`.
+Options: target (a registered target or a catalog device, as in `tile`), dims / default_dim bind symbolic dims for pricing as in `tile`.
 Requires: nothing. Guarantees: same outputs; every MLA op's `absorbed` is the cheaper form.
 """
 from __future__ import annotations
@@ -20,7 +20,9 @@ from attncc.cost_models.attention_cost import attention_cost
 from attncc.ir.graph import Graph
 from attncc.ir.passes.base import Pass, register_pass
 
-from .options import parse_dims, resolve_hardware
+from attncc.cost_models.hardware import get_hardware
+
+from .options import parse_dims, resolve_target
 from .tile import _eval
 
 
@@ -35,7 +37,7 @@ class MLAAbsorb(Pass):
     default_dim: int = 1024
 
     def run(self, graph: Graph) -> Graph:
-        hw = resolve_hardware(self.name, self.target)
+        hw = get_hardware(resolve_target(self.name, self.target).device)
         env = parse_dims(self.name, self.dims)
         for node in graph.nodes:
             if node.op.op_name not in ("Attention", "FusedAttention"):

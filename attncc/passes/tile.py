@@ -14,7 +14,8 @@ K panel min(k, 256)); their choice lives in `graph.metadata["tiling"][node_name]
 back into the `Tiling` that `matmul_cost` takes). Attention entries are mirrored there with
 their predicted time too.
 
-Options: target (hardware name or alias: cpu, h100, a100, mobile-cpu, mobile-gpu, optical, ...);
+Options: target (a registered target, with options: cpu, cuda, cuda:arch=sm_80, mobile-cpu, mobile-gpu, optical
+-- its Target record gives the device priced and the kernels' tile rules -- or a catalog device: h100, a100, ...);
 q_block / kv_block / num_splits override the attention search (an override over the on-chip limit is
 kept and reported in graph.diagnostics); dims binds symbolic dims for pricing ("S:512;past:4096"),
 other symbols get default_dim.
@@ -36,7 +37,9 @@ from attncc.ir.graph import Graph, Node
 from attncc.ir.ops import Tiling
 from attncc.ir.passes.base import Pass, register_pass
 
-from .options import parse_dims, resolve_hardware
+from attncc.cost_models.hardware import get_hardware
+
+from .options import parse_dims, resolve_target
 
 ATTENTION_OPS = ("Attention", "FusedAttention")
 K_PANEL = 256  # the K extent matmul_cost assumes resident with an output tile
@@ -81,8 +84,8 @@ def choose_attention_tiling(spec, batch: int, q_len: int, kv_len: int, dtype: st
             if best is None or key < best[2]:
                 best = (t, cost, key)
     if best is None:  # nothing fits (enormous head dims): the smallest tile, priced with its spill
-        t = Tiling(q_block=rules.q_block_multiple if rules else 1, kv_block=rules.kv_block_multiple if rules else 16,
-                   target=hw.name)
+        t = Tiling(q_block=rules.q_block_multiple if rules else 1,
+                   kv_block=rules.kv_block_multiple if rules and rules.kv_block_multiple > 1 else 16, target=hw.name)
         best = (t, attention_cost(spec, batch, q_len, kv_len, dtype, t, hw), None)
     return best[0], best[1]
 
@@ -115,14 +118,6 @@ def matmul_tiling(graph: Graph, node: Node) -> Tiling | None:
     return Tiling(q_block=rec["m_block"], kv_block=rec["n_block"], target=rec.get("target"))
 
 
-def _tile_rules(target: str):
-    """The attention tile rules of backend target `target` (None when it is only a catalog device)."""
-    from attncc.backends import target_capabilities
-
-    caps = target_capabilities(target)
-    return caps.tiles if caps is not None else None
-
-
 def _eval(d, env: dict[str, int], default: int) -> int:
     return D.evaluate(d, {s: env.get(s, default) for s in D.symbols(d)})
 
@@ -141,17 +136,19 @@ class Tile(Pass):
     default_dim: int = 1024
 
     def run(self, graph: Graph) -> Graph:
-        hw = resolve_hardware(self.name, self.target)
+        target = resolve_target(self.name, self.target)   # the Target record: device, tile rules
+        hw = get_hardware(target.device)
+        rules = target.capabilities.tiles if target.capabilities is not None else None
         env = parse_dims(self.name, self.dims)
         record = graph.metadata.setdefault("tiling", {})
         for node in graph.topological():
             if node.op.op_name in ATTENTION_OPS:
-                self._tile_attention(graph, node, hw, env, record)
+                self._tile_attention(graph, node, hw, rules, env, record)
             elif node.op.op_name in ("MatMul", "Linear"):
                 self._tile_matmul(node, hw, env, record)
         return graph
 
-    def _tile_attention(self, graph: Graph, node: Node, hw: HardwareSpec, env, record) -> None:
+    def _tile_attention(self, graph: Graph, node: Node, hw: HardwareSpec, rules, env, record) -> None:
         spec = node.op.spec
         named = dict(zip(spec.input_names(), node.inputs))
         seq_ax = 2 if spec.layout == "bhsd" else 1
@@ -161,7 +158,7 @@ class Tile(Pass):
         if spec.kv_cache:
             kv_len += _eval(named["past_key"].shape[seq_ax], env, self.default_dim)
         tiling, cost = choose_attention_tiling(spec, batch, q_len, kv_len, q.dtype, hw, self.q_block, self.kv_block,
-                                               _tile_rules(self.target))
+                                               rules)
         if attention_tile_footprint(spec, tiling, q.dtype) > hw.on_chip_bytes:
             graph.diagnostics.append({"pass": "tile", "node": node.name, "reason":
                                       f"tile {tiling.q_block}x{tiling.kv_block} exceeds {hw.tile_level} "

@@ -10,6 +10,7 @@ import tvm
 
 from ...ir import Graph
 from ...ir.passes import run_pipeline
+from ...ir.passes.pipelines import DECOMPOSE
 from .attention import reference_callable
 from .builder import build_plan, compile_funcs
 from .cache import CompileCache, cache_key
@@ -125,9 +126,7 @@ class Program:
         return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
 
 
-# variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold
-# pre-lays out weights the rewrites transpose, e.g. MLA's per-head W_uk / W_uv, once at compile time)
-DECOMPOSE_PIPELINE = "decompose-variants,constant-fold,canonicalize,dce"
+DECOMPOSE_PIPELINE = DECOMPOSE   # ir/passes/pipelines.py: every pipeline is defined there
 
 
 def decompose_variants(graph: Graph) -> Graph:

@@ -40,10 +40,6 @@ def is_mla_absorbed(cfg, signatures: set[tuple]) -> bool:
             and (cfg.q_heads, cfg.head_dim, cfg.v_head_dim) in signatures)
 
 
-# SMs the split-KV plan fills: A100 108 SMs (NVIDIA A100 Tensor Core GPU Architecture whitepaper, 2020),
-# H100 SXM5 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022); the same 132 the cuda pipeline's
-# decode-split-kv pass is given (attncc/pipelines.py)
-SMS = {"sm_80": 108, "sm_90a": 132}
 MIN_CHUNK = 256   # keys per split at least, as decode-split-kv's default
 
 
@@ -54,7 +50,10 @@ def decode_splits(cfg, arch: str) -> int:
     if "q_len" in cfg.dynamic or cfg.q_len > 1:
         return 1
     batch = 1 if "batch" in cfg.dynamic else cfg.batch
-    want = -(-SMS.get(arch, 132) // max(1, batch))
+    from ..record import cuda_record
+
+    sms = cuda_record({"arch": arch}).parallel_units   # the SMs of the arch's device spec (cost_models/specs)
+    want = -(-sms // max(1, batch))
     return max(1, min(want, cfg.kv_len // MIN_CHUNK, 64))
 
 

@@ -1,0 +1,36 @@
+"""What a target offers its kernels, the tile pass and the cost report (pure data, no TVM).
+
+Defined here, below the passes and the backends, so the tile pass reads a target's tile rules without
+importing a backend; `attncc.backends.base` re-exports both classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TileRules:
+    """Attention tiles a target's kernels accept: the tile pass proposes only these (so no tile it records
+    is rejected at codegen). Sizes in the kernel's own units: query rows of one head, keys."""
+
+    q_block_multiple: int = 1
+    kv_block_multiple: int = 1
+    q_block_max: int = 1 << 30
+    kv_block_max: int = 1 << 30
+
+    def accepts(self, q_block: int, kv_block: int) -> bool:
+        return (q_block % self.q_block_multiple == 0 and kv_block % self.kv_block_multiple == 0
+                and q_block <= self.q_block_max and kv_block <= self.kv_block_max)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target offers codegen and the tiling pass."""
+
+    vector_width_bits: int = 0
+    on_chip_bytes: int = 0          # L1/shared memory per compute unit
+    second_level_bytes: int = 0     # L2 per core / per SM
+    tensor_cores: bool = False
+    dtypes: tuple[str, ...] = ("float32",)
+    runs_here: bool = True          # can execute on this machine (vs generate-only)
+    tiles: TileRules = TileRules()
