@@ -82,9 +82,15 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
 
     Options: phase ("prefill" | "decode"), seq, batch, past (KV length for decode), dims (symbol values:
     each must name a dynamic dim of the model). seq/batch/past that bind no dim are named in the report's notes.
+    target: whose build is priced (default: the device's target, e.g. h100-sxm -> cuda): one row per kernel
+    that build launches, with the IR ops it covers; per_op=True prices one row per IR op instead.
+    cuda_graphs=True prices GPU launches as CUDA-graph replays (cited in the device spec).
     """
     from .cost_models import analyze_graph, get_hardware
 
+    target = None if options.pop("per_op", False) else \
+        options.pop("target", None) or default_target(get_hardware(hardware).name)
+    options["kernels"], options["target"] = kernel_rules(target), target or ""
     notes: list[str] = []
     if isinstance(model_or_graph, Graph):
         graph = model_or_graph
@@ -94,6 +100,24 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
     report = analyze_graph(graph, hardware=hardware, **options)
     report.notes.extend(notes)
     return report
+
+
+def default_target(hardware: str) -> str | None:
+    """The target whose build a catalog device's report prices (None: priced op by op)."""
+    from .backends.core.fusion import HARDWARE_TARGET
+
+    return HARDWARE_TARGET.get(hardware)
+
+
+def kernel_rules(target: str | None):
+    """The grouping parameters (`attncc.ir.kernels.FusionRules`) of `target`'s build, or None for targets
+    priced op by op (optical: its own 4f program; reference: the interpreter)."""
+    if target in (None, "", "optical", "reference"):
+        return None
+    from .backends import get_backend
+    from .backends.core.fusion import fusion_rules
+
+    return fusion_rules(get_backend(target).plugin)
 
 
 def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: list[str]) -> Graph:

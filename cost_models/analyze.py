@@ -13,11 +13,13 @@ from collections import Counter
 from typing import Any, Callable
 
 from attncc.ir import Graph, dims as D
+from attncc.ir.kernels import FusionRules, kernel_launches, symbolic_shapes
 from attncc.ir.types import DTYPE_BYTES
 
 from .attention_cost import attention_cost
 from .conv_cost import conv_cost, pool_cost
-from .hardware import HardwareSpec, get_hardware
+from .hardware import HardwareSpec, get_hardware, with_cuda_graphs
+from .kernel_rows import kernel_rows
 from .matmul_cost import count_matmul
 from .optical4f_ops import SIMULATION_NOTE, price_optical_node
 from .pricing import OpCost, price
@@ -231,12 +233,16 @@ def _check_requested_dims(graph: Graph, phase: str | None, shorthands: dict[str,
 
 def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase: str | None = None,
                   seq: int | None = None, batch: int | None = None, past: int | None = None,
-                  dims: dict | None = None) -> CostReport:
-    """Cost report of `graph` on `hardware`: a row per op, totals, peak memory, KV-cache bytes.
+                  dims: dict | None = None, kernels: FusionRules | None = None, target: str = "",
+                  cuda_graphs: bool = False) -> CostReport:
+    """Cost report of `graph` on `hardware`: a row per kernel (or per op), totals, peak memory, KV-cache bytes.
 
+    `kernels`: the target's grouping parameters (`attncc.ir.kernels.FusionRules`, named `target` in the
+    report): one row per kernel the target's build launches, listing its IR ops, views free. None: one row
+    per IR op (the optical 4f model prices ops). `cuda_graphs`: GPU launch overheads as CUDA-graph replays.
     `dims` must name dynamic dims of the graph; seq/batch/past that bind none are listed in the
     report's `unused_dims` and notes (the figures are then for the graph's own shapes)."""
-    hw = get_hardware(hardware)
+    hw = with_cuda_graphs(get_hardware(hardware)) if cuda_graphs else get_hardware(hardware)
     symbols, dim_notes, unused = _check_requested_dims(graph, phase, {"batch": batch, "seq": seq, "past": past}, dims)
     env, ctx = bind_dims(graph, phase, seq, batch, past, dims)
     ctx["graph"] = graph
@@ -249,6 +255,8 @@ def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase
         if kind == "Constant":
             weights += bind.nbytes(node.outputs[0], node.name)
             continue
+        if kernels is not None and kind in VIEW_OPS:
+            continue   # a free view: no kernel reads or writes it
         rule = OP_COST_RULES.get(kind)
         if rule is None:
             raise ValueError(f"node {node.name!r}: no cost rule for op {kind}; priced ops: {', '.join(sorted(OP_COST_RULES))}")
@@ -260,13 +268,33 @@ def analyze_graph(graph: Graph, hardware: str | HardwareSpec = "host-cpu", phase
             cost.details["weight_bytes"] = wbytes
         variant = node.op.spec.variant if kind in ("Attention", "FusedAttention") else ""
         rows.append(Row(node.name, kind, variant, cost))
+    grouping = ""
+    if kernels is not None:
+        rows = _kernel_rows(graph, rows, kernels, bind, hw)
+        grouping = f"kernels of target {target}" if target else "kernel groups"
     dtypes = Counter(n.inputs[0].dtype for n in order if n.op.op_name in ("Attention", "FusedAttention", "MatMul", "Linear"))
     shown = {k: v for k, v in env.items() if k in symbols or (k not in unused and k in ("seq", "past"))}
     return CostReport(rows=rows, hardware=hw, phase=ctx["phase"], dims=shown, weights_bytes=weights,
                       dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
                       peak_memory_bytes=_peak_memory(graph, order, bind, weights),
                       graph_name=graph.name, notes=dim_notes + ([SIMULATION_NOTE] if hw.kind == "optical" else []),
-                      unused_dims=unused)
+                      unused_dims=unused, grouping=grouping, cuda_graphs=cuda_graphs)
+
+
+def _kernel_rows(graph: Graph, op_rows: list[Row], rules: FusionRules, bind: Binder, hw: HardwareSpec) -> list[Row]:
+    """Per-op rows regrouped into one row per kernel launch of the target's build."""
+    by_name = {r.name: r for r in op_rows}
+    out = []
+    for launch, cost in kernel_rows(kernel_launches(graph, symbolic_shapes(graph), rules),
+                                    {k: r.cost for k, r in by_name.items()}, bind, hw):
+        root = launch.root
+        if root.op.op_name in ("Attention", "FusedAttention"):
+            kind = root.op.op_name if launch.part in ("attention", "attention_te", "reference") else f"Attention.{launch.part}"
+        else:
+            kind = "+".join(launch.op_names)
+        out.append(Row(launch.name, kind, by_name[root.name].variant, cost, ops=[n.name for n in launch.nodes],
+                       kernel_class=launch.kernel_class))
+    return out
 
 
 def _peak_memory(graph: Graph, order, bind: Binder, weights: int) -> int:

@@ -9,6 +9,7 @@ shipped default for "host-cpu".
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -153,6 +154,21 @@ class HardwareSpec:
             "levels": [lv.__dict__ for lv in self.levels], "tile_level": self.tile_level,
             "launch_overhead_s": self.launch_overhead_s, "efficiency": self.efficiency, **self.extra,
         }
+
+
+def with_cuda_graphs(hw: HardwareSpec) -> HardwareSpec:
+    """`hw` with every kernel's launch overhead priced as a CUDA-graph replay (the spec's cited
+    `launch_graph_s`), as decode loops in vLLM, TensorRT-LLM and gpt-fast run; HardwareError for a
+    device without that figure (CPUs, OpenCL GPUs, the optical model)."""
+    graph_s = hw.extra.get("launch_graph_s")
+    if graph_s is None:
+        graphs = [n for n in list_hardware() if "launch_graph_s" in json.loads((SPEC_DIR / f"{n}.json").read_text())]
+        raise HardwareError(f"{hw.name} has no CUDA-graph launch figure (launch_graph_s); cuda_graphs applies to "
+                            f"{', '.join(graphs)}")
+    by_op = {k: {f: v for f, v in e.items() if f != "launch_s"} for k, e in hw.efficiency.get("by_op", {}).items()}
+    extra = {**hw.extra, "launch_eager_s": hw.launch_overhead_s}
+    return dataclasses.replace(hw, launch_overhead_s=float(graph_s), efficiency={**hw.efficiency, "by_op": by_op},
+                               extra=extra)
 
 
 def spec_from_dict(d: dict[str, Any], path: str = "") -> HardwareSpec:

@@ -42,6 +42,10 @@ class Row:
     share: float = 0.0
     # how the compiled model ran this node when not as a generated kernel ("numpy reference", "generic schedule")
     lowering: str = ""
+    # kernel rows (analyze_graph with fusion rules): the IR ops this kernel computes and its kernel class;
+    # empty for per-op rows (a device priced op by op, e.g. the optical 4f model)
+    ops: list[str] = field(default_factory=list)
+    kernel_class: str = ""
 
     @property
     def energy_j(self) -> float | None:
@@ -50,7 +54,8 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "variant": self.variant, "share": self.share,
-                **({"lowering": self.lowering} if self.lowering else {}), **self.cost.to_dict()}
+                **({"lowering": self.lowering} if self.lowering else {}),
+                **({"ops": list(self.ops), "kernel_class": self.kernel_class} if self.ops else {}), **self.cost.to_dict()}
 
 
 @dataclass
@@ -69,6 +74,9 @@ class CostReport:
     notes: list[str] = field(default_factory=list)
     # requested seq/batch/past values that bind no dim of the graph (priced at the graph's own shapes instead)
     unused_dims: dict[str, int] = field(default_factory=dict)
+    # whose grouping decision made the rows: "" (one row per IR op) or e.g. "kernels of target cpu"
+    grouping: str = ""
+    cuda_graphs: bool = False   # launch overheads priced as CUDA-graph replays (GPU specs with launch_graph_s)
 
     def __post_init__(self):
         total = self.total_time_s
@@ -79,6 +87,11 @@ class CostReport:
     @property
     def total_time_s(self) -> float:
         return sum(r.cost.time_s for r in self.rows)
+
+    @property
+    def kernel_count(self) -> int:
+        """Kernel launches priced: one per row in kernel mode; rows with a launch in per-op mode."""
+        return len(self.rows) if self.grouping else sum(1 for r in self.rows if r.cost.launch_s > 0)
 
     @property
     def total_energy_j(self) -> float | None:
@@ -126,6 +139,7 @@ class CostReport:
     # ---- forms --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"graph": self.graph_name, "hardware": self.hardware.name, "hardware_source": self.hardware.provenance,
+                "grouping": self.grouping, "kernel_count": self.kernel_count, "cuda_graphs": self.cuda_graphs,
                 "phase": self.phase, "dtype": self.dtype, "dims": self.dims, "unused_dims": dict(self.unused_dims),
                 "notes": list(self.notes),
                 "rows": [r.to_dict() for r in self.rows], "totals": self.totals()}
@@ -143,12 +157,17 @@ class CostReport:
             head.append("energy")
             for b, r in zip(body, self.rows):
                 b.append(human_energy(r.cost.energy_j) if r.cost.energy_j is not None else "-")
+        if any(r.ops for r in self.rows):  # kernel rows: the IR ops each kernel computes
+            head.append("IR ops")
+            for b, r in zip(body, self.rows):
+                ops = ",".join(r.ops)
+                b.append(ops if len(ops) <= 48 else ops[:45] + "...")
         if any(r.lowering for r in self.rows):  # nodes the compiled model did not run as generated kernels
             head.append("ran as")
             for b, r in zip(body, self.rows):
                 b.append(r.lowering or "kernel")
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
-        left = {0, 1, 2, 6} | ({len(head) - 1} if head[-1] == "ran as" else set())
+        left = {0, 1, 2, 6} | {i for i, h in enumerate(head) if h in ("ran as", "IR ops")}
         fmt = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)  # noqa: E731
                                       for i, (c, w) in enumerate(zip(cells, widths)))
         return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
@@ -189,7 +208,12 @@ class CostReport:
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items()) or "static shapes"
         lines = [f"cost report: {self.graph_name}; hardware: {hw.name} ({hw.provenance}; {hw.description}); "
                  f"phase {self.phase}; {dims}"]
-        lines += [f"note: {n}" for n in self.notes] + [""]
+        lines += [f"note: {n}" for n in self.notes]
+        if self.grouping:
+            launch = ("CUDA-graph replays" if self.cuda_graphs else "eager launches") if self.hardware.kind == "gpu" \
+                else "a measured fixed cost per kernel call"
+            lines.append(f"{self.kernel_count} kernels ({self.grouping}; launch overhead priced as {launch})")
+        lines.append("")
         lines += self.table_lines()
         lines += ["", f"total time     {human_time(t['time_s'])}"]
         if t["energy_j"] is not None:

@@ -1,0 +1,112 @@
+"""Price kernels, not IR ops: one report row per launch of `attncc.ir.kernels.kernel_launches` (the decision
+the backend core builds from), each listing the IR ops it covers.
+
+A fused group's counts are the sum of its ops' counts, less the traffic of the values that never leave the
+kernel (each was counted once written by its producer and once read by its consumer), priced once with ONE
+launch overhead for the group's kernel class. Attention's prologue/epilogue kernels (layout transposes, RoPE,
+KV-cache concat, mask copy) are priced as the copies they are; the attention kernel keeps its own model.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from attncc.ir.kernels import Launch
+
+from .hardware import HardwareSpec
+from .pricing import OpCost, price
+
+# kernel classes whose launch overhead is priced from efficiency.by_op[<class>] (falling back to the spec-wide one)
+LAUNCH_CLASS = {"matmul": "matmul", "gated": "matmul", "conv": "matmul", "rows": "elementwise",
+                "injective": "elementwise", "layout": "layout", "rope": "elementwise", "index_copy": "layout",
+                "reference": "layout"}
+
+
+def _combine(costs: list[OpCost], internal_bytes: float, main: str) -> OpCost:
+    out = OpCost(main_level=main)
+    for c in costs:
+        out.flops += c.flops
+        out.vector_flops += c.vector_flops
+        for lv, b in c.bytes.items():
+            out.bytes[lv] = out.bytes.get(lv, 0.0) + b
+        out.kv_cache_bytes += c.kv_cache_bytes
+        out.kv_bytes_per_token += c.kv_bytes_per_token
+        out.kv_read_bytes += c.kv_read_bytes
+        out.notes.extend(c.notes)
+    out.bytes[main] = max(0.0, out.bytes.get(main, 0.0) - 2.0 * internal_bytes)
+    out.details["weight_bytes"] = sum(c.details.get("weight_bytes", 0) for c in costs)
+    return out
+
+
+def _group_cost(launch: Launch, node_costs: dict[str, OpCost], nbytes: Callable, hw: HardwareSpec, dtype: str) -> OpCost:
+    """A fused group: its ops' counts summed, internal values' traffic removed, one launch."""
+    internal = sum(nbytes(v) for n in launch.nodes for v in n.outputs if v is not None and n is not launch.root)
+    costs = [node_costs[n.name] for n in launch.nodes]
+    if len(costs) == 1 and launch.kernel_class not in ("rows", "injective"):
+        return costs[0]   # priced by its own rule (matmul tiles, conv) with one launch already
+    anchor = costs[0].details.get("efficiency", {}).get("kernel_class", "elementwise")
+    kind = anchor if launch.kernel_class in ("matmul", "gated", "conv") else \
+        ("layout" if all(n.op.op_name in ("Transpose", "Concat", "Slice", "Gather", "Expand", "Cast")
+                         for n in launch.nodes) else "elementwise")
+    combined = _combine(costs, internal, hw.main_memory.name)
+    return price(combined, hw, dtype, kind)
+
+
+def _copy(moved: float, hw: HardwareSpec, dtype: str, kind: str = "layout", vector: float = 0.0) -> OpCost:
+    cost = OpCost(vector_flops=vector, main_level=hw.main_memory.name)
+    cost.bytes[hw.main_memory.name] = float(moved)
+    return price(cost, hw, dtype, kind)
+
+
+def attention_part_cost(launch: Launch, parts_seen: int, attention: OpCost, bind, hw: HardwareSpec) -> OpCost:
+    """Counts of one of attention's kernels; `parts_seen`: how many parts of the same label came before
+    (KV-cache parts run once for the keys, then once for the values)."""
+    node, part = launch.root, launch.part
+    if part in ("attention", "attention_te", "reference"):
+        return attention
+    spec = node.op.spec
+    named = dict(zip(spec.input_names(), node.inputs))
+    size = lambda v: bind.nbytes(v, node.name)  # noqa: E731
+    dtype = named["query"].dtype
+    if part in ("q_bhsd", "k_bhsd", "v_bhsd"):
+        return _copy(2 * size(named[{"q": "query", "k": "key", "v": "value"}[part[0]]]), hw, dtype)
+    if part in ("rope_q", "rope_k"):
+        x = named["query" if part == "rope_q" else "key"]
+        n = bind.numel(x, node.name)
+        return _copy(2 * size(x) + size(named["rope_cos"]) + size(named["rope_sin"]), hw, dtype, "elementwise", 3.0 * n)
+    which = "key" if parts_seen == 0 else "value"
+    past, present = named.get(f"past_{which}"), node.outputs[1 if which == "key" else 2] if len(node.outputs) > 2 else None
+    if part == "past_bhsd":
+        return _copy(2 * size(past), hw, dtype)
+    if part == "kv_cache":   # read past and new rows, write present
+        return _copy(2 * size(present) if present is not None else 0.0, hw, dtype)
+    if part == "present_bshd":
+        return _copy(2 * size(present) if present is not None else 0.0, hw, dtype)
+    if part == "mask":
+        mask = named["mask"]
+        q = bind.shape(named["query"], node.name)
+        full = q[0] * spec.num_heads * (q[1] if spec.layout == "bshd" else q[2]) * bind.shape(mask, node.name)[-1]
+        return _copy(size(mask) + full * (1 if spec.mask.input == "bool" else 4), hw, dtype)
+    if part == "out_bshd":
+        return _copy(2 * size(node.outputs[0]), hw, dtype)
+    raise ValueError(f"node {node.name!r}: no cost rule for attention part {part!r}")
+
+
+def kernel_rows(launches: list[Launch], node_costs: dict[str, OpCost], bind, hw: HardwareSpec) -> list[tuple]:
+    """(launch, OpCost) per kernel, in launch order."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for launch in launches:
+        root = launch.root
+        nbytes = lambda v: bind.nbytes(v, root.name)  # noqa: E731
+        dtype = root.outputs[0].dtype if root.outputs else "float32"
+        if launch.kernel_class in ("attention", "layout", "rope", "reference") and root.op.op_name in (
+                "Attention", "FusedAttention"):
+            key = (root.name, launch.part)
+            cost = attention_part_cost(launch, seen.get(key, 0), node_costs[root.name], bind, hw)
+            seen[key] = seen.get(key, 0) + 1
+        elif launch.kernel_class in ("layout", "index_copy") and root.op.op_name == "IndexCopy":
+            cost = node_costs[root.name] if launch.part == "rows" else _copy(2 * nbytes(root.outputs[0]), hw, dtype)
+        else:
+            cost = _group_cost(launch, node_costs, nbytes, hw, dtype)
+        out.append((launch, cost))
+    return out

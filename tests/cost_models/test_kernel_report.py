@@ -1,0 +1,86 @@
+"""The cost report prices the kernels a build launches: one row per kernel of the target's plan (same grouping
+decision, attncc.ir.kernels), views free; checked against the built plan of every executing target."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import attncc
+from attncc.cost_models import analyze_graph
+from attncc.ir.passes import run_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from models import DecoderLayer, llama_block  # noqa: E402
+
+TARGETS = ["cpu", "cuda", "mobile-cpu", "mobile-gpu"]
+VIEW_OPS = {"Reshape"}
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """The example block, and one decoder layer with a KV cache (past 8, 4 new tokens): small, imported once."""
+    model, (x,) = llama_block()
+    torch.manual_seed(0)
+    layer = DecoderLayer(64, 4, 2, 128).eval()
+    cached = (torch.randn(1, 4, 64), torch.randn(1, 2, 8, 16), torch.randn(1, 2, 8, 16))
+    return {"block": attncc.import_model(model, (x[:1, :16],)), "cached": attncc.import_model(layer, cached)}
+
+
+def _built(source, target: str):
+    from attncc import pipelines
+    from attncc.backends import get_backend
+    from attncc.backends.core.builder import build_plan
+    from attncc.backends.core.fusion import fusion_rules
+    from attncc.backends.core.program import decompose_variants
+
+    backend = get_backend(target)
+    graph = decompose_variants(run_pipeline(source, pipelines.default_pipeline(target)))
+    plan, _ = build_plan(graph, [tuple(v.shape) for v in graph.inputs], backend.target({}), {}, backend.plugin)
+    return graph, plan, fusion_rules(backend.plugin), backend.hardware
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("model", ["block", "cached"])
+def test_report_kernels_are_the_plans_launches(sources, model, target):
+    graph, plan, rules, hardware = _built(sources[model], target)
+    report = analyze_graph(graph, hardware=hardware, kernels=rules, target=target)
+    launches = [s for s in plan.steps if s["kind"] in ("call", "attention", "reference")]
+    assert report.kernel_count == len(launches) == len(report.rows)
+    # the same kernels in the same order: each row's last IR op is the node the plan step lowers
+    assert [r.ops[-1] for r in report.rows] == [s["node"] for s in launches]
+    assert [r.kind.split("+") for r in report.rows if "." not in r.kind] == \
+        [s["op"].split("+") for s in launches if "." not in s["op"]]
+    fused = {n for r in report.rows for n in r.ops}
+    views = [n.name for n in graph.nodes if n.op.op_name in VIEW_OPS]
+    assert views and not fused & set(views)          # views are never a launch
+    assert all(r.cost.launch_s > 0 for r in report.rows)
+    # fusion really merged ops: fewer kernels than priced IR ops
+    priced_ops = [n for n in graph.nodes if n.op.op_name not in VIEW_OPS | {"Constant"}]
+    assert len(report.rows) < len(priced_ops)
+
+
+def test_decode_report_of_the_example_block_prices_kernels_not_ops():
+    model, (x,) = llama_block()
+    kernels = attncc.analyze(model, (x,), hardware="h100-sxm", phase="decode", batch=16, seq=128)
+    assert kernels.grouping == "kernels of target cuda"
+    assert not any(r.kind in VIEW_OPS for r in kernels.rows)
+    assert sum(len(r.ops) for r in kernels.rows) > kernels.kernel_count   # not a launch per IR op
+    norm = [r for r in kernels.rows if r.kind == "Reduce+Binary+Unary"]
+    assert norm and all(len(r.ops) == 3 for r in norm)   # mean, add eps, rsqrt: one kernel
+    # CUDA graphs: the same kernels, each launch priced as a graph replay (spec's launch_graph_s)
+    graphs = attncc.analyze(model, (x,), hardware="h100-sxm", phase="decode", batch=16, seq=128, cuda_graphs=True)
+    assert graphs.kernel_count == kernels.kernel_count and graphs.cuda_graphs
+    saved = sum(r.cost.launch_s for r in kernels.rows) - sum(r.cost.launch_s for r in graphs.rows)
+    assert saved == pytest.approx(kernels.kernel_count * (4e-6 - 1.5e-6), rel=1e-6)
+    with pytest.raises(ValueError, match="CUDA-graph launch"):
+        analyze_graph(sources_graph(), hardware="host-cpu", cuda_graphs=True)
+
+
+def sources_graph():
+    g = attncc.ir.Graph("tiny")
+    x = g.add_input("x", "float32", (2, 4))
+    g.set_outputs([g.add1(attncc.ir.Unary("exp"), [x])])
+    return g
