@@ -122,3 +122,36 @@ def test_shard_pass_keeps_rank_zero_and_rejects_bad_sizes():
     assert g.metadata["parallel"] == {"tp": 2, "ep": 1, "pp": 1, "dp": 1, "rank": 0, "stage": 0}
     with pytest.raises(IRError, match="tp must be an integer >= 1, got 0"):
         shard_graph(g, tp=0)
+
+
+def tiny_decoder():
+    from examples.models import TinyLlama
+
+    torch.manual_seed(0)
+    model = TinyLlama(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48)
+    return model, (torch.randint(0, 64, (1, 3)), torch.randn(2, 1, 2, 4, 8), torch.randn(2, 1, 2, 4, 8))
+
+
+def test_pp_two_layer_decoder_sends_between_stages():
+    model, inputs = tiny_decoder()
+    program = assert_sharding_matches(model, inputs, pp=2)
+    first, second = program.rank_graphs
+    assert program.stage_of(0) == 0 and program.stage_of(1) == 1
+    assert len(first.attention_ops()) == len(second.attention_ops()) == 1
+    sends = [n for n in first.topological() if n.op.op_name == "Send"]
+    recvs = [n for n in second.topological() if n.op.op_name == "Recv"]
+    assert sends and [n.inputs[0].type for n in sends] == [n.outputs[0].type for n in recvs]
+    assert "lm_head_weight_t" in second.constants and "lm_head_weight_t" not in first.constants
+
+
+def test_pp_with_tp_runs_four_ranks_in_lock_step():
+    model, inputs = tiny_decoder()
+    program = assert_sharding_matches(model, inputs, pp=2, tp=2)
+    assert [program.rank_coords(r) for r in range(4)] == [{"tp": 0, "ep": 0, "pp": 0}, {"tp": 1, "ep": 0, "pp": 0},
+                                                        {"tp": 0, "ep": 0, "pp": 1}, {"tp": 1, "ep": 0, "pp": 1}]
+
+
+def test_pp_that_does_not_divide_the_layers_names_the_legal_sizes():
+    model, inputs = tiny_decoder()
+    with pytest.raises(IRError, match=r"pp=3 does not divide the 2 attention layers .*legal pp sizes: \[1, 2\]"):
+        shard_graph(lifted(model, inputs), pp=3)
