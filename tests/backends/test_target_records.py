@@ -1,0 +1,81 @@
+"""Issue 23: one Target record per target, and the tile the tile pass records and the report prices is the tile
+the generated kernel uses (read back from the kernel's metadata in the build's plan)."""
+from __future__ import annotations
+
+import pytest
+
+import attncc
+from attncc import pipelines
+from attncc.backends import TARGETS, target_record
+from attncc.cost_models import get_hardware
+from attncc.ir import Graph
+from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
+
+CODEGEN = ["cpu", "cuda", "mobile-cpu", "mobile-gpu"]
+
+
+def _graph(dtype: str, seq: int = 200) -> Graph:
+    g = Graph("tile_agreement")
+    vals = [g.add_input(n, dtype, (1, 4, seq, 64)) for n in ("query", "key", "value")]
+    g.set_outputs([g.add1(Attention(spec=AttentionSpec(4, 4, 64, mask=MaskSpec(causal=True))), vals, name="attn")])
+    return g
+
+
+@pytest.mark.parametrize("name", [t for t, i in TARGETS.items() if i.record])
+def test_every_target_has_one_record_with_its_device_units_and_pipeline(name):
+    rec = target_record(name)
+    hw = get_hardware(rec.device)
+    assert rec.name == name and rec.backend == TARGETS[name].module
+    assert rec.pipeline == pipelines.default_pipeline(name)
+    if name not in ("reference", "cpu", "optical"):   # cpu: this host's cores; optical: one correlator
+        assert rec.parallel_units == (hw.parallel_units or hw.level(hw.tile_level).units)
+        assert f"decode-split-kv{{parallel_units={rec.parallel_units}}}" in rec.pipeline
+    if name != "reference":
+        assert f"tile{{target={rec.spec}}}" in rec.pipeline
+
+
+def test_cuda_arch_option_picks_the_device_its_sms_and_the_tile_rules():
+    a100, h100 = target_record("cuda", {"arch": "sm_80"}), target_record("cuda", {"arch": "h100"})
+    assert (a100.device, a100.parallel_units) == ("a100-80gb", get_hardware("a100-80gb").level("smem").units)
+    assert (h100.device, h100.parallel_units) == ("h100-sxm", get_hardware("h100-sxm").level("smem").units)
+    assert a100.tvm_target["arch"] == "sm_80" and h100.options.arch == "sm_90a"
+    assert "tile{target=cuda:arch=sm_80}" in pipelines.default_pipeline("cuda", {"arch": "sm_80"})
+    with pytest.raises(ValueError, match="sm_70"):
+        target_record("cuda", {"arch": "sm_70"})
+
+
+def _kernel_tile(target: str, kernel: dict) -> tuple[int, int]:
+    """(q_block, kv_block) the generated kernel was built with, from its metadata in the plan."""
+    sched = kernel.get("schedule", {})
+    if target == "mobile-gpu":
+        return kernel["q_block"], kernel["kv_block"]
+    if target == "mobile-cpu":   # one task per q_block rows; every key of a row streams through L1
+        return sched["rows_per_task"], sched["kv_block_recorded"]
+    return sched["q_block"], sched["kv_block"]
+
+
+def _check_agreement(target: str, dtype: str, options: dict) -> tuple[int, int, str]:
+    cm = attncc.compile(_graph(dtype), target=target, options={"cache": False, **options})
+    recorded = cm.graph.metadata["tiling"]["attn"]
+    tile = (recorded["q_block"], recorded["kv_block"])
+    rules = target_record(target, options).capabilities.tiles
+    assert rules.accepts(*tile), (tile, rules)                       # the pass proposed a tile the kernel takes
+    steps = [s for r in cm.executable.artifacts["program"].runners.values() for s in r.plan.steps
+             if s["kind"] == "attention"]
+    assert steps, "the attention kernel was not generated"
+    for step in steps:
+        assert _kernel_tile(target, step["kernel"]) == tile, step["kernel"]
+    priced = {row.name: row.cost.details.get("tiling") for row in cm.report.rows}
+    assert priced["attn"] == {"q_block": tile[0], "kv_block": tile[1]}
+    return (*tile, recorded["target"])
+
+
+@pytest.mark.parametrize("target", ["cpu", "mobile-cpu", "mobile-gpu"])
+def test_recorded_priced_and_generated_tiles_agree(target):
+    _check_agreement(target, "float32", {})
+
+
+@pytest.mark.parametrize("arch,device", [("sm_80", "a100-80gb"), ("sm_90a", "h100-sxm")])
+def test_cuda_recorded_priced_and_generated_tiles_agree(arch, device):
+    *_, priced_on = _check_agreement("cuda", "float16", {"arch": arch})
+    assert priced_on == device
