@@ -84,3 +84,48 @@ def sources_graph():
     x = g.add_input("x", "float32", (2, 4))
     g.set_outputs([g.add1(attncc.ir.Unary("exp"), [x])])
     return g
+
+
+def _small_graph():
+    """exp(x @ W + r) -> reshape, and tanh(r): one matmul kernel (add, exp: its epilogue), a free view, one
+    tanh kernel."""
+    import numpy as np
+
+    from attncc import ir
+
+    g = ir.Graph("small")
+    x, r = g.add_input("x", "float32", (4, 8, 16)), g.add_input("r", "float32", (4, 8, 32))
+    w = g.add_constant(np.ones((16, 32), np.float32), "w")
+    y = g.add1(ir.Binary("add"), [g.add1(ir.Linear(), [x, w]), r])
+    g.set_outputs([g.add1(ir.Reshape((4, 256)), [g.add1(ir.Unary("exp"), [y])]), g.add1(ir.Unary("tanh"), [r])])
+    return g
+
+
+def test_group_pricing_and_html_per_kernel(tmp_path):
+    import base64
+    import re
+
+    from attncc.cost_models.html_report import time_by_class
+    from attncc.ir.kernels import FusionRules
+
+    g = _small_graph()
+    per_op = analyze_graph(g, hardware="h100-sxm")
+    kernels = analyze_graph(g, hardware="h100-sxm", kernels=FusionRules(), target="cuda")
+    assert sorted(r.kind for r in kernels.rows) == ["Linear+Binary+Unary", "Unary"] and kernels.kernel_count == 2
+    mm = next(r for r in kernels.rows if r.kernel_class == "matmul")
+    assert mm.ops == [n.name for n in g.nodes if n.op.op_name in ("Linear", "Binary")] + \
+        [n.name for n in g.nodes if n.op.op_name == "Unary" and n.op.fn == "exp"]
+    # the fused epilogue never round-trips HBM: the group moves exactly two intermediates (4*8*32 fp32, each
+    # written once and read once) less than its ops priced alone
+    ops = {r.name: r.cost.main_bytes for r in per_op.rows}
+    assert mm.cost.main_bytes == sum(ops[n] for n in mm.ops) - 2 * 2 * 4 * 8 * 32 * 4
+    assert mm.cost.launch_s == 4e-6          # one launch for the group
+    classes = time_by_class(kernels)
+    assert set(classes) == {"matmul", "injective"}
+    assert sum(t["work"] + t["launch"] for t in classes.values()) == pytest.approx(kernels.total_time_s)
+    page = tmp_path / "k.html"
+    kernels.to_html(str(page))
+    text = page.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]{1000,})"', text)) == 2   # roofline + class bar
+    assert "time per kernel class" in text and "Linear+Binary+Unary" in text
+    assert all(base64.b64decode(m)[:4] == b"\x89PNG" for m in re.findall(r'base64,([A-Za-z0-9+/=]+)"', text))
