@@ -29,7 +29,9 @@ from .report import CostReport, Row
 UNARY_FLOPS = {"exp": 1, "log": 1, "sqrt": 1, "rsqrt": 2, "tanh": 1, "sigmoid": 3, "erf": 1, "reciprocal": 1,
                "sin": 1, "cos": 1, "identity": 0}
 ACTIVATION_FLOPS = {"relu": 1, "gelu": 8, "gelu_tanh": 8, "silu": 4, "sigmoid": 3, "tanh": 1, "quick_gelu": 5}
-NORM_FLOPS = {"Softmax": 5, "LayerNorm": 8, "RMSNorm": 5, "Reduce": 1}
+# BatchNorm: the backends' per-element expression (x - mean) * rsqrt(var + eps) * w + b: sub, add, rsqrt (2, as
+# UNARY_FLOPS), mul, mul, add = 7 (a BatchNorm after a conv/linear is folded away by fold-batch-norm first)
+NORM_FLOPS = {"Softmax": 5, "LayerNorm": 8, "RMSNorm": 5, "Reduce": 1, "BatchNorm": 7}
 LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Gather", "Expand", "Cast")
 VIEW_OPS = ("Reshape",)
 
@@ -171,7 +173,7 @@ OP_COST_RULES: dict[str, Callable[..., OpCost]] = {
     "MatMul": _matmul, "Linear": _matmul,
     "Unary": _elementwise, "Binary": _elementwise, "Activation": _elementwise, "Where": _elementwise,
     "Softmax": _elementwise, "LayerNorm": _elementwise, "RMSNorm": _elementwise, "Reduce": _elementwise,
-    "Rotary": _elementwise,
+    "BatchNorm": _elementwise, "Rotary": _elementwise,
     "CumSum": _elementwise,  # a running sum: 1 add per element, reads the input once, writes the output once
     **{k: _layout for k in LAYOUT_OPS + VIEW_OPS},
     "IndexCopy": _index_copy,

@@ -1,4 +1,5 @@
-"""TE definitions of the row reductions: Softmax, LayerNorm, RMSNorm, Reduce (math in fp32 for narrow floats)."""
+"""TE definitions of the row reductions: Softmax, LayerNorm, RMSNorm, Reduce (math in fp32 for narrow floats),
+and the per-channel BatchNorm (no reduction: running statistics are inputs)."""
 from __future__ import annotations
 
 import math
@@ -99,6 +100,24 @@ def rms_norm(op, ins, out_shape, out_dtype, name):
         y = _up(x, *i) * te.rsqrt(ss[i[:-1]] * _inverse(n) + tirx.const(op.eps, "float32"))
         if w is not None:
             y = y * _up(w, i[-1])
+        return y.astype(out_dtype)
+
+    return te.compute(out_shape, f, name=name)
+
+
+def batch_norm(op, ins, out_shape, out_dtype, name):
+    """(x - mean[c]) * rsqrt(var[c] + eps) * weight[c] + bias[c], c = the index on axis 1: pointwise."""
+    x, mean, var = ins[:3]
+    w = ins[3] if op.has_weight else None
+    b = ins[3 + op.has_weight] if op.has_bias else None
+
+    def f(*i):
+        c = i[1]
+        y = (_up(x, *i) - _up(mean, c)) * te.rsqrt(_up(var, c) + tirx.const(op.eps, "float32"))
+        if w is not None:
+            y = y * _up(w, c)
+        if b is not None:
+            y = y + _up(b, c)
         return y.astype(out_dtype)
 
     return te.compute(out_shape, f, name=name)

@@ -31,6 +31,7 @@ TE_OPS: dict[str, Callable] = {
     "Softmax": nrm.softmax,
     "LayerNorm": nrm.layer_norm,
     "RMSNorm": nrm.rms_norm,
+    "BatchNorm": nrm.batch_norm,
     "Reduce": nrm.reduce,
     "CumSum": te_scan.cumsum,
     "Pool": te_conv.pool,

@@ -137,6 +137,21 @@ def _rmsnorm(op, inputs, node, ctx):
     return [y.astype(inputs[0].dtype)]
 
 
+@kernel("BatchNorm")
+def _batchnorm(op, inputs, node, ctx):
+    x = _f(inputs[0])
+    per_channel = (-1,) + (1,) * (x.ndim - 2)   # (C,) statistics broadcast over N and the spatial dims
+    mean, var = (_f(t).reshape(per_channel) for t in inputs[1:3])
+    y = (x - mean) / np.sqrt(var + op.eps)
+    i = 3
+    if op.has_weight:
+        y = y * _f(inputs[i]).reshape(per_channel)
+        i += 1
+    if op.has_bias:
+        y = y + _f(inputs[i]).reshape(per_channel)
+    return [y.astype(inputs[0].dtype)]
+
+
 @kernel("Reduce")
 def _reduce(op, inputs, node, ctx):
     (x,) = inputs

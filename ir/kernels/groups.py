@@ -25,7 +25,8 @@ ROW_OPS = ("Softmax", "LayerNorm", "RMSNorm", "Reduce", "CumSum", "Pool")
 CONV_OPS = ("Convolution",)
 ELEMENTWISE_OPS = ("Unary", "Binary", "Activation", "Where", "Cast")
 LAYOUT_OPS = ("Transpose", "Concat", "Slice", "Gather", "Expand", "Rotary")
-INJECTIVE_OPS = ELEMENTWISE_OPS + LAYOUT_OPS
+PER_CHANNEL_OPS = ("BatchNorm",)   # pointwise with (C,) operands on axis 1: injective, never a matmul/conv epilogue
+INJECTIVE_OPS = ELEMENTWISE_OPS + LAYOUT_OPS + PER_CHANNEL_OPS
 
 
 def classify(node: Node) -> str:

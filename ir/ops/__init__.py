@@ -7,7 +7,7 @@ from .collectives import COLLECTIVE_OPS, AllGather, AllReduce, AllToAll, Recv, R
 from .fused_attention import FusedAttention
 from .elementwise import Activation, Binary, Unary, Where
 from .linalg import Linear, MatMul
-from .norm import LayerNorm, Reduce, RMSNorm, Softmax
+from .norm import BatchNorm, LayerNorm, Reduce, RMSNorm, Softmax
 from .scan import CumSum
 from .tensor import Cast, Concat, Constant, Expand, Gather, IndexCopy, Reshape, Slice, Transpose
 from . import attention_features  # registers the variant feature kinds (MLA, HiLo, MoH, ...)
@@ -15,7 +15,7 @@ from . import attention_features  # registers the variant feature kinds (MLA, Hi
 __all__ = [
     "Op", "OP_REGISTRY", "register_op", "Attention", "Rotary", "Tiling", "AttentionSpec", "MaskSpec", "RopeSpec",
     "Feature", "SpecError", "register_feature", "Unary", "Binary", "Activation", "Where", "MatMul", "Linear",
-    "Softmax", "LayerNorm", "RMSNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather", "IndexCopy",
+    "Softmax", "LayerNorm", "RMSNorm", "BatchNorm", "Reduce", "Constant", "Reshape", "Transpose", "Concat", "Slice", "Gather", "IndexCopy",
     "Expand", "Cast", "FusedAttention", "CumSum", "Convolution", "Pool",
     "AllReduce", "AllGather", "ReduceScatter", "AllToAll", "Send", "Recv", "COLLECTIVE_OPS", "message_bytes",
 ]

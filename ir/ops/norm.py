@@ -1,4 +1,4 @@
-"""Normalizations and reductions: Softmax, LayerNorm, RMSNorm, Reduce."""
+"""Normalizations and reductions: Softmax, LayerNorm, RMSNorm, BatchNorm, Reduce."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,6 +65,33 @@ class RMSNorm(Op):
         require(len(ts) == 1 + self.has_weight, node, f"has_weight={self.has_weight} but {len(ts)} inputs were given")
         if self.has_weight:
             require(ts[1].rank == 1 and D.equal(ts[1].shape[0], x.shape[-1]), node, f"weight {ts[1]} does not match features {x.shape[-1]}")
+        return [x]
+
+
+@register_op
+@dataclass(frozen=True)
+class BatchNorm(Op):
+    """Inference batch norm over the channel axis 1 with running statistics:
+    (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]. Inputs: x, mean, var[, weight][, bias]."""
+
+    eps: float = 1e-5
+    has_weight: bool = True
+    has_bias: bool = True
+    op_name: ClassVar[str] = "BatchNorm"
+    num_inputs: ClassVar = (3, 5)
+
+    def infer(self, node):
+        ts = input_types(node)
+        x = ts[0]
+        require(len(ts) == 3 + self.has_weight + self.has_bias, node,
+                f"has_weight={self.has_weight}, has_bias={self.has_bias} but {len(ts)} inputs were given "
+                "(x, mean, var[, weight][, bias])")
+        require(x.rank >= 2, node, f"batch norm needs (N, C, ...) input, got rank {x.rank}")
+        require(x.is_float, node, f"batch norm needs a float input, got {x.dtype}")
+        for t in ts[1:]:
+            require(t.rank == 1 and D.equal(t.shape[0], x.shape[1]), node,
+                    f"per-channel statistic/affine {t} does not match channels {x.shape[1]}")
+        require(self.eps >= 0, node, f"eps must be >= 0, got {self.eps}")
         return [x]
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 LIFT = "canonicalize,constant-fold,lift-attention,canonicalize,dce"
 
-REFERENCE = "canonicalize,constant-fold,lift-attention,canonicalize-attention,fold-repeat-kv,dce"
+REFERENCE = "canonicalize,constant-fold,fold-batch-norm,lift-attention,canonicalize-attention,fold-repeat-kv,dce"
 
-# Order matters: clean up, lift spelled-out attention (and DeepSeek's latent K/V into MLA while RoPE is still
+# Order matters: clean up, fold inference BatchNorm into its conv/linear, lift spelled-out attention (and DeepSeek's latent K/V into MLA while RoPE is still
 # spelled out), peel what SDPA-made ops read off their key
 # (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
 # ops, fold layout/repeat_kv/RoPE into the op (fold-repeat-kv again for repeats a layout flip exposes, and
 # once more for repeats under the RoPE that fuse-attention folds: Falcon rotates the already-broadcast K),
 # pack projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
-FUSE = ("canonicalize,constant-fold,lift-attention,lift-mla,fold-repeat-kv,fold-kv-cache,lift-rotary,"
+FUSE = ("canonicalize,constant-fold,fold-batch-norm,lift-attention,lift-mla,fold-repeat-kv,fold-kv-cache,lift-rotary,"
         "canonicalize-attention,fold-repeat-kv,fuse-attention,fold-repeat-kv,fuse-qkv,cse,canonicalize,dce")
 
 # variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold

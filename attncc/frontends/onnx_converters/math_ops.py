@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.ops import (Activation, Binary, CumSum, LayerNorm, Linear, MatMul, Reduce, Reshape, RMSNorm, Softmax,
+from ...ir.ops import (Activation, BatchNorm, Binary, CumSum, LayerNorm, Linear, MatMul, Reduce, Reshape, RMSNorm, Softmax,
                         Unary, Where)
 from ...ir import dims as D
 from .context import ImportContext
@@ -195,6 +195,19 @@ def convert_instance_norm(ctx: ImportContext, node):
     per_channel = (shape[1],) + (1,) * (len(shape) - 2)   # (C,) broadcast over the spatial dims
     scale, bias = (ctx.add1(Reshape(per_channel), [ctx.input(node, i)]) for i in (1, 2))
     return [ctx.add1(Binary("add"), [ctx.add1(Binary("mul"), [y, scale]), bias])]
+
+
+@converter("", "BatchNormalization")
+def convert_batch_norm(ctx: ImportContext, node):
+    """Inference BatchNormalization (running mean/var inputs) over channel axis 1; training_mode=1 is refused."""
+    ctx.check(not int(ctx.attr(node, "training_mode", 0)), "training_mode=1 (batch statistics); supported: "
+              "inference with the running mean/var inputs (training_mode=0)")
+    x = ctx.input(node, 0)
+    if x.rank < 2:
+        ctx.fail(f"BatchNormalization needs (N, C, ...) input, got rank {x.rank}")
+    scale, bias, mean, var = (ctx.input(node, i) for i in (1, 2, 3, 4))
+    op = BatchNorm(eps=float(ctx.attr(node, "epsilon", 1e-5)), has_weight=True, has_bias=True)
+    return [ctx.add1(op, [x, mean, var, scale, bias])]
 
 
 @converter("", "RMSNormalization", since=23)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ...ir import dims as D
-from ...ir.ops import Binary, Cast, LayerNorm, Reduce, Reshape, RMSNorm, Softmax
+from ...ir.ops import BatchNorm, Binary, Cast, LayerNorm, Reduce, Reshape, RMSNorm, Softmax
 from . import register_torch_converter
 from .context import ir_dtype
 
@@ -68,6 +68,29 @@ def _group_norm(ctx, args):
     if str(ctx.node.target) == "aten.native_group_norm.default":
         return (y, None, None)  # mean and rstd outputs: only used in training graphs
     return y
+
+
+@register_torch_converter("aten._native_batch_norm_legit_no_training.default",
+                          "aten.batch_norm.default", "aten._native_batch_norm_legit.default",
+                          "aten.native_batch_norm.default")
+def _batch_norm(ctx, args):
+    """Inference batch norm with running statistics (BatchNorm1d/2d/3d in eval()). Training-mode batch norm
+    (statistics of the batch itself, running stats updated) is refused: compile the model in eval()."""
+    target = str(ctx.node.target)
+    training = args.get("training", False)
+    if target != "aten._native_batch_norm_legit_no_training.default" and training:
+        raise ctx.error("batch norm in training mode (batch statistics); supported: inference with running "
+                        "statistics — call model.eval() before compiling")
+    x, w, b = args["input"], args.get("weight"), args.get("bias")
+    mean, var = args.get("running_mean"), args.get("running_var")
+    if mean is None or var is None:
+        raise ctx.error("batch norm without running statistics (track_running_stats=False); supported: "
+                        "BatchNorm with running_mean/running_var")
+    op = BatchNorm(eps=float(args.get("eps", 1e-5)), has_weight=w is not None, has_bias=b is not None)
+    y = ctx.emit(op, [x, mean, var] + [t for t in (w, b) if t is not None])
+    if target == "aten.batch_norm.default":
+        return y
+    return (y, None, None)  # saved mean / rstd outputs: only used in training graphs
 
 
 @register_torch_converter("aten.rms_norm.default")
