@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends.core import folder_checks  # TVM-free: the checks the exported runtime runs too
 from .backends.core.cache import sha256_file  # TVM-free: hashes files only
 from .errors import ArtifactError, FallbackError, FallbackWarning, InputError
 from .ir import Graph, graph_to_json
@@ -144,6 +145,14 @@ class CompiledModel:
                 i, d, n = fixed[0]
                 raise InputError(f"input '{v.name}' expects {v.type}, got shape {shape}: dim {i} is static ({d}) in "
                                  f"this compiled model. {self._how_to_declare_dynamic(v.name, i)}")
+        # symbolic dims: equal where inputs share one, inside the range declared at compile time (torch.export's
+        # Dim(min=, max=)); past it kernels read outside tables sized for the range (e.g. a RoPE table)
+        specs = [{"name": v.name, "dtype": v.dtype, "shape": list(v.shape)} for v in self.graph.inputs]
+        try:
+            folder_checks.check_ranges(specs, self.graph.metadata.get("dim_ranges") or {},
+                                       [tuple(int(n) for n in getattr(a, "shape", ())) for a in args])
+        except folder_checks.InputError as e:
+            raise InputError(str(e)) from None
 
     def _how_to_declare_dynamic(self, name: str, axis: int) -> str:
         torch_hint = (f"compile with a dynamic dim: attncc.compile(model, example_inputs, dynamic_shapes="
@@ -292,16 +301,12 @@ def export_manifest(model: "CompiledModel", directory: str, files: list[str]) ->
 
 def verify_export(directory: str, manifest: dict) -> None:
     """Raise ArtifactError naming the first file of an export folder that is missing or not the file exported."""
-    files = manifest.get("files")
-    if not isinstance(files, dict):
+    if not isinstance(manifest.get("files"), dict):
         return  # an older export without checksums: nothing to verify against
-    for name, want in files.items():
-        path = os.path.join(directory, name)
-        if not os.path.isfile(path):
-            raise ArtifactError(f"{path}: missing from the attncc export (listed in manifest.json); re-export the model")
-        if sha256_file(path) != want:
-            raise ArtifactError(f"{path}: does not match its sha256 in manifest.json (truncated or modified); "
-                                "re-export the model")
+    try:
+        folder_checks.verify_files(directory, manifest)   # the exported runtime runs the same check
+    except folder_checks.FolderError as e:
+        raise ArtifactError(str(e)) from None
 
 
 def _folder_readme(model: "CompiledModel") -> str:

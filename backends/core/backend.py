@@ -17,7 +17,7 @@ from ...ir import Graph, graph_from_json, graph_to_json
 from ..base import Executable
 from .cache import GLOBAL_CACHE, CompileCache
 from .plan import Plan
-from .plugin import read_library, write_library
+from .plugin import TargetPlugin
 from .program import GENERIC, Program, decompose_variants
 
 PLANS_INDEX = "plans.json"
@@ -26,7 +26,7 @@ PLANS_INDEX = "plans.json"
 class TvmBackend:
     """The Backend protocol over the shared core for one target plugin (see plugin.py)."""
 
-    def __init__(self, plugin, cache: CompileCache | None = None):
+    def __init__(self, plugin: TargetPlugin, cache: CompileCache | None = None):
         self.plugin = plugin
         self.name, self.description, self.hardware = plugin.name, plugin.description, plugin.hardware
         self.capabilities = plugin.capabilities
@@ -46,6 +46,8 @@ class TvmBackend:
         options = dict(options or {})
         graph = decompose_variants(graph)
         target = self.target(options)
+        self.hardware, self.capabilities = self.plugin.hardware, self.plugin.capabilities   # e.g. the cuda arch's
+        self.plugin.check_graph(graph, target, options)
         notes: list[str] = list(self.plugin.prepare_runtime(target))
         program = Program(graph, target, options, self.cache, notes, self.plugin)
         static = all(isinstance(d, int) for v in graph.inputs for d in v.shape)
@@ -57,7 +59,8 @@ class TvmBackend:
     def export(self, executable: Executable, directory: str) -> list[str]:
         """Write a folder that runs with TVM's runtime and numpy alone (see runtime.py and the folder's README):
         graph.json, plans.json (index), per build plan_<i>.json + kernels_<i>.so (the ONE library holding every
-        kernel of that build) + constants_<i>.npz (weights as the kernels read them), attncc_runtime.py, run.py."""
+        kernel of that build) + constants_<i>.npz (weights as the kernels read them), attncc_runtime.py,
+        attncc_checks.py (the file and input checks it runs), run.py."""
         program: Program = executable.artifacts["program"]
         if not program.runners:
             raise ValueError("nothing to export yet: a model with symbolic dims builds at its first call; "
@@ -82,7 +85,7 @@ class TvmBackend:
                 if getattr(runner, "library_path", None):   # loaded from the cache or an export: copy the file
                     shutil.copyfile(runner.library_path, path(entry["library"]))
                 else:
-                    write_library(self.plugin, runner.lib, path(entry["library"]))
+                    self.plugin.save_library(runner.lib, path(entry["library"]))
             consts = {k: (v.view("uint16") if v.dtype.name == "bfloat16" else v)
                       for k, v in program.constants_of(runner).items()}
             with open(path(entry["constants"]), "wb") as f:
@@ -94,9 +97,10 @@ class TvmBackend:
                        "inputs": [v.name for v in program.graph.inputs],
                        "outputs": [v.name for v in program.graph.outputs], "plans": index}, f, indent=1)
         shutil.copyfile(os.path.join(os.path.dirname(__file__), "runtime.py"), path("attncc_runtime.py"))
+        shutil.copyfile(os.path.join(os.path.dirname(__file__), "folder_checks.py"), path("attncc_checks.py"))
         with open(path("run.py"), "w") as f:
             f.write(RUN_SCRIPT)
-        return files
+        return self.plugin.export_extras(program, directory, files)
 
     def load(self, directory: str) -> Executable:
         """An Executable over an `export` folder, without recompiling: each build's one library is loaded."""
@@ -110,7 +114,7 @@ class TvmBackend:
             with open(os.path.join(directory, entry["plan"])) as f:
                 plan = Plan.from_json(f.read())
             lib_path = os.path.join(directory, entry["library"]) if entry["library"] else None
-            lib = read_library(self.plugin, lib_path) if lib_path else None
+            lib = self.plugin.load_library(lib_path) if lib_path else None
             shapes = GENERIC if entry["shapes"] == GENERIC else tuple(tuple(s) for s in entry["shapes"])
             program.runners[shapes] = program._bind(plan, lib, lib_path)
             notes.extend(n for n in plan.notes if n not in notes)
@@ -120,13 +124,19 @@ class TvmBackend:
 
 RUN_SCRIPT = '''"""Run this exported attncc model with TVM's runtime and numpy only (no attncc, no torch).
 
-    python run.py            # runs it on random inputs of the example sizes and prints the outputs' shapes
+    python run.py                                  # random inputs of the example sizes; prints the outputs' shapes
+    python run.py --inputs x.npz --outputs y.npz   # your inputs (arr_0, arr_1, ... in order), outputs saved
+    python run.py --inputs x.npz --allow-cast      # let the runtime cast inputs of another dtype
+
+Every file is checked against its sha256 in manifest.json before it is loaded, and every input against the
+declared dtype, static sizes and dim ranges; a failure is one line on stderr and exit status 2.
 
 From your own code:
     import attncc_runtime as rt
-    model = rt.load_folder(".")          # picks the build that matches the input shapes
+    model = rt.load_folder(".")          # checks the files; picks the build that matches the input shapes
     outputs = model.run([x, ...])        # numpy arrays (or torch tensors) in, TVM tensors out (.numpy())
 """
+import argparse
 import json
 import os
 import sys
@@ -139,17 +149,45 @@ import numpy as np  # noqa: E402
 
 import attncc_runtime as rt  # noqa: E402
 
-if __name__ == "__main__":
-    rt.size_thread_pool()
-    model = rt.load_folder(here)
-    with open(os.path.join(here, "manifest.json")) as f:
-        manifest = json.load(f)
+
+def example_inputs(manifest: dict) -> list:
     rng = np.random.default_rng(0)
     inputs = []
     for spec in manifest["inputs"]:
-        shape = [d if isinstance(d, int) else manifest.get("example_dims", {}).get(d, 8) for d in spec["example_shape"]]
+        shape = [d if isinstance(d, int) else manifest.get("example_dims", {}).get(d, 8)
+                 for d in (spec["example_shape"] or spec["shape"])]
         inputs.append(rng.standard_normal(shape).astype(spec["dtype"]) if "float" in spec["dtype"]
                       else rng.integers(0, 2, shape).astype(spec["dtype"]))
-    for name, out in zip(manifest["outputs"], model.run(inputs)):
-        print(name["name"], tuple(out.shape), out.dtype)
+    return inputs
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="run.py", description="run this exported attncc model")
+    p.add_argument("--inputs", help="npz with the inputs in order (arr_0, arr_1, ...); default: random")
+    p.add_argument("--outputs", help="write the outputs to this npz (arr_0, arr_1, ...)")
+    p.add_argument("--allow-cast", action="store_true", help="cast inputs of another dtype instead of refusing them")
+    args = p.parse_args()
+    try:
+        rt.size_thread_pool()
+        model = rt.load_folder(here, allow_cast=args.allow_cast)
+        if args.inputs:
+            with np.load(args.inputs) as data:
+                inputs = [data[n] for n in sorted(data.files, key=lambda n: int(n.rsplit("_", 1)[-1]))]
+        else:
+            inputs = example_inputs(model.manifest)
+        outs = model.run(inputs)
+    except (rt.FolderError, rt.InputError, rt.PlanError) as e:
+        print(f"run.py: error: {e}", file=sys.stderr)
+        return 2
+    for spec, out in zip(model.manifest["outputs"], outs):
+        print(spec["name"], tuple(out.shape), out.dtype)
+    if args.outputs:
+        np.savez(args.outputs, *[o.numpy() for o in outs])
+    return 0
+
+
+if __name__ == "__main__":
+    status = main()
+    if status:   # exit only on failure: runpy.run_path("run.py", run_name="__main__") callers keep going
+        sys.exit(status)
 '''

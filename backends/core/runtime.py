@@ -39,6 +39,20 @@ def _import_tvm_without_torch():
 
 tvm = _import_tvm_without_torch()
 
+try:    # inside attncc
+    from .folder_checks import FolderError, InputError, check_inputs, read_json, read_manifest, require_listed, \
+        verify_files
+except ImportError:   # in an exported folder: the copy written beside this file
+    from attncc_checks import FolderError, InputError, check_inputs, read_json, read_manifest, require_listed, \
+        verify_files
+
+# what a folder built for each TVM target kind needs on the machine that runs it
+NEEDS = {"cuda": ("CUDA", "an NVIDIA GPU with its driver, and an apache-tvm runtime built with CUDA (USE_CUDA=ON)"),
+         "opencl": ("OpenCL", "an OpenCL device with its ICD, and an apache-tvm runtime built with OpenCL"),
+         "rocm": ("ROCm", "an AMD GPU with ROCm, and an apache-tvm runtime built with ROCm"),
+         "vulkan": ("Vulkan", "a Vulkan device, and an apache-tvm runtime built with Vulkan"),
+         "metal": ("Metal", "an Apple GPU, and an apache-tvm runtime built with Metal")}
+
 DIM_ARG = "#dim"   # a call argument that passes a dim's value (int32), not a tensor
 
 
@@ -124,6 +138,11 @@ class PlanExecutor:
 
     def to_tensor(self, x: Any, name: str, dtype: str):
         """A TVM tensor over `x` (zero-copy when TVM accepts its memory as is)."""
+        if self.dev.dlpack_device_type() != 1:   # not kDLCPU (a GPU build): host memory is copied to the device
+            if isinstance(x, tvm.runtime.Tensor) and x.device == self.dev and x.dtype == dtype:
+                return x
+            a = np.asarray(x.numpy() if isinstance(x, tvm.runtime.Tensor) else x)
+            return tvm.runtime.tensor(np.ascontiguousarray(a if str(a.dtype) == dtype else a.astype(dtype)), self.dev)
         if isinstance(x, np.ndarray):
             if x.dtype.name == dtype != "bfloat16" and x.flags.c_contiguous and x.ctypes.data % 64 == 0:  # numpy has no bf16 DLPack
                 return tvm.runtime.from_dlpack(x)
@@ -224,37 +243,95 @@ class PlanExecutor:
             raise PlanError(f"unknown plan step kind {kind!r}")
 
 
-def _load_entry(folder: str, entry: dict, device) -> PlanExecutor:
-    import json
+def target_kind(target) -> str:
+    """"llvm", "cuda", "opencl", ... of a plan index's target (a dict with "kind", or TVM's target text)."""
+    return str(target.get("kind", "llvm") if isinstance(target, dict) else (str(target or "llvm").split() or ["llvm"])[0])
 
-    with open(os.path.join(folder, entry["plan"])) as f:
-        plan = json.load(f)
-    lib = tvm.runtime.load_module(os.path.join(folder, entry["library"])) if entry.get("library") else None
+
+def target_device(folder: str, target):
+    """The device a folder's kernels run on; FolderError saying which runtime and device it needs when absent."""
+    kind = target_kind(target)
+    if kind in ("llvm", "c", "cpu"):
+        return tvm.cpu()
+    runtime, needs = NEEDS.get(kind, (kind, f"a {kind} device and an apache-tvm runtime built for it"))
+    arch = f" ({target['arch']})" if isinstance(target, dict) and target.get("arch") else ""
+    try:
+        dev = tvm.device(kind, 0)
+        present = bool(dev.exist)
+    except Exception:  # noqa: BLE001 - a TVM runtime without this device API: same answer as no device
+        present = False
+    if not present:
+        raise FolderError(f"{folder}: its kernels are {runtime} code{arch}; this machine has no {runtime} device "
+                          f"that TVM's runtime can use. Run it where there is {needs}")
+    return dev
+
+
+def load_library(path: str, target):
+    """tvm.runtime.load_module, a failure named by the file and, for device code, the runtime it needs."""
+    try:
+        return tvm.runtime.load_module(path)
+    except Exception as e:  # noqa: BLE001 - TVM raises RuntimeError/TVMError with a C++ trace
+        last = (str(e).strip().splitlines() or [""])[-1]
+        kind = target_kind(target)
+        if "not registered" in last and kind in NEEDS:
+            runtime, needs = NEEDS[kind]
+            arch = f" for {target['arch']}" if isinstance(target, dict) and target.get("arch") else ""
+            raise FolderError(f"{path}: holds {runtime} kernels{arch} and this TVM runtime cannot load {runtime} code "
+                              f"({last}). Run it where there is {needs}") from None
+        raise FolderError(f"{path}: cannot load this kernel library ({type(e).__name__}: {last}); it may be "
+                          f"truncated or built for another machine (target {target})") from None
+
+
+def _load_entry(folder: str, entry: dict, device, target=None) -> PlanExecutor:
+    plan = read_json(os.path.join(folder, entry["plan"]))
+    lib = load_library(os.path.join(folder, entry["library"]), target) if entry.get("library") else None
+    if device is None:
+        device = target_device(folder, target)
     constants = {}
-    with np.load(os.path.join(folder, entry["constants"])) as data:
-        for name in data.files:
-            arr = data[name]
-            if plan["values"][name]["dtype"] == "bfloat16":  # stored as its uint16 bits
-                import ml_dtypes
+    path = os.path.join(folder, entry["constants"])
+    try:
+        with np.load(path) as data:
+            for name in data.files:
+                arr = data[name]
+                if plan["values"][name]["dtype"] == "bfloat16":  # stored as its uint16 bits
+                    import ml_dtypes
 
-                arr = arr.view(ml_dtypes.bfloat16)
-            constants[name] = arr
+                    arr = arr.view(ml_dtypes.bfloat16)
+                constants[name] = arr
+    except Exception as e:  # noqa: BLE001 - OSError, zipfile.BadZipFile, a pickle refused, a name not in the plan
+        raise FolderError(f"{path}: cannot read the constants ({type(e).__name__}: {e}); re-export the model") from None
     return PlanExecutor(plan, lib, constants, device)
 
 
 class FolderModel:
-    """An exported folder: one executor per build (a shape-generic build serves every size)."""
+    """An exported folder: one executor per build (a shape-generic build serves every size).
 
-    def __init__(self, folder: str, device=None):
-        import json
+    Before loading anything, every file is checked against its sha256 in manifest.json (`verify=False` skips
+    that, for folders written without a manifest). Each `run` checks the inputs against the manifest: dtype
+    (no silent casts unless `allow_cast`), rank, static sizes and the range of every symbolic dim."""
 
-        with open(os.path.join(folder, "plans.json")) as f:
-            self.index = json.load(f)
+    def __init__(self, folder: str, device=None, allow_cast: bool = False, verify: bool = True):
+        self.allow_cast = allow_cast
+        self.manifest = read_manifest(folder) if verify else None
+        if self.manifest is not None:
+            verify_files(folder, self.manifest)
+            require_listed(folder, self.manifest, ["plans.json"])
+        self.index = read_json(os.path.join(folder, "plans.json"))
+        if self.manifest is not None:
+            require_listed(folder, self.manifest, [e[k] for e in self.index["plans"]
+                                                   for k in ("plan", "library", "constants") if e.get(k)])
         self.inputs, self.outputs = self.index["inputs"], self.index["outputs"]
-        self._entries = [(e["shapes"], _load_entry(folder, e, device)) for e in self.index["plans"]]
+        target = self.index.get("target")
+        self._entries = [(e["shapes"], _load_entry(folder, e, device, target)) for e in self.index["plans"]]
+
+    def check(self, inputs: Sequence[Any]) -> None:
+        """InputError naming the input when `inputs` are not what the model was compiled for."""
+        if self.manifest is not None and isinstance(self.manifest.get("inputs"), list):
+            check_inputs(self.manifest["inputs"], self.manifest.get("dynamic_dims") or {}, inputs, self.allow_cast)
 
     def run(self, inputs: Sequence[Any]) -> list:
         """Outputs (TVM tensors; `.numpy()` or np.from_dlpack to read them) for these inputs."""
+        self.check(inputs)
         shapes = [list(x.shape) for x in inputs]
         for want, executor in self._entries:
             if want == "generic" or want == shapes:
@@ -262,6 +339,7 @@ class FolderModel:
         raise ValueError(f"no build for input shapes {shapes}; builds: {[w for w, _ in self._entries]}")
 
 
-def load_folder(folder: str, device=None) -> FolderModel:
-    """The model in an exported folder (plans.json, plan_<i>.json, kernels_<i>.so, constants_<i>.npz)."""
-    return FolderModel(folder, device)
+def load_folder(folder: str, device=None, allow_cast: bool = False, verify: bool = True) -> FolderModel:
+    """The model in an exported folder (manifest.json, plans.json, plan_<i>.json, kernels_<i>.so, constants_<i>.npz),
+    its files checked against manifest.json first; `allow_cast` lets `run` cast inputs of another dtype."""
+    return FolderModel(folder, device, allow_cast, verify)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...core.folder_checks import check_inputs, read_json, read_manifest, require_listed, verify_files
 from ...core.runtime import PlanExecutor, tvm
 
 
@@ -56,17 +57,26 @@ class _RemoteExecutor(PlanExecutor):
 
 class RemoteModel:
     """An exported folder (plans.json, plan_<i>.json, kernels_<i>.so, constants_<i>.npz) loaded on the device
-    behind `session`; `run` returns numpy arrays, `time` each kernel's on-device time."""
+    behind `session`; `run` returns numpy arrays, `time` each kernel's on-device time.
 
-    def __init__(self, folder: str, session, device: str = "cpu"):
-        self.session, self.dev = session, session.device(device)
-        with open(os.path.join(folder, "plans.json")) as f:
-            index = json.load(f)
+    As in the exported runtime: every file is checked against manifest.json's sha256 before it is uploaded
+    (`verify=False` skips that), and inputs against the declared dtypes (no cast unless `allow_cast`), static
+    sizes and dim ranges."""
+
+    def __init__(self, folder: str, session, device: str = "cpu", allow_cast: bool = False, verify: bool = True):
+        self.session, self.dev, self.allow_cast = session, session.device(device), allow_cast
+        self.manifest = read_manifest(folder) if verify else None
+        if self.manifest is not None:
+            verify_files(folder, self.manifest)
+            require_listed(folder, self.manifest, ["plans.json"])
+        index = read_json(os.path.join(folder, "plans.json"))
+        if self.manifest is not None:
+            require_listed(folder, self.manifest, [e[k] for e in index["plans"]
+                                                   for k in ("plan", "library", "constants") if e.get(k)])
         self.inputs, self.outputs = index["inputs"], index["outputs"]
         self._entries = []
         for entry in index["plans"]:
-            with open(os.path.join(folder, entry["plan"])) as f:
-                plan = json.load(f)
+            plan = read_json(os.path.join(folder, entry["plan"]))
             if any(s["kind"] == "reference" for s in plan["steps"]):
                 raise RemoteError(f"{folder}: nodes {sorted({s['node'] for s in plan['steps'] if s['kind'] == 'reference'})} "
                                   "run attncc's numpy reference on the host, which a device cannot run")
@@ -89,6 +99,8 @@ class RemoteModel:
         return arr
 
     def _entry(self, inputs: Sequence[Any]):
+        if self.manifest is not None:   # InputError naming the input before anything reaches the device
+            check_inputs(self.manifest["inputs"], self.manifest.get("dynamic_dims") or {}, inputs, self.allow_cast)
         shapes = [list(np.shape(x)) for x in inputs]
         for want, lib, executor in self._entries:
             if want == "generic" or want == shapes:
@@ -148,13 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--time", action="store_true", help="time each kernel on the device (time_evaluator)")
     p.add_argument("--number", type=int, default=10)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--allow-cast", action="store_true", help="cast inputs of another dtype instead of refusing them")
     args = p.parse_args(argv)
     if args.inputs:
         with np.load(args.inputs) as data:
             inputs = [data[n] for n in sorted(data.files, key=lambda n: int(n.split("_")[-1]))]
     else:
         inputs = _random_inputs(args.folder)
-    model = RemoteModel(args.folder, connect(args.host, args.port, args.key, args.tracker))
+    model = RemoteModel(args.folder, connect(args.host, args.port, args.key, args.tracker), allow_cast=args.allow_cast)
     for name, out in zip(model.outputs, model.run(inputs)):
         print(f"{name}: {out.shape} {out.dtype}")
     if args.time:
