@@ -56,8 +56,17 @@ def load_model(spec: str) -> tuple[Any, Any]:
 def _cmd_targets(args) -> int:
     import attncc
 
+    from .backends.availability import target_needs
+
+    print("target       build  run    description  (build: compile + export here; run: execute here)")
     for t in attncc.targets():
-        print(f"{t['name']:<12} {t['status']:<10} {t['description']}")
+        if t["status"] != "available":
+            print(f"{t['name']:<12} {t['status']:<14} {t['description']}")
+            continue
+        build, run = target_needs(t["name"])
+        print(f"{t['name']:<12} {'yes' if build.ok else 'NO':<6} {'yes' if run.ok else 'NO':<6} {t['description']}")
+        for side, need in (("build", build), ("run", run)):
+            print(f"{'':12} {side}: {'' if need.ok else 'missing: '}{need.detail}")
     return 0
 
 
@@ -305,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--html", metavar="PATH", help="also write an HTML report with a roofline plot")
     r.set_defaults(func=_cmd_report)
 
-    t = sub.add_parser("targets", help="list compile targets")
+    t = sub.add_parser("targets", help="list compile targets and whether this machine can build and run each")
     t.set_defaults(func=_cmd_targets)
     h = sub.add_parser("hardware", help="list hardware specs in the cost-model catalog")
     h.set_defaults(func=_cmd_hardware)
