@@ -97,7 +97,9 @@ def run_ranks(program, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> 
                 if len(members) != node.op.ranks:
                     raise IRError(f"{name} says {node.op.ranks} ranks but group '{node.op.group}' of rank {rank} "
                                   f"has {len(members)}", node)
-                if not all(m in waiting for m in members):
+                # a member paused at another group's collective gets there later (separate communicators)
+                if not all(m in waiting and getattr(waiting[m][0].op, "group", None) == node.op.group
+                           for m in members):
                     continue
                 for m in members:
                     other = waiting[m][0]

@@ -121,6 +121,8 @@ def _attention(rb: RankRebuild, node, ins):
     if ql is None or s.features_list():
         return None
     ax = head_axis(s)
+    if ql.axis == 0:
+        return _data_parallel(rb, node, ins, ql)
     if ql.axis != ax:
         return None
     group = s.num_heads // s.num_kv_heads
@@ -142,3 +144,16 @@ def _attention(rb: RankRebuild, node, ins):
     spec = s.replace(num_heads=local_q, num_kv_heads=k1 - k0)
     outs = rb.emit(node, Attention(spec=spec, tiling=node.op.tiling), args)
     return [(outs[0], ql)] + [(o, kvl) for o in outs[1:]]
+
+
+def _data_parallel(rb: RankRebuild, node, ins, ql: Split):
+    """Requests split over ranks (DP attention, as DeepSeek serves MLA): each rank attends its own batch
+    rows with every head; batch-sized inputs are cut to the same rows."""
+    args = []
+    for (v, lay), old in zip(ins, node.inputs):
+        if old.rank >= 1 and old.shape[0] == node.inputs[0].shape[0] and old.shape[0] != 1:
+            args.append(rb.local_block((v, lay), ql.at(0)))
+        else:
+            args.append(rb.replicated((v, lay)))
+    outs = rb.emit(node, node.op, args)
+    return [(o, ql.at(0)) for o in outs]

@@ -50,6 +50,16 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """This rank holds one term of a sum over the `ranks` members of `group` (expert outputs before
+    the combine). Linear ops keep it (shard_moe.partial_rule); anything else combines it first."""
+
+    group: str
+    ranks: int
+    index: int
+
+
+@dataclass(frozen=True)
 class WeightSlice:
     """Planned slice of a weight constant: along `axis`, group member i keeps ranges[i]."""
 
@@ -60,6 +70,8 @@ class WeightSlice:
 
 # op name -> rule(rebuild, node, inputs) -> [(value, layout)] for the node's outputs
 RULES: dict[str, Callable] = {}
+# rule for a node reading a Partial value; set by shard_moe (None -> combine the partial first)
+PARTIAL_RULE: list[Callable] = [lambda rb, node, ins: None]
 
 
 def rule(*names: str):
@@ -88,8 +100,14 @@ class RankRebuild:
         for node in self.old.topological():
             self.node = node
             ins = [None if v is None else self.env[id(v)] for v in node.inputs]
+            outs = None
+            if any(x is not None and isinstance(x[1], Partial) for x in ins):
+                outs = PARTIAL_RULE[0](self, node, ins)
+                if outs is None:
+                    ins = [x if x is None or not isinstance(x[1], Partial) else self.combine(x) for x in ins]
             fn = RULES.get(node.op.op_name)
-            outs = fn(self, node, ins) if fn is not None else None
+            if outs is None and fn is not None:
+                outs = fn(self, node, ins)
             if outs is None:
                 outs = [(v, None) for v in self.emit(node, node.op, [self.replicated(x) for x in ins])]
             for old, new in zip(node.outputs, outs):
@@ -115,6 +133,8 @@ class RankRebuild:
         v, lay = item
         if lay is None:
             return v
+        if isinstance(lay, Partial):
+            return self.emit1(AllReduce(lay.ranks, "sum", lay.group), [v], f"allreduce_{v.name}")
         if not lay.even:
             raise IRError(f"value '{v.name}' is split unevenly over {lay.group} (rank block [{lay.start}, {lay.stop}) "
                           f"of {lay.full}) and the op after it has no rule for that split; supported: ops that "
@@ -123,6 +143,13 @@ class RankRebuild:
             self.notes.append(f"all-gather of '{v.name}' over {lay.group} before {self.node.op.op_name} "
                               f"'{self.node.name}' (no split rule for it)")
         return self.gather(v, lay)
+
+    def combine(self, item) -> tuple[Value, Split | None]:
+        """Finish a Partial: an all-to-all combine that leaves each rank the summed block of its rows
+        (first axis whose size divides the group), else an all-reduce."""
+        from .shard_moe import combine
+
+        return combine(self, *item)
 
     def gather(self, v: Value, lay: Split) -> Value:
         """AllGather of an even split, once per value however many ops read it whole."""
@@ -219,7 +246,7 @@ def _reshape(rb: RankRebuild, node, ins):
     before = D.product(old_in[:lay.axis])
     for a in range(len(old_out)):
         o = old_out[a]
-        if not isinstance(o, int) or not D.equal(D.product(old_out[:a]), before):
+        if not isinstance(o, int) or not D.equal(D.product(old_out[:a]), before) or (o == 1 and lay.full != 1):
             continue
         if o == lay.full:                                           # same axis
             new = lay.at(a)
@@ -313,6 +340,8 @@ def _reduce(rb: RankRebuild, node, ins):
         return [(rb.emit(node, node.op, [x])[0], xl.at(axis))]
     if node.op.fn == "sum":                                 # a sum over the split axis: partial sums
         y = rb.emit(node, node.op, [x])[0]
+        if xl.group == "ep":                                # expert outputs: combined lazily (shard_moe)
+            return [(y, Partial(xl.group, xl.ranks, xl.index))]
         return [(rb.emit1(AllReduce(xl.ranks, "sum", xl.group), [y], "allreduce"), None)]
     return None
 
@@ -323,3 +352,17 @@ def _slice(rb: RankRebuild, node, ins):
     if xl is None or xl.axis == node.op.axis % node.inputs[0].rank:
         return None
     return [(rb.emit(node, node.op, [x])[0], xl)]
+
+
+@rule("Concat")
+def _concat(rb: RankRebuild, node, ins):
+    """Concatenation along another axis keeps a common split (whole inputs are cut to the block)."""
+    lays = [lay for _, lay in ins if lay is not None]
+    if not lays:
+        return None
+    lay0 = lays[0]
+    axis = node.op.axis % node.outputs[0].rank
+    if lay0.axis == axis or any(not lay.same_block(lay0) for lay in lays):
+        return None
+    args = [rb.local_block(x, lay0) for x in ins]
+    return [(rb.emit(node, node.op, args)[0], lay0)]

@@ -3,6 +3,7 @@ interpreter and eager torch (fp32, 1e-5); the weights in the rank graphs are the
 not divide are errors naming the op, the dimension and the legal sizes."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -31,9 +32,9 @@ def lifted(model: torch.nn.Module, inputs: tuple):
     return run_pipeline(import_torch(model.eval(), inputs), LIFT)
 
 
-def assert_sharding_matches(model, inputs, **plan):
+def assert_sharding_matches(model, inputs, graph=None, **plan):
     """Lock-step run of the sharded graph == unsharded interpreter == eager torch; returns the program."""
-    graph = lifted(model, inputs)
+    graph = graph if graph is not None else lifted(model, inputs)
     program = shard_graph(graph, **plan)
     arrays = [t.numpy() for t in inputs]
     with torch.no_grad():
@@ -124,17 +125,20 @@ def test_shard_pass_keeps_rank_zero_and_rejects_bad_sizes():
         shard_graph(g, tp=0)
 
 
+@functools.lru_cache(maxsize=None)
 def tiny_decoder():
+    """A two-layer Llama-style decoder step with a KV cache and its lifted graph, built once per session."""
     from examples.models import TinyLlama
 
     torch.manual_seed(0)
-    model = TinyLlama(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48)
-    return model, (torch.randint(0, 64, (1, 3)), torch.randn(2, 1, 2, 4, 8), torch.randn(2, 1, 2, 4, 8))
+    model = TinyLlama(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48).eval()
+    inputs = (torch.randint(0, 64, (1, 3)), torch.randn(2, 1, 2, 4, 8), torch.randn(2, 1, 2, 4, 8))
+    return model, inputs, lifted(model, inputs)
 
 
 def test_pp_two_layer_decoder_sends_between_stages():
-    model, inputs = tiny_decoder()
-    program = assert_sharding_matches(model, inputs, pp=2)
+    model, inputs, graph = tiny_decoder()
+    program = assert_sharding_matches(model, inputs, graph, pp=2)
     first, second = program.rank_graphs
     assert program.stage_of(0) == 0 and program.stage_of(1) == 1
     assert len(first.attention_ops()) == len(second.attention_ops()) == 1
@@ -145,13 +149,52 @@ def test_pp_two_layer_decoder_sends_between_stages():
 
 
 def test_pp_with_tp_runs_four_ranks_in_lock_step():
-    model, inputs = tiny_decoder()
-    program = assert_sharding_matches(model, inputs, pp=2, tp=2)
+    model, inputs, graph = tiny_decoder()
+    program = assert_sharding_matches(model, inputs, graph, pp=2, tp=2)
     assert [program.rank_coords(r) for r in range(4)] == [{"tp": 0, "ep": 0, "pp": 0}, {"tp": 1, "ep": 0, "pp": 0},
                                                         {"tp": 0, "ep": 0, "pp": 1}, {"tp": 1, "ep": 0, "pp": 1}]
 
 
 def test_pp_that_does_not_divide_the_layers_names_the_legal_sizes():
-    model, inputs = tiny_decoder()
     with pytest.raises(IRError, match=r"pp=3 does not divide the 2 attention layers .*legal pp sizes: \[1, 2\]"):
-        shard_graph(lifted(model, inputs), pp=3)
+        shard_graph(tiny_decoder()[2], pp=3)
+
+
+@functools.lru_cache(maxsize=None)
+def mixtral():
+    """transformers' Mixtral (one layer, 4 experts, top-2) and its lifted graph, built once per session."""
+    pytest.importorskip("transformers", reason="transformers ships MixtralForCausalLM")
+    from tests.models.hf_zoo import _MOE, _decoder
+
+    model, inputs, _ = _decoder("MixtralConfig", "MixtralForCausalLM", layers=1, num_local_experts=4,
+                                num_experts_per_tok=2, **_MOE)()
+    return model, inputs, lifted(model, inputs)
+
+
+def test_ep_mixtral_moe_spreads_experts_and_combines_with_all_to_all():
+    model, inputs, graph = mixtral()
+    program = assert_sharding_matches(model, inputs, graph, ep=2)
+    experts = {n.inputs[1].producer.op.key: graph.constants[n.inputs[1].producer.op.key]
+               for n in graph.find("MatMul") if n.inputs[1].rank == 3}
+    assert len(experts) == 2                               # gate_up and down of the one MoE layer
+    for e, g in enumerate(program.rank_graphs):
+        assert program.rank_coords(e) == {"tp": 0, "ep": e, "pp": 0}
+        for key, whole in experts.items():
+            np.testing.assert_array_equal(g.constants[key], whole[2 * e:2 * e + 2])
+        ops = collectives(g)
+        assert "AllToAll" in ops and all(op in ("AllToAll", "AllGather") for op in ops)
+
+
+def test_ep_with_tp_runs_attention_heads_and_experts_on_four_ranks():
+    model, inputs, graph = mixtral()
+    program = assert_sharding_matches(model, inputs, graph, ep=2, tp=2)
+    assert program.world_size == 4
+    assert [a.spec.num_heads for a in program.rank_graphs[3].attention_ops()] == [2]
+
+
+def test_ep_that_does_not_divide_the_experts_or_a_dense_model_is_an_error():
+    with pytest.raises(IRError, match=r"\(MatMul\).*ep=3 does not divide the 4 experts; legal ep sizes: \[1, 2, 4\]"):
+        shard_graph(mixtral()[2], ep=3)
+    dense, dense_inputs = llama_block()
+    with pytest.raises(IRError, match="ep=2 but graph .* has no mixture-of-experts layer"):
+        shard_graph(lifted(dense, dense_inputs), ep=2)
