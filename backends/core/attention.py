@@ -155,7 +155,8 @@ class AttentionLowering:
                     dynamic=dynamic,
                     scale=float(spec.scale), dtype=dtype, causal=spec.mask.causal, alignment=spec.mask.alignment,
                     window_left=spec.mask.window_left, window_right=spec.mask.window_right,
-                    softcap=spec.softcap, mask_input=mask_kind)
+                    softcap=spec.softcap, mask_input=mask_kind,
+                    v_from_k=self.groups.graph.metadata.get("kernel_hints", {}).get(node.name) == "v-from-k")
         blocks = {}
         if tiling is not None:
             blocks = {f: getattr(tiling, f) for f in ("q_block", "kv_block", "num_splits") if getattr(tiling, f)}

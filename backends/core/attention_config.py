@@ -40,6 +40,9 @@ class AttentionKernelConfig:
     # dims the kernel takes from its arguments at run time ("batch", "q_len", "kv_len"); the ints above are
     # then nominal sizes that only pick the schedule
     dynamic: tuple[str, ...] = ()
+    # V is the first v_head_dim columns of K (the decomposition's "v-from-k" hint: absorbed MLA), so a kernel
+    # may read V from its K tile
+    v_from_k: bool = False
 
     def __post_init__(self):
         self.validate()

@@ -42,48 +42,102 @@ class MatmulStrategy(Protocol):
     def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None: ...
 
 
-class TargetPlugin(Protocol):
-    """One target family. The core calls nothing else target-specific."""
+class TargetPlugin:
+    """One target family as named stages on the core (docs/adding-a-target.md). Subclass it and override only
+    what differs; the core calls nothing else target-specific. In the order the core runs them:
 
-    name: str
-    description: str
-    hardware: str                     # cost-model catalog key priced for this target
-    capabilities: Capabilities
+    1. parse options  `record(options)` -> the target's Target record (backends/<target>/record.py);
+                      `tvm_target(options)` -> its TVM target dict (default: the record's)
+    2. lower          the core; the plugin gives `schedule(kind)`, `matmul`, `attention_primfunc(cfg, target)`
+                      and may check the decomposed graph first (`check_graph`)
+    3. build library  `build_library(plan, target)` -> one library holding every kernel of a build
+    4. save / load    `save_library(lib, path)`, `load_library(path)` (cache entries and export folders)
+    5. make runner    `make_runner(plan, lib, constants, references, library_path)` -> what a call runs;
+                      `prepare_runtime(target)` readies this process first
+    6. export extras  `export_extras(program, directory, files)` adds or replaces files of the core's folder
+    """
+
+    name: str = ""
+    description: str = ""
     matmul: MatmulStrategy
+    per_shape_reason: str | None = None   # why this target never makes shape-generic builds (None: it does)
+    attention_mask_full = False           # its attention kernel takes the mask only full-size (b, h, sq, skv)
+
+    # 1. parse options
+    def record(self, options: dict[str, Any] | None = None):
+        """This target's Target record for these compile options (cost_models/target.py)."""
+        from ...cost_models.target import target_record
+
+        return target_record(self.name, options)
+
+    @property
+    def hardware(self) -> str:
+        """The catalog device the report prices (the record's device)."""
+        return self.record().device
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.record().capabilities
 
     def tvm_target(self, options: dict[str, Any]) -> dict:
         """The TVM target dict for these compile options."""
+        return dict(self.record(options).tvm_target)
+
+    # 2. lower
+    def check_graph(self, graph, target: dict, options: dict[str, Any]) -> None:
+        """Reject a decomposed graph this target cannot build, before any codegen (default: accept)."""
 
     def schedule(self, kind: str) -> Schedule:
         """The schedule for a kernel class: "injective", "rows" or "generic"."""
+        raise NotImplementedError
 
     def attention_primfunc(self, cfg: AttentionKernelConfig, target: dict):
         """(PrimFunc over (q, k, v[, mask], out), metadata) of the attention kernel for `cfg`, built into
-        the plan's one library by the core."""
+        the plan's one library by the core; raising sends the node to the core's generic attention (noted)."""
+        raise NotImplementedError
 
+    # 3. build library
+    def build_library(self, plan, target: dict):
+        """The one library of a build (default: TVM's build of every PrimFunc of the plan for `target`)."""
+        from .builder import compile_funcs
+
+        return compile_funcs(plan, target)
+
+    # 4. save / load
+    def save_library(self, lib, path: str) -> None:
+        """Write a built library to `path` (default: lib.export_library, the host's cc)."""
+        lib.export_library(path)
+
+    def load_library(self, path: str):
+        """The library at `path` as this target's runners take it (default: loaded into this process)."""
+        import tvm
+
+        return tvm.runtime.load_module(path)
+
+    # 5. make runner
     def prepare_runtime(self, target: dict) -> list[str]:
         """Make this process ready to run the target's code; returns notes for the user."""
+        return []
 
-    # Optional, for targets whose code cannot run in this process (cross-compiled, emulated):
-    #   write_library(lib, path): write a built library (default: lib.export_library(path), the host's cc)
-    #   read_library(path): what a runner gets for a library file (default: tvm.runtime.load_module(path))
-    #   runner_class: the PlanRunner-like class binding (plan, lib, constants, references) (default: PlanRunner)
+    def make_runner(self, plan, lib, constants: dict, references: dict, library_path: str | None = None):
+        """What a call of a build runs (default: the plan on TVM's runtime in this process)."""
+        from .runner import PlanRunner
+
+        runner = PlanRunner(plan, lib, constants, references)
+        runner.library_path = library_path
+        return runner
+
+    # 6. export extras
+    def export_extras(self, program, directory: str, files: list[str]) -> list[str]:
+        """The export folder's files after adding this target's own (default: the core's folder as is)."""
+        return files
 
 
 def write_library(plugin, lib, path: str) -> None:
     """Write `lib` to `path` the plugin's way (a cross target links with its own compiler)."""
-    custom = getattr(plugin, "write_library", None)
-    if custom is not None:
-        custom(lib, path)
-    else:
-        lib.export_library(path)
+    plugin.save_library(lib, path)
 
 
 def read_library(plugin, path: str):
     """The library at `path` as the plugin's runners take it (a cross target does not load it here)."""
-    custom = getattr(plugin, "read_library", None)
-    if custom is not None:
-        return custom(path)
-    import tvm
-
-    return tvm.runtime.load_module(path)
+    return plugin.load_library(path)

@@ -12,12 +12,12 @@ from ...ir import Graph
 from ...ir.passes import run_pipeline
 from ...ir.passes.pipelines import DECOMPOSE
 from .attention import reference_callable
-from .builder import build_plan, compile_funcs
+from .builder import build_plan
 from .cache import CompileCache, cache_key
+from .errors import lowering_for
 from .fused_attention import split_fused_attention
 from .groups import materialize_constant
 from .plan import Plan
-from .plugin import read_library, write_library
 from .runner import PlanRunner
 
 
@@ -48,6 +48,10 @@ class Program:
         self.keys: dict[Any, str] = {}
         self.symbolic = any(isinstance(d, str) for v in graph.inputs for d in v.shape)
         self.generic_failed: str | None = None if options.get("shape_generic", True) else "disabled by options"
+        if plugin.per_shape_reason:   # e.g. mobile-gpu: launch sizes are fixed at compile time
+            self.generic_failed = plugin.per_shape_reason
+            if self.symbolic and plugin.per_shape_reason not in notes:
+                notes.append(plugin.per_shape_reason)
         self.builds = 0   # fresh builds by this program (cache hits not counted)
 
     def runner_for(self, shapes: tuple) -> PlanRunner:
@@ -66,6 +70,10 @@ class Program:
         return self._runner(shapes, shapes, generic=False)
 
     def _runner(self, slot, shapes: tuple, generic: bool) -> PlanRunner:
+        with lowering_for(self.plugin.name):
+            return self._build_or_load(slot, shapes, generic)
+
+    def _build_or_load(self, slot, shapes: tuple, generic: bool) -> PlanRunner:
         signature = [list(v.shape) for v in self.graph.inputs] if generic else shapes
         key = cache_key(self.graph, self.target, self.options, signature, self.plugin.name)
         use_cache = self.options.get("cache", True)
@@ -79,11 +87,10 @@ class Program:
             self.cache.stats.misses += 1
             self.builds += 1
             plan, _ = build_plan(self.graph, shapes, self.target, self.options, self.plugin, generic=generic)
-            lib = compile_funcs(plan, self.target)
+            lib = self.plugin.build_library(plan, self.target)
             entry = (plan, lib, None)
             if use_cache:
-                self.cache.save_disk(key, plan.to_json(), lib, self.plugin.name,
-                                     write=lambda m, p: write_library(self.plugin, m, p))
+                self.cache.save_disk(key, plan.to_json(), lib, self.plugin.name, write=self.plugin.save_library)
         if use_cache:
             self.cache.put_memory(key, entry)
         plan, lib, lib_path = entry
@@ -105,9 +112,7 @@ class Program:
                   for name, info in plan.values.items() if info["storage"] == "const" and name in used}
         nodes = {n.name: n for n in self.graph.nodes}
         refs = {i: reference_callable(nodes[s["node"]]) for i, s in enumerate(plan.steps) if s["kind"] == "reference"}
-        runner = (getattr(self.plugin, "runner_class", None) or PlanRunner)(plan, lib, consts, refs)
-        runner.library_path = library_path
-        return runner
+        return self.plugin.make_runner(plan, lib, consts, refs, library_path)
 
     def constants_of(self, runner: PlanRunner) -> dict:
         """The (repacked) constants a runner was bound with, by plan value name."""
@@ -117,13 +122,14 @@ class Program:
 
     def _from_disk(self, plan_json: str, lib_path: str | None):
         plan = Plan.from_json(plan_json)
-        lib = read_library(self.plugin, lib_path) if lib_path else None
+        lib = self.plugin.load_library(lib_path) if lib_path else None
         return plan, lib, lib_path
 
     def __call__(self, inputs: Sequence[Any]) -> list[Any]:
         shapes = tuple(_shape_of(x) for x in inputs)
         runner = self.runner_for(shapes)
-        return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
+        with lowering_for(self.plugin.name):
+            return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
 
 
 DECOMPOSE_PIPELINE = DECOMPOSE   # ir/passes/pipelines.py: every pipeline is defined there

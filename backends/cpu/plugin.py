@@ -1,15 +1,14 @@
 """The `cpu` target plugin: host LLVM target, CPU schedules, packed-panel matmuls, flash attention kernels."""
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from . import conv as _conv
 from . import matmul as _mm
 from . import schedules as _sched
-from .capabilities import cpu_capabilities
-from .target import ensure_thread_pool, host_target
+from ..core.plugin import TargetPlugin
+from .target import ensure_thread_pool
 
 
 class CpuMatmul:
@@ -37,22 +36,17 @@ class CpuMatmul:
 _SCHEDULES = {"injective": _sched.schedule_injective, "rows": _sched.schedule_rows, "generic": _sched.schedule_generic}
 
 
-class CpuPlugin:
-    """Host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)."""
+class CpuPlugin(TargetPlugin):
+    """Host CPU through TVM/LLVM (x86-64 AVX2/AVX-512). Its options, TVM target (the host's, or options
+    mcpu / num_cores), capabilities and device are its record's (record.py); the core's stages build, save,
+    load and run its libraries."""
 
     name = "cpu"
     description = "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)"
-    hardware = "host-cpu"
 
     def __init__(self):
-        # one source for tiling, kernels and report: this machine's L1d/L2 (sysfs) and the kernels' tile rules
-        self.capabilities = cpu_capabilities()
         self.matmul = CpuMatmul()
         self.conv_schedule = _conv.schedule_conv_direct   # direct (grouped/depthwise) convolutions
-
-    def tvm_target(self, options: dict[str, Any]) -> dict:
-        """The host's LLVM target, or options["mcpu"] / options["num_cores"] when given."""
-        return host_target(options.get("mcpu"), options.get("num_cores"))
 
     def schedule(self, kind: str):
         return _SCHEDULES[kind]

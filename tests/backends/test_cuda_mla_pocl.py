@@ -4,6 +4,8 @@ V = c_kv), and against the naive order (per-head K/V up-projected from the laten
 for MLA graphs. fp32 on PoCL; DeepSeek-V3 dims (128 heads, 512 + 64) are compiled by nvcc in test_cuda_sweep.py."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -57,7 +59,8 @@ def test_mla_kernel_chosen_only_for_absorbed_mla():
     """The absorbed MLA op's decomposed attention gets the V-from-K kernel; naive MLA and a plain MQA op with the
     same dims do not; DeepSeek-V3 decode dims fit sm_80 with a split-KV plan and use less shared memory."""
     from attncc.backends.cuda.attention import attention_primfunc
-    from attncc.backends.cuda.attention.mla import is_mla_absorbed, mla_signatures, mla_tile
+    from attncc.backends.cuda.attention.mla import is_mla_absorbed, mla_tile
+    from attncc.backends.core.program import decompose_variants
     from attncc.backends.cuda.attention.resources import shared_bytes
     from attncc.ir import Graph
     from attncc.ir.ops import Attention, AttentionSpec
@@ -77,17 +80,24 @@ def test_mla_kernel_chosen_only_for_absorbed_mla():
         g.set_outputs(outs)
         return g
 
-    assert mla_signatures(graph(True, False)) == {(128, 576, 512)}
-    assert mla_signatures(graph(False, False)) == set() and mla_signatures(graph(True, True)) == set()
+    def hinted(g):   # the attention ops the decomposition tagged "v-from-k", by (heads, D, Dv)
+        g = decompose_variants(g)
+        hints = g.metadata.get("kernel_hints", {})
+        return {(n.op.spec.num_heads, n.op.spec.head_dim, n.op.spec.v_head_dim) for n in g.nodes
+                if n.op.op_name == "Attention" and hints.get(n.name) == "v-from-k"}
+
+    assert hinted(graph(True, False)) == {(128, 576, 512)} == hinted(graph(True, True))   # the plain MQA: no tag
+    assert hinted(graph(False, False)) == set()
+    assert len(decompose_variants(graph(True, True)).metadata["kernel_hints"]) == 1
     cfg = AttentionKernelConfig(batch=64, q_heads=128, kv_heads=1, q_len=1, kv_len=4096, head_dim=576,
-                                v_head_dim=512, scale=192 ** -0.5, dtype="float16", num_splits=3)
-    assert is_mla_absorbed(cfg, {(128, 576, 512)}) and not is_mla_absorbed(cfg, set())
+                                v_head_dim=512, scale=192 ** -0.5, dtype="float16", num_splits=3, v_from_k=True)
+    assert is_mla_absorbed(cfg) and not is_mla_absorbed(dataclasses.replace(cfg, v_from_k=False))
     tile, splits = mla_tile(cfg, "sm_80")
     assert splits == 3 and tile.q_block <= 128
     assert shared_bytes(tile, 576, 512, "float16", True) < shared_bytes(tile, 576, 512, "float16")
-    _, meta = attention_primfunc(cfg, {"arch": "sm_90a"}, None, {(128, 576, 512)})
-    assert meta["kind"] == "mla-absorbed-decode" and meta["schedule"]["v_from_k"]
     _, meta = attention_primfunc(cfg, {"arch": "sm_90a"})
+    assert meta["kind"] == "mla-absorbed-decode" and meta["schedule"]["v_from_k"]
+    _, meta = attention_primfunc(dataclasses.replace(cfg, v_from_k=False), {"arch": "sm_90a"})
     assert meta["kind"] == "flash-decode"
 
 

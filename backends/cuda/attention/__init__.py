@@ -20,14 +20,14 @@ def kernel_tile(cfg, arch: str, forced: tuple | None = None) -> tuple[FlashTile,
     return tile, splits
 
 
-def attention_primfunc(cfg, target: dict, forced: tuple | None = None, mla: set[tuple] = frozenset()):
-    """(PrimFunc over (q, k, v[, mask], out), metadata) for `cfg` on `target`; `mla`: the dims of attention that
-    absorbed MLA decomposed into (mla.mla_signatures), which gets the kernel reading V from the K tile."""
+def attention_primfunc(cfg, target: dict, forced: tuple | None = None):
+    """(PrimFunc over (q, k, v[, mask], out), metadata) for `cfg` on `target`; attention the decomposition tagged
+    "v-from-k" (absorbed MLA, `cfg.v_from_k`) gets the kernel reading V from the K tile."""
     from .flash import flash_primfunc
     from .flash_tc import flash_tc_primfunc, tc_schedule, tc_tile_or_reason
     from .mla import is_mla_absorbed, mla_primfunc
 
-    if is_mla_absorbed(cfg, mla):
+    if is_mla_absorbed(cfg):
         return mla_primfunc(cfg, target, forced)
     tile, splits = kernel_tile(cfg, target["arch"], forced)
     tc = tc_tile_or_reason(cfg, tile, splits, cuda_arch(target["arch"]))

@@ -16,28 +16,10 @@ from ..arch import cuda_arch
 from .resources import FlashTile, choose_tile, registers_per_thread, shared_bytes
 
 
-def mla_signatures(graph) -> set[tuple]:
-    """(q_heads, head_dim, v_head_dim) of the attention that decomposing `graph`'s absorbed MLA ops makes
-    (one KV head, D = latent + rope, Dv = latent), for those no other attention op of `graph` shares: the
-    kernel is chosen by these dims, so a plain MQA op with the same dims keeps the two-input kernel."""
-    mla, plain = {}, {}
-    for node in graph.nodes:
-        if node.op.op_name not in ("Attention", "FusedAttention"):
-            continue
-        spec, feat = node.op.spec, node.op.spec.kv_source
-        if feat is not None and feat.kind == "mla" and feat.absorbed and spec.layout == "bhsd":
-            key = (spec.num_heads, feat.latent_dim + feat.rope_dim, feat.latent_dim)
-            mla[key] = mla.get(key, 0) + 1
-        elif spec.num_kv_heads == 1:
-            key = (spec.num_heads, spec.head_dim, spec.v_head_dim)
-            plain[key] = plain.get(key, 0) + 1
-    return {k for k in mla if k not in plain}
-
-
-def is_mla_absorbed(cfg, signatures: set[tuple]) -> bool:
-    """Whether `cfg` is the attention an absorbed MLA op decomposed into (see mla_signatures)."""
-    return (cfg.kv_heads == 1 and cfg.v_head_dim < cfg.head_dim
-            and (cfg.q_heads, cfg.head_dim, cfg.v_head_dim) in signatures)
+def is_mla_absorbed(cfg) -> bool:
+    """Whether `cfg` is the attention an absorbed MLA op decomposed into: the decomposition tagged it "v-from-k"
+    (ir/passes/decompose/latent.py), one KV head whose first v_head_dim columns are V."""
+    return cfg.v_from_k and cfg.kv_heads == 1 and cfg.v_head_dim < cfg.head_dim
 
 
 MIN_CHUNK = 256   # keys per split at least, as decode-split-kv's default
@@ -84,4 +66,4 @@ def mla_primfunc(cfg, target: dict, forced: tuple | None = None):
                                "registers_estimate": registers_per_thread(tile, cfg.v_head_dim)}}
 
 
-__all__ = ["is_mla_absorbed", "mla_primfunc", "mla_signatures", "mla_tile"]
+__all__ = ["is_mla_absorbed", "mla_primfunc", "mla_tile"]

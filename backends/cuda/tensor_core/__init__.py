@@ -21,7 +21,7 @@ from .tiles import TcTile, TcTileError, choose_tile, tile_reason
 # tirx.use_async_copy so the pipelined shared-memory copies become cp.async.cg (16 B); without that option the
 # same schedule keeps synchronous copies (the commit/wait groups are then no-ops), still correct.
 TC_PASS_CONFIG = {"tirx.disable_storage_rewrite": False, "tirx.use_async_copy": True}
-# what the cuda target's one-library builds override in the core's PASS_CONFIG (backends/cuda/program.py)
+# what the cuda target's one-library builds override in the core's PASS_CONFIG (backends/cuda/library.py)
 CUDA_BUILD_CONFIG = dict(TC_PASS_CONFIG)
 
 

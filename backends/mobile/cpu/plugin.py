@@ -1,32 +1,22 @@
 """The `mobile-cpu` TargetPlugin: aarch64 NEON code for a phone CPU, cross-compiled; runs here only emulated."""
 from __future__ import annotations
 
-from typing import Any
-
 from . import cross
 from .attention import attention_primfunc as _attention_primfunc
-from .capabilities import SPEC, mobile_cpu_capabilities
+from ...core.plugin import TargetPlugin
 from .emulate import EmulatedRunner
 from .matmul import NeonMatmul
 from .schedules import SCHEDULES
-from .target import mobile_target
 
 
-class MobileCpuPlugin:
+class MobileCpuPlugin(TargetPlugin):
     """aarch64 (Cortex-A76 baseline, NEON + fp16 + dotprod) through TVM/LLVM, linked with aarch64-linux-gnu-gcc."""
 
     name = "mobile-cpu"
     description = "aarch64 NEON (Cortex-A76 baseline: fp16, dotprod), cross-compiled"
-    hardware = SPEC
-    runner_class = EmulatedRunner          # calls here run the aarch64 build under qemu
 
-    def __init__(self):
-        self.capabilities = mobile_cpu_capabilities()   # read from cost_models/specs/mobile-cpu.json
+    def __init__(self):   # options, TVM target (aarch64 LLVM from the spec), capabilities: record.py
         self.matmul = NeonMatmul()
-
-    def tvm_target(self, options: dict[str, Any]) -> dict:
-        """The spec's aarch64 LLVM target; options may name another "mcpu", "mattr" or "num_cores"."""
-        return mobile_target(options)
 
     def schedule(self, kind: str):
         if kind not in SCHEDULES:
@@ -40,10 +30,16 @@ class MobileCpuPlugin:
         return [f"mobile-cpu builds aarch64 code ({target.get('mcpu')}); in this process a call runs it under "
                 "qemu-aarch64 emulation (correctness only: emulated timings say nothing about a phone)"]
 
-    @staticmethod
-    def write_library(lib, path: str) -> None:
+    def save_library(self, lib, path: str) -> None:
+        """Linked with aarch64-linux-gnu-gcc, LLVM IR and assembly beside it."""
         cross.write_library(lib, path)
 
-    @staticmethod
-    def read_library(path: str):
+    def load_library(self, path: str):
+        """Never loaded here (aarch64): its path."""
         return cross.read_library(path)
+
+    def make_runner(self, plan, lib, constants: dict, references: dict, library_path: str | None = None):
+        """Calls here run the aarch64 build under qemu."""
+        runner = EmulatedRunner(plan, lib, constants, references)
+        runner.library_path = library_path
+        return runner

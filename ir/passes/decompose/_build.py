@@ -94,12 +94,19 @@ class Builder:
         return self.spec.replace(kv_source=None, head_mixing=None, score_mods=(), **changes)
 
     def attention(self, spec: AttentionSpec, q: Value, k: Value, v: Value, mask: Value | None = None,
-                  label: str = "attention") -> Value:
-        """A plain (feature-free) Attention; `mask` is the bool keep-mask when spec.mask.input == 'bool'."""
+                  label: str = "attention", kernel: str | None = None) -> Value:
+        """A plain (feature-free) Attention; `mask` is the bool keep-mask when spec.mask.input == 'bool'.
+        `kernel` tags it with a kernel hint the backends read (graph.metadata["kernel_hints"][node]; KERNEL_HINTS),
+        so no backend re-discovers what the decomposition knew from shapes."""
         if spec.features_list():
             raise ValueError("internal: a decomposition must emit feature-free Attention ops")
+        if kernel is not None and kernel not in KERNEL_HINTS:
+            raise ValueError(f"internal: unknown kernel hint {kernel!r}; hints: {', '.join(KERNEL_HINTS)}")
         inputs = [q, k, v] + ([mask] if spec.mask.input != "none" else [])
-        return self.op(Attention(spec=spec), inputs, label)
+        out = self.op(Attention(spec=spec), inputs, label)
+        if kernel is not None:
+            self.graph.metadata.setdefault("kernel_hints", {})[out.producer.name] = kernel
+        return out
 
     def repeat_heads(self, x: Value, group: int, label: str = "repeat") -> Value:
         """(B, Hkv, S, D) -> (B, Hkv*group, S, D) with head h reading kv head h // group (GQA order)."""
@@ -119,6 +126,12 @@ class Builder:
         xt = self.reshape(self.transpose(x, (1, 0, 2, 3), f"{label}_hb"), (H, -1, K), f"{label}_rows")
         y = self.matmul(xt, w, label)
         return self.transpose(self.reshape(y, (H, B, S, N), f"{label}_unrows"), (1, 0, 2, 3), f"{label}_bh")
+
+
+# kernel hints a decomposition may put on the attention it emits (graph.metadata["kernel_hints"]):
+#   "v-from-k": V is the first v_head_dim columns of K (absorbed MLA: V = c_kv, K = [c_kv | k_pe]), so a kernel
+#               may read V from the K tile it already staged
+KERNEL_HINTS = ("v-from-k",)
 
 
 def static(d, what: str) -> int:

@@ -22,7 +22,7 @@ def mla(b: Builder) -> list:
         q_lat = b.per_head_matmul(q_nope, w_uk_h, "q_latent")                  # (B, H, Sq, L)
         q_abs = b.concat([q_lat, b.slice(q, 3, nope, None, label="q_rope")] if r else [q_lat], 3, "q_absorbed")
         attn = b.plain_spec(num_kv_heads=1, head_dim=L + r, v_head_dim=L)
-        o_lat = b.attention(attn, q_abs, cache, c)                             # (B, H, Sq, L)
+        o_lat = b.attention(attn, q_abs, cache, c, kernel="v-from-k")          # (B, H, Sq, L); V = K[..., :L]
         w_uv_h = b.transpose(w_uv, (1, 0, 2), "w_uv_heads")                    # (H, L, Dv)
         return [b.per_head_matmul(o_lat, w_uv_h, "out")]
     B, _, S, _ = c.shape
