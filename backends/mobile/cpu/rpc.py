@@ -65,12 +65,15 @@ class RemoteModel:
 
     def __init__(self, folder: str, session, device: str = "cpu", allow_cast: bool = False, verify: bool = True):
         self.session, self.dev, self.allow_cast = session, session.device(device), allow_cast
-        self.manifest = read_manifest(folder) if verify else None
-        if self.manifest is not None:
+        # verify=False skips the sha256 checks (a folder written without a manifest); the inputs are still checked
+        # against the manifest where there is one
+        has_manifest = os.path.exists(os.path.join(folder, "manifest.json"))
+        self.manifest = read_manifest(folder) if verify or has_manifest else None
+        if verify:
             verify_files(folder, self.manifest)
             require_listed(folder, self.manifest, ["plans.json"])
         index = read_json(os.path.join(folder, "plans.json"))
-        if self.manifest is not None:
+        if verify:
             require_listed(folder, self.manifest, [e[k] for e in index["plans"]
                                                    for k in ("plan", "library", "constants") if e.get(k)])
         self.inputs, self.outputs = index["inputs"], index["outputs"]
