@@ -261,3 +261,27 @@ def conv_share_rule(w: AttentionWork, feat, spec) -> None:
     tokens = (int(h) - int(kh) + 1) * (int(wd) - int(kw) + 1)
     w.extra_flops += 2 * 3 * w.batch * w.q_heads * w.qk_dim * tokens * int(kh) * int(kw)
     w.q_len = w.kv_len = tokens
+
+
+# ---- position biases as spec data (ALiBi, T5 buckets, Swin windows) -----------------------------------------
+# Per visible score: ALiBi is slope_h·(j - pos_i) + s, one multiply-add from loop indices (Press et al., ICLR 2022,
+# Sec. 3: a static, non-learned bias); T5's bucket is 9 ops (abs, compare, log, multiply, cast, min, select, add of
+# the direction offset: transformers T5Attention._relative_position_bucket) + a table load and add; Swin's index
+# is (dy, dx) from per-row/column coordinates: 2 subtracts and a multiply-add + a table load and add.
+POSITION_BIAS_OPS_PER_SCORE = {"alibi": 2, "bucketed_bias": 11, "window_bias": 5}
+
+
+def _position_bias_rule(w: AttentionWork, feat, spec) -> None:
+    pairs = w.batch * w.q_heads * visible_pairs(w.mask, w.q_len, w.kv_len)
+    w.extra_vector_flops += POSITION_BIAS_OPS_PER_SCORE[feat.kind] * pairs
+    if feat.kind != "alibi":
+        entries = feat.entries() if hasattr(feat, "entries") else 0
+        w.extra_bytes += w.q_heads * entries * 4      # the float32 per-head table, read once
+    w.notes.append(f"{feat.kind}: bias computed per score from positions"
+                   + ("" if feat.kind == "alibi" else " and a per-head table") +
+                   ", no (B, H, Sq, Skv) mask read (the cpu/cuda decomposition gathers it into the kernel's "
+                   "additive mask at build time)")
+
+
+for _kind in POSITION_BIAS_OPS_PER_SCORE:
+    attention_cost_rule(_kind)(_position_bias_rule)

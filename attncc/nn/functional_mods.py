@@ -189,3 +189,27 @@ def head_blocks(spec, n):
         scores = scores + torch.where(blocked, rel, torch.zeros_like(rel))
     posk = position_keep(spec.mask, S, S, q.device)
     return softmax_rows(scores, keep if posk is None else keep & posk) @ v
+
+
+@variant("alibi", "bucketed_bias", "window_bias")
+def position_bias(spec, n):
+    """ALiBi / T5 / Swin bias from the spec (a table lookup stays differentiable in rel_table), added where the
+    additive mask goes, beside the op's own mask input."""
+    import dataclasses
+
+    from .functional import plain_attention
+
+    q, k = n["query"], n["key"]
+    mod = spec.score_mods[0]
+    if mod.kind == "alibi":
+        bias = torch.as_tensor(mod.bias(spec, q.shape[2], k.shape[2]), dtype=q.dtype, device=q.device)
+    else:
+        idx = torch.as_tensor(mod.index(q.shape[2], k.shape[2], spec.mask.alignment), device=q.device)
+        bias = n["rel_table"].to(q.dtype)[:, idx]
+    bias = bias[None]
+    if spec.mask.input == "additive":
+        bias = bias + n["mask"]
+    elif spec.mask.input == "bool":
+        bias = bias.masked_fill(~n["mask"].to(torch.bool), float("-inf"))
+    plain = spec.replace(score_mods=(), mask=dataclasses.replace(spec.mask, input="additive"))
+    return plain_attention(plain, {"query": q, "key": k, "value": n["value"], "mask": bias})

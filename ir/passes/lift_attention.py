@@ -11,6 +11,7 @@ to the scores, and so is Where(IsNaN(probs), 0, probs) (recognize/row_guard.py).
 the softmax alone and records
 {"kind": "attention-not-lifted", "node", "source", "reason"} in graph.diagnostics; every lift records
 {"kind": "attention-lifted", "node", "spec"}; an entry of the same kind for the same node is not repeated.
+Last, lift-position-bias turns constant ALiBi / T5 / Swin additive masks into spec fields.
 Requires: nothing (constant-fold/canonicalize first help). Guarantees: same outputs; every lifted site
 is one Attention node whose inputs are bhsd (Reshape/Transpose ops inserted where the graph used
 another arrangement; `canonicalize` folds them).
@@ -28,6 +29,7 @@ from ..errors import IRError
 from ..graph import Graph, Node, Value
 from ..ops import Attention, AttentionSpec, MaskSpec, SpecError, Unary
 from .base import Pass, register_pass
+from .lift_position_bias import LiftPositionBias
 from .recognize.axis_map import plan_batch
 from .recognize.common import Emitter, MatchContext, NotAttention, is_batch_view, need, producer_kind, same_shape
 from .recognize.kv_cache import split_cache
@@ -225,4 +227,4 @@ class LiftAttention(Pass):
             _apply(graph, node, rewire)
             _note(graph, {"kind": "attention-lifted", "node": sm.name, "spec": node.spec.summary()})
         graph.dead_code_elimination()
-        return graph
+        return LiftPositionBias().run(graph)   # constant ALiBi / T5 / Swin masks -> spec fields

@@ -39,7 +39,8 @@ class Expect:
     windows: frozenset = frozenset({None})   # the window_left values over the sites
     softcap: float | None = None
     rope_dim: int | None = None          # RoPE folded into the spec with this rotary dim (None: no RoPE)
-    mask_sites: int = 0                  # sites keeping a mask tensor input (padding, relative bias, ALiBi)
+    mask_sites: int = 0                  # sites keeping a mask tensor input (padding, Swin's shifted regions)
+    position_bias: tuple | None = None   # (score-mod kind, sites): ALiBi / relative bias lifted into spec fields
     router_softmaxes: int = 0            # softmaxes that are MoE routers, not attention (each needs a diagnostic)
     mla: tuple | None = None             # (latent_dim, rope_dim) of the MLA kv_source (None: no latent KV source)
     notes: dict = field(default_factory=dict)
@@ -58,7 +59,7 @@ EXPECT: dict[str, Expect] = {
     "gpt_neox": Expect(causal_sites=2, rope_dim=4),                  # rotary_pct 0.5
     # new_decoder_architecture with num_kv_heads=2: K/V are broadcast_to'd per query group in bshd
     "falcon": Expect(kv_heads=2, causal_sites=2, rope_dim=8),
-    "bloom": Expect(causal_sites=2, mask_sites=2),                   # ALiBi kept as an additive bias input
+    "bloom": Expect(causal_sites=2, position_bias=("alibi", 2)),     # ALiBi: closed-form slopes, no bias input
     "opt": Expect(causal_sites=2),                                   # q scaled after its projection: scale in spec
     "mixtral": Expect(**_DEC, router_softmaxes=2),
     "qwen2_moe": Expect(**_DEC, router_softmaxes=2),
@@ -70,11 +71,12 @@ EXPECT: dict[str, Expect] = {
     "roberta": Expect(mask_sites=2),
     "distilbert": Expect(mask_sites=2),
     # T5: no 1/sqrt(d) scale; relative position bias as an additive input on the 4 self-attention sites
-    "t5": Expect(scale=1.0, causal_sites=2, mask_sites=4),
+    "t5": Expect(scale=1.0, causal_sites=2, position_bias=("bucketed_bias", 4)),   # self-attention sites
     "bart": Expect(causal_sites=2),
     "vit": Expect(),
     "clip_vision": Expect(),
-    "swin": Expect(mask_sites=4, notes={"heads": (2, 2, 4, 4)}),     # windowed relative position bias
+    # windowed relative position bias as a (H, 49) table; the shifted block keeps its -100 regions as an input
+    "swin": Expect(mask_sites=1, position_bias=("window_bias", 4), notes={"heads": (2, 2, 4, 4)}),
     "whisper": Expect(),
     "wav2vec2": Expect(),
 }
@@ -121,12 +123,11 @@ def check_specs(graph, family: str, form: str) -> None:
     assert {s.mask.window_left for s in specs} == set(e.windows), summary
     mask_sites = sum(s.mask.input != "none" for s in specs)
     causal = sum(s.mask.causal for s in specs)
-    if family == "t5" and form == "sdpa":
-        # HF's SDPA path adds the causal mask into the position bias before the call: the decoder sites keep
-        # causality inside their additive input (checked cell by cell in test_relative_position_bias.py)
-        assert causal == 0 and mask_sites == e.mask_sites, summary
-    else:
-        assert causal == e.causal_sites and mask_sites == e.mask_sites, summary
+    # (T5's SDPA path adds the causal mask into the position bias: lift-position-bias gives it back to the causal
+    # field; the biases are checked cell by cell in test_relative_position_bias.py)
+    assert causal == e.causal_sites and mask_sites == e.mask_sites, summary
+    mods = [m.kind for s in specs for m in s.score_mods]
+    assert mods == ([e.position_bias[0]] * e.position_bias[1] if e.position_bias else []), summary
 
 
 def _close(got, want) -> None:

@@ -1,8 +1,9 @@
-"""Relative position biases are lifted with the bias kept as the Attention op's additive mask input, and that
-input is the bias the model computes: checked cell by cell against the Hugging Face modules' own bias code
-(T5Attention.compute_bias for T5's log-bucketed bias; SwinRelativePositionBias + SwinLayer.get_attn_mask for Swin's
-windowed bias and its shifted-window mask), after the cpu pipeline (the graph that is compiled), and the whole
-model against eager torch. No closed-form spec field is claimed: the bias stays a tensor input."""
+"""Relative position biases are lifted into spec fields (issue 26 item 4e): T5's log-bucketed bias becomes
+`bucketed_bias` + a (H, num_buckets) table, Swin's windowed bias `window_bias` + a (H, (2w-1)²) table, and no dense
+(B, H, S, S) bias input is left (Swin's shifted-window -100 regions stay an additive (windows, 1, S, S) input). The
+bias the spec computes is checked cell by cell against the Hugging Face modules' own bias code
+(T5Attention.compute_bias; SwinRelativePositionBias + SwinLayer.get_attn_mask), after the cpu pipeline (the graph
+that is compiled), and the whole model against eager torch."""
 from __future__ import annotations
 
 import sys
@@ -32,18 +33,25 @@ def _assert_same(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(np.broadcast_to(got, shape), np.broadcast_to(want, shape), rtol=1e-6, atol=1e-6)
 
 
-def _mask_inputs(graph) -> list[np.ndarray | None]:
-    """Per attention site (graph order): its additive mask input's constant value, None when it has none."""
+def _mask_inputs(graph, kind: str) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """Per attention site (graph order): (the bias its spec field computes, its remaining additive mask input);
+    None where it has none. A site with a position bias carries `kind` and no other score mod."""
     out = []
     for n in graph.attention_ops():
-        v = n.op.named_inputs(n).get("mask")
-        if v is None:
-            out.append(None)
-            continue
-        assert n.spec.mask.input == "additive", n.spec.summary()
-        a = constant_array(graph, v)
-        assert a is not None, f"{n.name}: the bias should fold to a constant for static shapes"
-        out.append(a)
+        named = n.op.named_inputs(n)
+        bias = None
+        if n.spec.score_mods:
+            (mod,) = n.spec.score_mods
+            assert mod.kind == kind, n.spec.summary()
+            table = constant_array(graph, named["rel_table"])
+            q, k = named["query"].shape[2], named["key"].shape[2]
+            bias = mod.bias(n.spec, q, k, table)[None]
+        rest = None
+        if "mask" in named:
+            assert n.spec.mask.input == "additive", n.spec.summary()
+            rest = constant_array(graph, named["mask"])
+            assert rest is not None, f"{n.name}: the mask should fold to a constant for static shapes"
+        out.append((bias, rest))
     return out
 
 
@@ -52,18 +60,22 @@ def test_swin_windowed_relative_bias_is_the_additive_input(form):
     model, (x,), sites = make_swin(form)
     graph = import_torch(model, (x,))
     optimized = attncc.optimize(graph, "cpu")
-    masks = _mask_inputs(optimized)
+    masks = _mask_inputs(optimized, "window_bias")
     assert len(masks) == sites == 4
     blocks = [b for stage in model.encoder.encoder.layers for b in stage.blocks]
     with torch.no_grad():
         model(x)   # Swin sets each block's shift from the input size in forward (no shift where 1 window fits)
-        for mask, block, windows_side in zip(masks, blocks, (2, 2, 1, 1)):
-            bias = block.attention.relative_position_bias().numpy()            # (1, heads, 16, 16)
+        for (bias, rest), block, windows_side in zip(masks, blocks, (2, 2, 1, 1)):
+            want = block.attention.relative_position_bias().numpy()            # (1, heads, 16, 16)
             side = windows_side * block.window_size
             shift = block.get_attn_mask(side, side, torch.float32, "cpu")       # (windows, 16, 16) or None
-            want = bias if shift is None else bias + np.tile(shift.numpy(), (x.shape[0], 1, 1))[:, None]
-            assert mask is not None
-            _assert_same(mask, want)
+            assert bias is not None
+            _assert_same(bias, want)
+            if shift is None:
+                assert rest is None
+            else:   # only the head-independent shifted-window regions stay an input
+                assert rest.shape[1] == 1
+                _assert_same(rest, np.tile(shift.numpy(), (x.shape[0], 1, 1))[:, None])
     assert blocks[1].shift_size > 0   # the shifted-window block really carries the -100 region mask
     assert_matches_eager(optimized, model, (x,))
 
@@ -73,7 +85,7 @@ def test_t5_bucketed_bias_is_the_additive_input(form):
     model, (ids, dec_ids), sites = make_t5(form)
     graph = import_torch(model, (ids, dec_ids))
     optimized = attncc.optimize(graph, "cpu")
-    nodes, masks = optimized.attention_ops(), _mask_inputs(optimized)
+    nodes, masks = optimized.attention_ops(), _mask_inputs(optimized, "bucketed_bias")
     assert len(masks) == sites == 6
     t5 = model.lm
     enc_bias_layer = t5.encoder.block[0].layer[0].SelfAttention     # layer 0 owns the bias; later layers reuse it
@@ -88,16 +100,17 @@ def test_t5_bucketed_bias_is_the_additive_input(form):
         k = n.op.named_inputs(n)["key"].shape
         seq_axis = 1 if n.spec.layout == "bshd" else 2
         by_shape[(q[seq_axis], k[seq_axis])].append((n, m))
+    assert all(n.spec.score_mods for n, _ in by_shape[(s, s)] + by_shape[(t, t)])
     assert [len(v) for v in by_shape.values()] == [2, 2, 2]   # encoder self, decoder self, decoder cross
-    for _, m in by_shape[(s, s)]:
-        _assert_same(m, enc_bias)
+    for _, (bias, rest) in by_shape[(s, s)]:
+        assert rest is None
+        _assert_same(bias, enc_bias)
     visible = np.tril(np.ones((t, t), bool))
-    for n, m in by_shape[(t, t)]:
-        m = np.broadcast_to(m, np.broadcast_shapes(m.shape, dec_bias.shape))
-        _assert_same(m[..., visible], dec_bias[..., visible])
-        # future keys are hidden: by the spec's causal field, or inside the additive input (HF's SDPA path adds
-        # its causal mask into the bias before the call)
-        assert n.spec.mask.causal or np.all(m[..., ~visible] < -1e30), n.spec.summary()
-    for n, m in by_shape[(t, s)]:
-        assert m is None, n.spec.summary()   # cross attention has no position bias (and no padding here)
+    for n, (bias, rest) in by_shape[(t, t)]:
+        assert rest is None
+        _assert_same(bias[..., visible], dec_bias[..., visible])
+        # future keys are hidden by the spec's causal field (HF's SDPA path adds its causal mask into the bias)
+        assert n.spec.mask.causal, n.spec.summary()
+    for n, (bias, rest) in by_shape[(t, s)]:
+        assert bias is None and rest is None, n.spec.summary()   # cross attention: no position bias, no padding
     assert_matches_eager(optimized, model, (ids, dec_ids))

@@ -11,6 +11,7 @@ from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
 from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, BlockedLocal, ConvShare, GlobalQuery,
                                               Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
                                               Strided, TopkSparse, Uniform)
+from attncc.ir.ops.attention_features.position_bias import Alibi, BucketedBias, WindowBias
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,33 @@ def head_blocks(rel_bias: bool, shift: bool = False):
     return build
 
 
+def position_bias(mod, mask: str = "none", causal: bool = False):
+    """A position-bias score mod with its table (if any) and a remaining mask input of kind `mask`."""
+    def build(i):
+        B, S = SIZES[i]
+        if mod.kind == "window_bias":
+            S = mod.window[0] * mod.window[1]
+        Sq = S if mod.kind == "window_bias" else S - 3 * i
+        ins = qkv(i, B, 4, 2, Sq, S, 8)
+        g = _rng(i)
+        if mod.kind != "alibi":
+            ins["rel_table"] = g.standard_normal((4, mod.entries())).astype(np.float32)
+        if mask == "bool":
+            ins["mask"] = g.random((B, 1, Sq, S)) < 0.8
+        elif mask == "additive":
+            ins["mask"] = np.where(g.random((B, 1, Sq, S)) < 0.3, -100.0, 0.0).astype(np.float32)
+        spec = AttentionSpec(4, 2, 8, mask=MaskSpec(causal=causal, alignment="bottom_right", input=mask),
+                             score_mods=(mod,))
+        return spec, ins
+    return build
+
+
 CASES = [
+    Case("alibi", position_bias(Alibi(), causal=True)),
+    Case("alibi-additive", position_bias(Alibi(4.0), "additive")),
+    Case("bucketed_bias", position_bias(BucketedBias(8, 16, True), "bool")),
+    Case("bucketed_bias-causal", position_bias(BucketedBias(32, 128, False), causal=True)),
+    Case("window_bias", position_bias(WindowBias((3, 4)), "additive")),
     Case("mla-absorbed", mla(True, True)),
     Case("mla-naive", mla(False, False)),
     Case("mtla", mtla),

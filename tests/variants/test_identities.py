@@ -31,6 +31,7 @@ from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
 from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, BlockedLocal, ConvShare, GlobalQuery,
                                               Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
                                               Strided, TopkSparse, Uniform)
+from attncc.ir.ops.attention_features.position_bias import Alibi, BucketedBias, WindowBias
 from attncc.nn import attention
 
 RTOL, ATOL = 1e-4, 2e-5
@@ -507,9 +508,54 @@ def linear_gated_delta_is_gated_deltanet_recurrence():
     return _linear_rule("gated_delta")
 
 
+@case
+def alibi_is_sdpa_with_blooms_alibi_bias():
+    # ALiBi (Press et al. 2022) as BLOOM builds it (transformers build_alibi_tensor: slope_h · j), GQA, causal with a
+    # KV prefix (bottom-right): softmax ignores BLOOM's missing -slope·i row term
+    bloom = pytest.importorskip("transformers.models.bloom.modeling_bloom")
+    t = qkv(hkv=2, sq=5, skv=S)
+    alibi = bloom.build_alibi_tensor(torch.ones(1, S), H, torch.float32).view(1, H, 1, S)
+    keep = torch.ones(5, S, dtype=torch.bool).tril(S - 5)
+    return AttentionSpec(H, 2, D, mask=MaskSpec(causal=True, alignment="bottom_right"), score_mods=(Alibi(),)), t, \
+        sdpa(t["query"], t["key"], t["value"], attn_mask=alibi.masked_fill(~keep, float("-inf")))
+
+
+@case
+def bucketed_bias_is_sdpa_with_t5s_position_bias():
+    # T5 (Raffel et al. 2020): the table entry of transformers' _relative_position_bucket(j - i), beside a padding
+    # mask input (bool keep: the last key of batch 1 hidden)
+    t5 = pytest.importorskip("transformers.models.t5.modeling_t5")
+    t = qkv()
+    table = rand(H, 32, seed=5)
+    rel = torch.arange(S)[None, :] - torch.arange(S)[:, None]
+    bias = table[:, t5.T5Attention._relative_position_bucket(rel, True, 32, 128)][None]
+    keep = torch.ones(B, 1, S, S, dtype=torch.bool)
+    keep[1, ..., -1] = False
+    t["mask"], t["rel_table"] = keep, table
+    spec = AttentionSpec(H, H, D, mask=MaskSpec(input="bool"), score_mods=(BucketedBias(32, 128, True),))
+    return spec, t, sdpa(t["query"], t["key"], t["value"], attn_mask=bias.masked_fill(~keep, float("-inf")))
+
+
+@case
+def window_bias_is_sdpa_with_swins_relative_position_bias():
+    # Swin (Liu et al. 2021): table[index] with transformers' SwinRelativePositionBias index of a 2x4 window, beside
+    # an additive shifted-window style input
+    swin = pytest.importorskip("transformers.models.swin.modeling_swin")
+    t = qkv(sq=8, skv=8)
+    rel = swin.SwinRelativePositionBias(H, (2, 4))
+    table = rand(H, 21, seed=6)
+    bias = table[:, rel.relative_position_index].view(1, H, 8, 8)
+    extra = torch.zeros(B, 1, 8, 8)
+    extra[1, :, :4, 4:] = -100.0
+    t["mask"], t["rel_table"] = extra, table
+    spec = AttentionSpec(H, H, D, mask=MaskSpec(input="additive"), score_mods=(WindowBias((2, 4)),))
+    return spec, t, sdpa(t["query"], t["key"], t["value"], attn_mask=bias + extra)
+
+
 # cpu in the default suite for a few cases (one per family where the TVM path differs most); the rest slow
 DEFAULT_CPU = {"chai_heads_use_their_cluster_representatives_scores", "hilo_is_window_sdpa_concat_pooled_sdpa",
-               "mla_naive_is_mha_on_composed_kv", "head_blocks_is_sdpa_per_block_with_its_bias"}
+               "mla_naive_is_mha_on_composed_kv", "head_blocks_is_sdpa_per_block_with_its_bias",
+               "window_bias_is_sdpa_with_swins_relative_position_bias"}
 # delta rules run the host reference on cpu by design (a documented fallback): checked loudly, not strictly
 HOST_FALLBACK = {"linear_delta_is_deltanet_recurrence", "linear_gated_delta_is_gated_deltanet_recurrence"}
 

@@ -7,7 +7,9 @@ from .latent import MLA, MTLA
 from .linear import LinearAttn
 from .local import BlockedLocal, HeadBlocks, MultiWindow
 from .lowrank import GlobalQuery
+from .position_bias import Alibi, BucketedBias, WindowBias
 from .sparse import BlockSparse, TopkSparse, Uniform
 
 __all__ = ["MLA", "MTLA", "GlobalQuery", "Grouped", "Strided", "MultiWindow", "HeadBlocks", "BlockedLocal", "HiLo", "MoH",
-           "KnockingHeads", "CHAI", "TopkSparse", "BlockSparse", "Uniform", "LinearAttn", "ConvShare"]
+           "KnockingHeads", "CHAI", "TopkSparse", "BlockSparse", "Uniform", "LinearAttn", "ConvShare",
+           "Alibi", "BucketedBias", "WindowBias"]
