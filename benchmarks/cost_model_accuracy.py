@@ -11,6 +11,7 @@ measured with a tiny kernel of each class. The machine is shared: the load avera
 first (waiting up to --wait seconds for it to drop below 1.5) and printed with the results.
 
     python benchmarks/cost_model_accuracy.py [--quick] [--save] [--ship] [--json PATH]
+    python benchmarks/cost_model_accuracy.py --blocks [--quick] [--json PATH]   (whole blocks, see block_accuracy.py)
 
 --save stores the fitted factors in the calibrated host spec ($ATTNCC_CACHE_DIR or
 ~/.cache/attncc/host-cpu.json); --ship writes them into cost_models/specs/host-cpu.json.
@@ -46,7 +47,15 @@ def main(argv=None) -> int:
     ap.add_argument("--save", action="store_true", help="store the fit in the calibrated host spec (cache dir)")
     ap.add_argument("--ship", action="store_true", help="store the fit in cost_models/specs/host-cpu.json")
     ap.add_argument("--json", metavar="PATH", help="write measurements, predictions and figures as JSON")
+    ap.add_argument("--blocks", action="store_true", help="validate whole blocks instead (benchmarks/block_accuracy.py): "
+                    "predicted vs measured time of compiled blocks, prefill and decode; nothing fitted")
     args = ap.parse_args(argv)
+    if args.blocks:
+        sys.path.insert(0, __import__("os").path.dirname(__file__))
+        from block_accuracy import run
+
+        run(args.quick, args.json)
+        return 0
 
     print(f"load average before timing: {load_average():.2f}", flush=True)
     res = measure_kernels(args.quick, rounds=args.rounds, reps=args.reps, wait_s=args.wait)

@@ -1,0 +1,98 @@
+"""Whole-block validation of the cost model on this CPU: predicted vs measured time of compiled blocks.
+
+    python benchmarks/cost_model_accuracy.py --blocks [--quick] [--json PATH]
+
+Blocks: the example Llama-style block (examples/models.py:llama_block, hidden 256), the example decoder
+layer with a concatenating KV cache (decode: 1 new token over `past` cached keys) and two Hugging Face
+decoders cut to one layer (LlamaForCausalLM, Qwen2ForCausalLM; hidden 256, GQA 8/2, vocab 512). Each is
+compiled for the `cpu` target at static shapes, timed (best of interleaved rounds, warm caches: a block's
+own working set, as a serving loop sees it) and priced by `CompiledModel.report` (one row per kernel the
+build launches, host-cpu spec). Nothing here is fitted: the per-kernel figures come from
+`attncc calibrate` / cost_model_accuracy.py; the machine is shared, so the load average is printed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+sys.path.insert(0, ROOT)
+
+import attncc  # noqa: E402
+from models import DecoderLayer, llama_block  # noqa: E402
+
+
+def _hf(config_cls: str, model_cls: str, seq: int):
+    import transformers
+
+    from tests.models.hf_zoo import LogitsOnly
+
+    config = getattr(transformers, config_cls)(vocab_size=512, hidden_size=256, intermediate_size=688,
+                                               num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=2,
+                                               max_position_embeddings=2048)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = LogitsOnly(getattr(transformers, model_cls)(config).eval()).eval()
+    return model, (torch.randint(0, 512, (1, seq)),)
+
+
+def cases(quick: bool) -> list[tuple[str, str, object, tuple]]:
+    """(name, phase, module, inputs) for every block and size."""
+    out = []
+    block, (x,) = llama_block()
+    for b, s in ((1, 64), (1, 256), (2, 128))[: 2 if quick else 3]:
+        out.append((f"example-block b{b} s{s}", "prefill", block, (torch.randn(b, s, 256),)))
+    torch.manual_seed(0)
+    layer = DecoderLayer(256, 8, 2, 688).eval()
+    for b, past in ((1, 128), (4, 512), (16, 256))[: 2 if quick else 3]:
+        kv = (torch.randn(b, 2, past, 32), torch.randn(b, 2, past, 32))
+        out.append((f"example-decoder b{b} past{past}", "decode", layer, (torch.randn(b, 1, 256), *kv)))
+    for family, cfg, cls in (("hf-llama", "LlamaConfig", "LlamaForCausalLM"), ("hf-qwen2", "Qwen2Config", "Qwen2ForCausalLM")):
+        for s in (64, 256)[: 1 if quick else 2]:
+            model, inputs = _hf(cfg, cls, s)
+            out.append((f"{family} 1 layer s{s}", "prefill", model, inputs))
+    return out
+
+
+def measure(cm, inputs, rounds: int = 5, reps: int = 10) -> float:
+    cm(*inputs)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            cm(*inputs)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
+def run(quick: bool = False, json_path: str | None = None) -> dict:
+    """Compile, time and price every case; print a table and the median absolute error."""
+    rows, loads = [], [os.getloadavg()[0]]
+    print(f"load average before: {loads[0]:.2f}", flush=True)
+    with torch.no_grad():
+        for name, phase, model, inputs in cases(quick):
+            cm = attncc.compile(model, inputs, target="cpu")
+            measured = measure(cm, inputs)
+            report = cm.report
+            predicted = report.total_time_s
+            loads.append(os.getloadavg()[0])
+            err = predicted / measured - 1
+            rows.append({"block": name, "phase": phase, "kernels": report.kernel_count, "measured_s": measured,
+                         "predicted_s": predicted, "error": err, "load": loads[-1]})
+            print(f"{name:<28} {phase:<8} kernels {report.kernel_count:3d}  measured {measured * 1e3:8.3f} ms  "
+                  f"predicted {predicted * 1e3:8.3f} ms  error {100 * err:+6.1f}%  load {loads[-1]:.2f}", flush=True)
+    errs = [abs(r["error"]) for r in rows]
+    summary = {"n": len(rows), "median_abs_error": float(np.median(errs)), "load_min": min(loads),
+               "load_max": max(loads), "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    print(f"whole blocks: n={summary['n']}  median abs error {100 * summary['median_abs_error']:.1f}%  "
+          f"load average {min(loads):.2f}-{max(loads):.2f} (shared machine; nothing fitted to these)")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(summary, f, indent=1)
+    return summary
