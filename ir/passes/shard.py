@@ -31,19 +31,30 @@ from .shard_pipeline import split_stages
 
 
 def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1,
-                sequence_parallel: bool = False) -> ShardedProgram:
+                sequence_parallel: bool = False, data_parallel_attention: bool = False) -> ShardedProgram:
     """Split `graph` into tp*ep*pp rank graphs (see the module docstring); sizes that do not divide the
-    model raise IRError naming the op, the dimension and the legal sizes."""
+    model raise IRError naming the op, the dimension and the legal sizes.
+
+    `sequence_parallel`: row-parallel outputs are reduce-scattered over tokens and all-gathered before
+    the next column-parallel projection (Megatron SP). `data_parallel_attention`: the requests (batch,
+    axis 0 of every input) are split over the tp ranks (or the ep ranks when tp == 1) and attention runs
+    whole on each rank's own requests (DeepSeek's MLA deployment) instead of splitting heads."""
     plan = {"tp": tp, "ep": ep, "pp": pp, "dp": dp}
     for k, n in plan.items():
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise IRError(f"shard: {k} must be an integer >= 1, got {n!r}")
+    batch_group = None
+    if data_parallel_attention:
+        if tp > 1 and ep > 1:
+            raise IRError("shard: data_parallel_attention splits requests over one group: use tp > 1 or ep > 1, "
+                          f"not both (got tp={tp}, ep={ep})")
+        batch_group = "tp" if tp > 1 else "ep" if ep > 1 else None
     stages, stage_outputs = split_stages(graph, pp)
     notes: list[str] = []
     rank_graphs: list[Graph] = []
     for stage, sg in enumerate(stages):
         slices: dict[str, WeightSlice] = {}
-        if tp > 1:
+        if tp > 1 and batch_group is None:
             notes += plan_attention(sg, tp, slices)
             notes += shard_mla.plan_mla(sg, tp, slices)
         if ep > 1:
@@ -53,7 +64,7 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
         for e in range(ep):
             for t in range(tp):
                 rb = RankRebuild(sg, {"tp": t, "ep": e}, {"tp": tp, "ep": ep, "tp*ep": tp * ep}, slices,
-                                 sequence_parallel)
+                                 sequence_parallel, batch_group)
                 g = rb.run()
                 g.name = f"{graph.name}_rank{len(rank_graphs)}"
                 g.metadata["parallel"] = dict(plan, rank=len(rank_graphs), stage=stage)
@@ -81,7 +92,9 @@ class Shard(Pass):
     pp: int = 1
     dp: int = 1
     sequence_parallel: bool = False
+    data_parallel_attention: bool = False
 
     def run(self, graph: Graph) -> Graph:
-        program = shard_graph(graph, self.tp, self.ep, self.pp, self.dp, self.sequence_parallel)
+        program = shard_graph(graph, self.tp, self.ep, self.pp, self.dp, self.sequence_parallel,
+                              self.data_parallel_attention)
         return program.rank_graphs[0]

@@ -82,6 +82,11 @@ def _require_split(v: Value | None, axis: int, ranges, slices: dict[str, WeightS
         mapped = _reshape_back(p, axis, ranges)
         if mapped is not None:
             _require_split(p.inputs[0], mapped[0], mapped[1], slices, group)
+    elif name == "Slice" and axis != p.op.axis % v.rank:
+        _require_split(p.inputs[0], axis, ranges, slices, group)
+    elif name == "Concat" and axis != p.op.axis % v.rank:
+        for x in p.inputs:
+            _require_split(x, axis, ranges, slices, group)
     elif name == "Rotary" and axis != v.rank - 1:
         _require_split(p.inputs[0], axis, ranges, slices, group)
     elif name == "Linear" and axis == v.rank - 1:
@@ -118,12 +123,18 @@ def _attention(rb: RankRebuild, node, ins):
     names = s.input_names()
     got = dict(zip(names, ins))
     ql = got["query"][1]
-    if ql is None or s.features_list():
+    if ql is None:
         return None
     ax = head_axis(s)
     if ql.axis == 0:
         return _data_parallel(rb, node, ins, ql)
     if ql.axis != ax:
+        return None
+    if getattr(s.kv_source, "kind", None) == "mla" and s.head_mixing is None and not s.score_mods:
+        from .shard_mla import mla_heads
+
+        return mla_heads(rb, node, ins, ql)
+    if s.features_list():
         return None
     group = s.num_heads // s.num_kv_heads
     k0, k1 = ql.start // group, (ql.stop - 1) // group + 1

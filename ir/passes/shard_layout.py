@@ -86,8 +86,9 @@ class RankRebuild:
     """Re-emit `graph` for the rank with group indices `index` ({"tp": i, "ep": j}) under `slices`."""
 
     def __init__(self, graph: Graph, index: dict[str, int], sizes: dict[str, int],
-                 slices: dict[str, WeightSlice], sequence_parallel: bool = False):
+                 slices: dict[str, WeightSlice], sequence_parallel: bool = False, batch_group: str | None = None):
         self.old, self.index, self.sizes, self.slices, self.sp = graph, index, sizes, slices, sequence_parallel
+        self.batch_group = batch_group        # data-parallel attention: requests (axis 0) split over this group
         self.g = Graph(graph.name, diagnostics=[dict(d) for d in graph.diagnostics], metadata=dict(graph.metadata))
         self.env: dict[int, tuple[Value, Split | None]] = {}
         self.notes: list[str] = []
@@ -96,7 +97,7 @@ class RankRebuild:
 
     def run(self) -> Graph:
         for v in self.old.inputs:
-            self.env[id(v)] = (self.g.add_input(v.name, v.dtype, v.shape), None)
+            self.env[id(v)] = self.split_requests(v, self.g.add_input(v.name, v.dtype, v.shape))
         for node in self.old.topological():
             self.node = node
             ins = [None if v is None else self.env[id(v)] for v in node.inputs]
@@ -115,6 +116,19 @@ class RankRebuild:
         self.node = None
         self.g.outputs = [self.replicated(self.env[id(v)]) for v in self.old.outputs]
         return self.g
+
+    def split_requests(self, old: Value, new: Value) -> tuple[Value, Split | None]:
+        """With data-parallel attention each rank serves its block of the batch (axis 0): a free Slice."""
+        if self.batch_group is None or old.rank < 2 or old.shape[0] == 1:
+            return new, None
+        n, ranks = old.shape[0], self.sizes[self.batch_group]
+        if not isinstance(n, int) or n % ranks:
+            raise IRError(f"data-parallel attention splits the batch of input '{old.name}' ({n}) over {ranks} "
+                          f"{self.batch_group} ranks; legal sizes: "
+                          f"{[d for d in range(1, n + 1) if n % d == 0] if isinstance(n, int) else 'a static batch'}")
+        lay = self.split_of(self.batch_group, 0, n, self.index[self.batch_group] * (n // ranks),
+                            (self.index[self.batch_group] + 1) * (n // ranks))
+        return self.g.add1(Slice(0, lay.start, lay.stop), [new], name=f"{old.name}_requests"), lay
 
     # ---- building blocks ------------------------------------------------------------------
     def emit(self, node: Node, op, inputs: list[Value | None], suffix: str = "") -> list[Value]:
@@ -366,3 +380,16 @@ def _concat(rb: RankRebuild, node, ins):
         return None
     args = [rb.local_block(x, lay0) for x in ins]
     return [(rb.emit(node, node.op, args)[0], lay0)]
+
+
+@rule("Gather")
+def _gather(rb: RankRebuild, node, ins):
+    """Embedding lookups of split ids stay split; gathering along another axis keeps a data split."""
+    (d, dl), (i, il) = ins
+    ax = node.op.axis % node.inputs[0].rank
+    if dl is None and il is not None:
+        return [(rb.emit(node, node.op, [d, i])[0], il.at(ax + il.axis))]
+    if dl is not None and il is None and dl.axis != ax:
+        axis = dl.axis if dl.axis < ax else dl.axis + node.inputs[1].rank - 1
+        return [(rb.emit(node, node.op, [d, i])[0], dl.at(axis))]
+    return None

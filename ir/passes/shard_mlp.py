@@ -31,8 +31,8 @@ def _column_leaves(graph: Graph, down: Node) -> list[Node] | None:
             for x in p.inputs:
                 if x.rank and x.shape[-1] == features:
                     stack.append(x)
-                elif x.rank and x.shape[-1] != 1:
-                    return None
+                elif x.rank and (x.shape[-1] != 1 or x.producer is None or x.producer.op.op_name != "Constant"):
+                    return None                                 # e.g. a norm's statistic over the features
         elif p.op.op_name == "Constant":
             continue                                            # a per-feature constant: sliced by the rebuild
         else:

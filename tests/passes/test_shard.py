@@ -198,3 +198,50 @@ def test_ep_that_does_not_divide_the_experts_or_a_dense_model_is_an_error():
     dense, dense_inputs = llama_block()
     with pytest.raises(IRError, match="ep=2 but graph .* has no mixture-of-experts layer"):
         shard_graph(lifted(dense, dense_inputs), ep=2)
+
+
+@functools.lru_cache(maxsize=None)
+def deepseek_v3(layers=1):
+    """transformers' DeepSeek-V3 (MLA: 4 heads, latent 16 + rope 4; layer 2 on is MoE with 8 routed experts
+    and a shared one) and its lifted graph, built once per session."""
+    pytest.importorskip("transformers", reason="transformers ships DeepseekV3ForCausalLM")
+    from tests.models.hf_zoo import _decoder
+
+    model, inputs, _ = _decoder(
+        "DeepseekV3Config", "DeepseekV3ForCausalLM", layers=layers, hidden_size=32, intermediate_size=64,
+        moe_intermediate_size=16, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8,
+        n_shared_experts=1, num_experts_per_tok=2, n_group=2, topk_group=1, first_k_dense_replace=1,
+        q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8,
+        max_position_embeddings=64, rope_interleave=True)()
+    return model, inputs, lifted(model, inputs)
+
+
+def test_tp_mla_splits_heads_and_replicates_the_latent_cache():
+    model, inputs, graph = deepseek_v3()
+    (whole,) = graph.attention_ops()
+    assert whole.spec.kv_source.kind == "mla"
+    program = assert_sharding_matches(model, inputs, graph, tp=2)
+    w_uk = whole.op.named_inputs(whole)["w_uk"].producer.op.key
+    for r, g in enumerate(program.rank_graphs):
+        (attn,) = g.attention_ops()
+        assert (attn.spec.num_heads, attn.spec.num_kv_heads) == (2, 1)
+        named = attn.op.named_inputs(attn)
+        assert named["key"].shape == whole.op.named_inputs(whole)["key"].shape      # the latent, whole
+        np.testing.assert_array_equal(g.constants[w_uk], graph.constants[w_uk][:, 2 * r:2 * r + 2])
+        assert collectives(g) == ["AllReduce", "AllReduce"]
+    assert any("latent cache (16 + 4 per token) replicated" in n for n in program.notes)
+
+
+def test_data_parallel_mla_attention_serves_each_rank_its_own_requests():
+    model, inputs, graph = deepseek_v3()
+    program = assert_sharding_matches(model, inputs, graph, tp=2, data_parallel_attention=True)
+    for g in program.rank_graphs:
+        (attn,) = g.attention_ops()
+        assert attn.spec.num_heads == 4 and attn.inputs[0].shape[0] == 1      # every head, one of two requests
+
+
+@pytest.mark.slow  # ~20 s: two DeepSeek-V3 layers (MLA + MoE with group routing) on four ranks
+def test_deepseek_v3_mla_and_moe_over_tp_and_ep():
+    model, inputs, graph = deepseek_v3(layers=2)
+    program = assert_sharding_matches(model, inputs, graph, tp=2, ep=2)
+    assert all("AllToAll" in collectives(g) for g in program.rank_graphs)
