@@ -32,6 +32,7 @@ from . import (attention, attncc_ops, creation, elementwise, indexing, linalg, n
                selection, shape)
 from . import conv  # noqa: E402,F401  (convolution and pooling)
 from . import moe  # noqa: E402,F401  (MoE routing: sort, histc, scatter.value, grouped_mm)
+from . import vision  # noqa: E402,F401  (vector norms, resizing, as_strided, flip: timm's hybrid families)
 
 __all__ = ["TORCH_CONVERTERS", "register_torch_converter", "Converter", "TorchContext", "TorchConst",
            "TorchImportError"]
