@@ -168,7 +168,9 @@ def tiny_kernel_cases(rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]
     return {"launch": _timed(suite.attention_case(1, 1, 1, 1, 16, 16, scale=0.25, rng=rng)),
             "attention.prefill": _timed(suite.attention_case(1, 1, 1, 16, 32, 64, scale=0.125, rng=rng)),
             "attention.decode": _timed(suite.attention_case(1, 1, 1, 1, 32, 64, scale=0.125, rng=rng)),
-            "matmul": _timed(suite.matmul_case(8, 32, 64, True, rng))}
+            "matmul": _timed(suite.matmul_case(8, 32, 64, True, rng)),
+            # the plan's other kernel classes (norms, elementwise chains, RoPE: "elementwise"; copies: "layout")
+            "elementwise": _timed(suite.tiny_case("elementwise")), "layout": _timed(suite.tiny_case("layout"))}
 
 
 def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,

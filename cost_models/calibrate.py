@@ -124,6 +124,9 @@ def fitted_efficiency(samples, hw: HardwareSpec, launch_s: dict[str, float], sou
     """The spec's `efficiency` entry after fitting: spec-wide defaults kept, per-class factors
     (with each class's measured call overhead) in by_op, and where they come from."""
     by_op = fit_efficiency(samples, hw, {k: v for k, v in launch_s.items() if k != "launch"})
+    for cls, tiny in launch_s.items():   # classes timed only as a tiny kernel: their measured fixed cost per call
+        if cls != "launch" and cls not in by_op:
+            by_op[cls] = {"launch_s": float(f"{tiny:.3g}"), "tiny_kernel_s": float(f"{tiny:.3g}")}
     keep = {k: v for k, v in hw.efficiency.items() if k in ("compute", "memory", "default_source")}
     keep.setdefault("default_source", "spec-wide compute/memory: default guesses for op kinds without a "
                                       "fitted class (softmax, norms, elementwise); not fitted")

@@ -15,7 +15,7 @@ import numpy as np
 from ...ir.ops.attention import Tiling
 from ...ir.ops.attention_spec import AttentionSpec, MaskSpec
 
-__all__ = ["KernelCase", "attention_case", "matmul_case"]
+__all__ = ["KernelCase", "attention_case", "matmul_case", "tiny_case"]
 
 
 @dataclass
@@ -93,3 +93,31 @@ def matmul_case(m: int, n: int, k: int, packed: bool, rng: np.random.Generator |
                    kv_block=_largest_divisor(n, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1))))
     label = f"matmul {'linear(packed W)' if packed else 'unpacked'} {m}x{n}x{k}"
     return KernelCase(label, ("matmul", m, n, k, tiles), lambda: fn(ta, tb, tc))
+
+
+def tiny_case(kind: str) -> KernelCase:
+    """A kernel doing almost nothing, scheduled as the plan's kernels of that class are: its time is the fixed
+    cost of one call. kind: "elementwise" (an add over 16 floats, the injective/rows schedule's parallel loop)
+    or "layout" (a 4x4 transpose, the injective schedule)."""
+    import tvm
+    from tvm import te
+
+    from .attention import default_target
+    from .schedules import schedule_injective
+
+    shape = (1, 16) if kind == "elementwise" else (4, 4)
+    a = te.placeholder(shape, "float32", name="A")
+    if kind == "elementwise":
+        out = te.compute(shape, lambda i, j: a[i, j] + a[i, j], name="out")
+    elif kind == "layout":
+        out = te.compute((4, 4), lambda i, j: a[j, i], name="out")
+    else:
+        raise ValueError(f"tiny_case: unknown kind {kind!r}; supported: 'elementwise', 'layout'")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, out]))
+    schedule_injective(sch, "out")
+    fn = tvm.compile(sch.mod, target=default_target())["main"]
+    x = np.arange(16, dtype=np.float32).reshape(shape)
+    ta, tb = tvm.runtime.tensor(x), tvm.runtime.tensor(np.empty(shape, np.float32))
+    fn(ta, tb)
+    np.testing.assert_allclose(tb.numpy(), x + x if kind == "elementwise" else x.T)
+    return KernelCase(f"tiny {kind}", (kind, 16), lambda: fn(ta, tb))

@@ -137,6 +137,29 @@ def test_calibrate_host_refits_factors_from_kernel_times(host, tmp_path):
     assert get_hardware("host-cpu").efficiency == spec.efficiency   # the saved spec is the one used
 
 
+def test_calibrate_keeps_the_fixed_cost_of_classes_timed_only_as_tiny_kernels(host):
+    """The plan's elementwise/row and copy kernels are not fitted, but each class's measured tiny-kernel time
+    becomes its launch cost (what the kernel report prices per launch)."""
+    from attncc.cost_models.calibrate import fitted_efficiency
+
+    samples, true = _synthetic(host)
+    eff = fitted_efficiency(samples, host, {"launch": 5e-6, "elementwise": 3.1e-6, "layout": 2.7e-6,
+                                            **{k: v["launch_s"] for k, v in true.items()}}, "test")
+    assert eff["by_op"]["elementwise"] == {"launch_s": 3.1e-6, "tiny_kernel_s": 3.1e-6}
+    hw = with_efficiency(host, eff)
+    assert hw.launch_for("elementwise") == 3.1e-6 and hw.launch_for("layout") == 2.7e-6
+
+
+def test_tiny_kernels_of_every_launch_class_run():
+    pytest.importorskip("tvm")
+    from attncc.backends.cpu.kernel_suite import tiny_case
+
+    for kind in ("elementwise", "layout"):
+        case = tiny_case(kind)   # checked against numpy inside
+        case.run()
+        assert case.job[0] == kind
+
+
 @pytest.mark.slow
 def test_shipped_spec_predicts_this_machine(host):
     """Times a third of the benchmark's kernels here and prices them with the shipped spec (no refit)."""
