@@ -21,6 +21,10 @@ class ShardedProgram:
     input_names: list[str]                     # the unsharded graph's inputs, in order
     output_sources: list[tuple[int, int]]      # unsharded output i = rank_graphs[r].outputs[j]
     notes: list[str] = field(default_factory=list)  # decisions a reader should know (replicated KV heads, ...)
+    # outputs left split on their ranks: output i -> (axis, [(rank, output index, start, stop), ...])
+    output_shards: dict[int, tuple[int, list[tuple[int, int, int, int]]]] = field(default_factory=dict)
+    # per rank: inputs it receives as a block of the unsharded input {name: (axis, start, stop)}
+    input_slices: list[dict[str, tuple[int, int, int]]] = field(default_factory=list)
 
     @property
     def world_size(self) -> int:
@@ -65,3 +69,17 @@ class ShardedProgram:
         if not 0 <= stage < self.plan["pp"]:
             raise IRError(f"stage {stage} out of range: the program has {self.plan['pp']} pipeline stages")
         return self.rank_of(c["tp"], c["ep"], stage)
+
+    def rank_inputs(self, rank: int, inputs: dict) -> dict:
+        """The arrays rank `rank` receives, by name, from the unsharded inputs (its blocks where it holds one)."""
+        cuts = self.input_slices[rank] if self.input_slices else {}
+        out = {}
+        for v in self.rank_graphs[rank].inputs:
+            a = inputs[v.name]
+            if v.name in cuts:
+                axis, start, stop = cuts[v.name]
+                idx = [slice(None)] * a.ndim
+                idx[axis] = slice(start, stop)
+                a = a[tuple(idx)]
+            out[v.name] = a
+        return out

@@ -59,7 +59,7 @@ def run_ranks(program, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> 
                           f"({program.input_names}), got {len(inputs)}")
         inputs = dict(zip(program.input_names, inputs))
     world = program.world_size
-    steps = [graph_steps(g, {v.name: inputs[v.name] for v in g.inputs}) for g in program.rank_graphs]
+    steps = [graph_steps(g, program.rank_inputs(r, inputs)) for r, g in enumerate(program.rank_graphs)]
     waiting: dict[int, tuple] = {}          # rank -> (node, args) it is paused at
     results: dict[int, list[np.ndarray]] = {}
     mailbox: dict[tuple[int, int], deque] = {}
@@ -114,4 +114,12 @@ def run_ranks(program, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> 
         if not progressed:
             where = "; ".join(f"rank {r} at '{n.name}' ({n.op.op_name})" for r, (n, _) in sorted(waiting.items()))
             raise IRError(f"sharded program deadlocks: {where}")
-    return [results[r][j] for r, j in program.output_sources]
+    outs = [results[r][j] for r, j in program.output_sources]
+    for i, (axis, shards) in program.output_shards.items():
+        blocks, covered = [], 0
+        for r, j, start, stop in sorted(shards, key=lambda s: s[2]):
+            if start == covered:            # replicated blocks (KV heads on several ranks) are taken once
+                blocks.append(results[r][j])
+                covered = stop
+        outs[i] = np.concatenate(blocks, axis=axis)
+    return outs

@@ -24,7 +24,7 @@ from ..graph import Graph
 from ..sharded import ShardedProgram
 from .base import Pass, register_pass
 from .shard_attention import plan_attention
-from .shard_layout import RankRebuild, WeightSlice
+from .shard_layout import RankRebuild, WeightSlice, localize_inputs
 from .shard_mlp import plan_mlp
 from . import shard_mla, shard_moe  # noqa: F401  (register their rules)
 from .shard_pipeline import split_stages
@@ -52,6 +52,8 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
     stages, stage_outputs = split_stages(graph, pp)
     notes: list[str] = []
     rank_graphs: list[Graph] = []
+    input_slices: list[dict] = []
+    layouts: dict[int, list] = {}                            # rank -> its stage-output layouts
     for stage, sg in enumerate(stages):
         slices: dict[str, WeightSlice] = {}
         if tp > 1 and batch_group is None:
@@ -69,6 +71,8 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
                 g.name = f"{graph.name}_rank{len(rank_graphs)}"
                 g.metadata["parallel"] = dict(plan, rank=len(rank_graphs), stage=stage)
                 g.dead_code_elimination()
+                input_slices.append(localize_inputs(g))
+                layouts[len(rank_graphs)] = rb.output_layouts
                 try:
                     g.verify()
                 except IRError as err:
@@ -78,7 +82,14 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
                 rank_graphs.append(g)
     tp_ep = tp * ep
     output_sources = [(stage * tp_ep, j) for stage, j in stage_outputs]
-    return ShardedProgram(plan, rank_graphs, [v.name for v in graph.inputs], output_sources, notes)
+    output_shards = {}
+    for i, (stage, j) in enumerate(stage_outputs):
+        ranks = range(stage * tp_ep, (stage + 1) * tp_ep)
+        lays = [layouts[r][j] for r in ranks]
+        if lays[0] is not None:
+            output_shards[i] = (lays[0].axis, [(r, j, lay.start, lay.stop) for r, lay in zip(ranks, lays)])
+    return ShardedProgram(plan, rank_graphs, [v.name for v in graph.inputs], output_sources, notes,
+                          output_shards, input_slices)
 
 
 @register_pass

@@ -114,7 +114,13 @@ class RankRebuild:
             for old, new in zip(node.outputs, outs):
                 self.env[id(old)] = new
         self.node = None
-        self.g.outputs = [self.replicated(self.env[id(v)]) for v in self.old.outputs]
+        # a split output stays on its ranks (each keeps its KV-cache heads, its requests' logits);
+        # the ShardedProgram records how the blocks assemble into the unsharded output
+        self.output_layouts: list[Split | None] = []
+        for v in self.old.outputs:
+            val, lay = self.env[id(v)]
+            self.output_layouts.append(lay if isinstance(lay, Split) else None)
+            self.g.outputs.append(val if isinstance(lay, Split) else self.replicated((val, lay)))
         return self.g
 
     def split_requests(self, old: Value, new: Value) -> tuple[Value, Split | None]:
@@ -393,3 +399,28 @@ def _gather(rb: RankRebuild, node, ins):
         axis = dl.axis if dl.axis < ax else dl.axis + node.inputs[1].rank - 1
         return [(rb.emit(node, node.op, [d, i])[0], dl.at(axis))]
     return None
+
+
+def localize_inputs(g: Graph) -> dict[str, tuple[int, int, int]]:
+    """Give a rank graph the block of an input it only ever slices one way (its KV-cache heads, its
+    requests) as its input, so the rank's inputs are what that device holds; returns the slices taken
+    ({input name: (axis, start, stop)}) for the runner to cut the unsharded inputs the same way."""
+    taken = {}
+    outputs = {id(v) for v in g.outputs}
+    for i, v in enumerate(list(g.inputs)):
+        users = g.consumers(v)
+        if not users or id(v) in outputs or any(n.op.op_name != "Slice" or n.op.step != 1 for n in users):
+            continue
+        cuts = {(n.op.axis % v.rank, n.op.start, n.op.stop) for n in users}
+        if len(cuts) != 1:
+            continue
+        axis, start, stop = next(iter(cuts))
+        if not (isinstance(v.shape[axis], int) and isinstance(start, int) and isinstance(stop, int)):
+            continue
+        local = Value(v.name, v.type.with_shape(users[0].outputs[0].shape))
+        for n in users:
+            g.replace_all_uses(n.outputs[0], local)
+        g.nodes = [n for n in g.nodes if all(n is not u for u in users)]
+        g.inputs[i] = local
+        taken[v.name] = (axis, start, stop)
+    return taken

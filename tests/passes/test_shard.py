@@ -238,6 +238,8 @@ def test_data_parallel_mla_attention_serves_each_rank_its_own_requests():
     for g in program.rank_graphs:
         (attn,) = g.attention_ops()
         assert attn.spec.num_heads == 4 and attn.inputs[0].shape[0] == 1      # every head, one of two requests
+        assert [v.shape for v in g.inputs] == [(1, 8)]                          # the rank's own request ids
+    assert [s["input_ids"] for s in program.input_slices] == [(0, 0, 1), (0, 1, 2)]
 
 
 @pytest.mark.slow  # ~20 s: two DeepSeek-V3 layers (MLA + MoE with group routing) on four ranks
@@ -245,3 +247,22 @@ def test_deepseek_v3_mla_and_moe_over_tp_and_ep():
     model, inputs, graph = deepseek_v3(layers=2)
     program = assert_sharding_matches(model, inputs, graph, tp=2, ep=2)
     assert all("AllToAll" in collectives(g) for g in program.rank_graphs)
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_tp_decode_with_symbolic_dims_keeps_each_ranks_kv_cache_heads(tp):
+    from tests.ir.test_roundtrip import gqa_graph, inputs as gqa_inputs
+
+    graph = gqa_graph()                                   # 4 query heads, 2 KV heads, cache in and out
+    program = shard_graph(graph, tp=tp)
+    arrays = gqa_inputs()
+    for got, want in zip(run_ranks(program, arrays), run_graph(graph, arrays)):
+        np.testing.assert_allclose(got, want, **TOL)
+    kv_per_rank = 2 // tp or 1
+    for r, g in enumerate(program.rank_graphs):
+        past = {v.name: v.shape for v in g.inputs}["past_k"]
+        assert past == ("batch", kv_per_rank, "past", 8)  # the rank's cache heads are its input, not a slice
+        head = r if tp == 2 else r // 2                   # tp=4: KV head 0 on ranks 0-1, head 1 on ranks 2-3
+        assert program.input_slices[r]["past_k"] == (1, head, head + 1)
+        assert "AllGather" not in collectives(g)          # present K/V stay on their ranks
+    assert sorted(program.output_shards) == [0, 1, 2]       # attention output heads, present K, present V
