@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from typing import Any
 
@@ -11,28 +10,15 @@ import numpy as np
 
 from .backends.core import folder_checks  # TVM-free: the checks the exported runtime runs too
 from .backends.core.cache import sha256_file  # TVM-free: hashes files only
+from .backends.core.notes import fallbacks  # TVM-free: typed lowering notes
 from .errors import ArtifactError, FallbackError, FallbackWarning, InputError
 from .ir import Graph, graph_to_json
 from .ir.types import numpy_dtype
 
-# lowering notes that say a node did not run as its generated kernel (backends/*: "used the generic TE
-# attention", "used the generic schedule", "ran the numpy reference on the host"); "shape-generic build not
-# possible ... building once per input shape" still runs generated kernels, so it is not one of them
-_FALLBACK = re.compile(r"(?<!shape-)\bgeneric\b|\breference\b|\bfallback\b")
-_NOTE_NODE = re.compile(r"node '([^']+)'")
-
-
 def fallback_notes(notes: list[str]) -> list[tuple[str | None, str, str]]:
-    """(node name, how it ran, note) for each lowering note that reports a fallback."""
-    out = []
-    for note in notes:
-        if not _FALLBACK.search(note):
-            continue
-        node = _NOTE_NODE.search(note)
-        how = ("numpy reference" if "reference" in note else "generic TE attention" if "generic TE attention" in note
-               else "generic schedule" if "generic schedule" in note else "fallback")
-        out.append((node.group(1) if node else None, how, note))
-    return out
+    """(node name, how it ran, note) for each lowering note of kind "fallback" (backends/core/notes.py: the core
+    and the plugins type every note they write; an untyped string is never read as a fallback)."""
+    return [(n.node, n.ran_as, n.message) for n in fallbacks(notes)]
 
 
 def _dtype_name(x: Any) -> str | None:
@@ -108,8 +94,8 @@ class CompiledModel:
 
             self._report = analyze(self.graph, hardware=self.hardware, dims=dict(self.dims))
             ran_as = {node: how for node, how, _ in fallback_notes(self.executable.notes) if node}
-            for row in self._report.rows:
-                row.lowering = ran_as.get(row.name, "")
+            for row in self._report.rows:   # a kernel row covers IR ops: marked by the first that fell back
+                row.lowering = ran_as.get(row.name) or next((ran_as[op] for op in row.ops if op in ran_as), "")
         return self._report
 
     def check_fallbacks(self) -> None:

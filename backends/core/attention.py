@@ -25,6 +25,7 @@ from ...ir.ops import Rotary
 from . import te_layout
 from .attention_config import AttentionKernelConfig
 from .errors import LoweringError
+from .notes import FALLBACK, TILE, LoweringNote
 from .symbolic import SymbolTable
 from .plan import Plan
 from .te_attention import attention_compute
@@ -99,8 +100,8 @@ class AttentionLowering:
         if reason is None:
             reason = self._try_kernel(node, q, k, v, names.get("mask"), out, dtype)
         if reason is not None:
-            self.plan.notes.append(f"node '{node.name}' (Attention {spec.variant}): used the generic TE attention "
-                                   f"because {reason}")
+            self.plan.notes.append(LoweringNote(node.name, FALLBACK, f"node '{node.name}' (Attention {spec.variant}): "
+                                                f"used the generic TE attention because {reason}", "generic TE attention"))
             self._te_fallback(node, q, k, v, names.get("mask"), names.get("kv_lengths"), out, dtype)
         if bshd:
             self.emit(node, "out_bshd", lambda x: te_layout.transpose(_Perm((0, 2, 1, 3)), [x], _perm_shape(x.shape),
@@ -165,7 +166,8 @@ class AttentionLowering:
         except ValueError as e:
             if not blocks:
                 raise
-            self.plan.notes.append(f"node '{node.name}': tiling {blocks} rejected by the kernel ({e}); default blocks used")
+            self.plan.notes.append(LoweringNote(node.name, TILE, f"node '{node.name}': tiling {blocks} rejected by the "
+                                                f"kernel ({e}); default blocks used"))
             return AttentionKernelConfig(**base)
 
     def _mask_arg(self, node: Node, mask: str, q: str, k: str, kind: str) -> list:
@@ -227,9 +229,10 @@ class AttentionLowering:
                                    f"nor a registered reference (known: {sorted(FEATURE_REFERENCES)})")
         why = [d["reason"] for d in self.groups.graph.diagnostics
                if d.get("pass") == "decompose-variants" and d.get("node") == node.name]
-        self.plan.notes.append(f"node '{node.name}' (Attention {spec.variant}): ran the numpy reference on the host "
-                               f"because variant features {[f.kind for f in feats]} have no TVM lowering yet"
-                               + (f" (decompose-variants: {why[-1]})" if why else ""))
+        self.plan.notes.append(LoweringNote(
+            node.name, FALLBACK, f"node '{node.name}' (Attention {spec.variant}): ran the numpy reference on the host "
+            f"because variant features {[f.kind for f in feats]} have no TVM lowering yet"
+            + (f" (decompose-variants: {why[-1]})" if why else ""), "numpy reference"))
         self.references[len(self.plan.steps)] = node
         self.plan.steps.append({"kind": "reference", "node": node.name, "op": "Attention",
                                 "inputs": [v.name for v in node.inputs], "outputs": [v.name for v in node.outputs]})

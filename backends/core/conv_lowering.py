@@ -11,6 +11,7 @@ from __future__ import annotations
 from tvm import te
 
 from ...ir import Node
+from .notes import FALLBACK, LoweringNote
 from .te_conv import conv_direct, im2col
 
 ALGORITHMS = ("auto", "im2col", "direct")
@@ -76,8 +77,9 @@ def build_conv(gb, group):
     else:
         conv_schedule = getattr(gb.plugin, "conv_schedule", None)
         if conv_schedule is None:
-            gb.plan.notes.append(f"node '{anchor.name}' (Convolution): target {gb.plugin.name} has no conv "
-                                 "schedule; used the generic schedule")
+            gb.plan.notes.append(LoweringNote(anchor.name, FALLBACK, f"node '{anchor.name}' (Convolution): target "
+                                              f"{gb.plugin.name} has no conv schedule; used the generic schedule",
+                                              "generic schedule"))
             sched = lambda s: gb.plugin.schedule("generic")(s, "out")  # noqa: E731
         else:
             sched = lambda s: conv_schedule(s, "out", "acc", "pad")  # noqa: E731

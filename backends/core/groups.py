@@ -10,6 +10,7 @@ from ...ir import Node
 from . import te_layout
 from .conv_lowering import build_conv
 from .errors import LoweringError
+from .notes import FALLBACK, LoweringNote
 from .fusion import Group
 from .plan import Plan
 from .symbolic import SymbolTable
@@ -93,8 +94,9 @@ class GroupBuilder:
             try:
                 s = s_tir.Schedule(func)
                 self.plugin.schedule("generic")(s, "out")
-                self.plan.notes.append(f"node '{root.name}' ({root.op.op_name}): used the generic schedule "
-                                       f"({type(first).__name__}: {str(first).splitlines()[0][:120]})")
+                self.plan.notes.append(LoweringNote(
+                    root.name, FALLBACK, f"node '{root.name}' ({root.op.op_name}): used the generic schedule "
+                    f"({type(first).__name__}: {str(first).splitlines()[0][:120]})", "generic schedule"))
                 return s.mod["main"]
             except Exception as e:
                 raise LoweringError(root.name, root.op.op_name, "scheduling its kernel failed", e) from e

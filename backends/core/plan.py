@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...ir import dims as irdims
+from .notes import as_note
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Plan:
         """The plan as JSON, with `dim_polys` (every symbolic dim text as [[coefficient, [symbols]], ...])
         so a runtime without attncc's dim parser can evaluate shapes."""
         return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "values": self.values,
-                           "steps": self.steps, "notes": self.notes, "dims": self.dims,
+                           "steps": self.steps, "notes": [as_note(n).to_dict() for n in self.notes], "dims": self.dims,
                            "aliases": self.aliases, "dim_polys": self.dim_polys()}, indent=1)
 
     def dim_polys(self) -> dict[str, list]:
@@ -84,7 +85,7 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> "Plan":
         d = json.loads(text)
-        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], d["notes"], d.get("dims", {}),
+        return cls(d["inputs"], d["outputs"], d["values"], d["steps"], [as_note(n) for n in d["notes"]], d.get("dims", {}),
                    d.get("aliases", {}))
 
     @property

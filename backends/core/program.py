@@ -15,6 +15,7 @@ from .attention import reference_callable
 from .builder import build_plan
 from .cache import CompileCache, cache_key
 from .errors import lowering_for
+from .notes import REJECTION, LoweringNote
 from .fused_attention import split_fused_attention
 from .groups import materialize_constant
 from .plan import Plan
@@ -65,8 +66,8 @@ class Program:
                 return self._runner(GENERIC, shapes, generic=True)
             except Exception as e:  # noqa: BLE001 - any generic-build failure falls back to per-shape builds
                 self.generic_failed = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-                self.notes.append(f"shape-generic build not possible ({self.generic_failed}); "
-                                  "building once per input shape instead")
+                self.notes.append(LoweringNote(None, REJECTION, f"shape-generic build not possible ({self.generic_failed}); "
+                                               "building once per input shape instead"))
         return self._runner(shapes, shapes, generic=False)
 
     def _runner(self, slot, shapes: tuple, generic: bool) -> PlanRunner:

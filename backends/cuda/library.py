@@ -15,6 +15,7 @@ import numpy as np
 import tvm
 
 from ..core.builder import compile_funcs
+from ..core.notes import KERNEL, LoweringNote
 from ..core.plan import Plan
 from ..core.runner import PlanRunner
 from ..core.runtime import PlanExecutor
@@ -106,9 +107,9 @@ def compile_cuda(plan: Plan, target: dict) -> CudaLibrary | None:
     info = export_aot(mod.mod if hasattr(mod, "mod") else mod, path, target["arch"], work)
     with open(os.path.join(work, "kernels.so.json"), "w") as f:
         json.dump(info, f)
-    plan.notes.extend(n for n in [f"cuda kernels compiled ahead of time by nvcc for {info['arch']} "
-                                  f"({len(info['kernels'])} kernels, {info['fatbin_bytes']} B fatbin)"]
-                      if n not in plan.notes)
+    plan.notes.extend(n for n in [LoweringNote(None, KERNEL, f"cuda kernels compiled ahead of time by nvcc for "
+                                               f"{info['arch']} ({len(info['kernels'])} kernels, "
+                                               f"{info['fatbin_bytes']} B fatbin)")] if n not in plan.notes)
     return CudaLibrary(path, info)
 
 

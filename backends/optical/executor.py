@@ -19,6 +19,7 @@ from ...ir.interpreter import KERNELS, Context, bind_dims
 from ...ir.interpreter.attention_ref import apply_rope, attention_reference, position_keep_mask
 from . import mapping
 from .conv import convolution
+from ..core.notes import FALLBACK, LoweringNote
 from .config import OpticalConfig
 from .physics import Counters, Simulator
 
@@ -85,8 +86,9 @@ def placement(node, cfg: OpticalConfig) -> tuple[str, str | None]:
         spec = node.op.spec
         feats = [f.kind for f in spec.features_list()]
         if any(k not in _OPTICAL_FEATURES for k in feats):
-            return "host", (f"node '{node.name}': attention feature(s) {feats} are not mapped to the 4f system; "
-                            "it ran as the numpy reference on the host (fallback)")
+            return "host", LoweringNote(node.name, FALLBACK, f"node '{node.name}': attention feature(s) {feats} are not "
+                                        "mapped to the 4f system; it ran as the numpy reference on the host (fallback)",
+                                        "numpy reference")
         return ("optical+host", None) if cfg.attention == "optical" or feats else ("host", None)
     return "host", None
 
@@ -229,7 +231,8 @@ class OpticalExecutor:
             try:
                 return self._optical(node, row, args)
             except ValueError as e:  # an operand the aperture cannot hold (e.g. a kernel larger than it)
-                note = f"node '{node.name}' ({kind}) ran on the host as a fallback: {e}"
+                note = LoweringNote(node.name, FALLBACK, f"node '{node.name}' ({kind}) ran on the host as a fallback: {e}",
+                                    "host fallback")
                 if note not in self.notes:
                     self.notes.append(note)
                 row.where, row.work = "host", Counters()

@@ -11,6 +11,7 @@ import attncc
 import attncc.backends
 from attncc import pipelines
 from attncc.backends.base import Executable
+from attncc.backends.core.notes import FALLBACK, REJECTION, TILE, LoweringNote
 from attncc.compiled import CompiledModel, fallback_notes
 from attncc.errors import ArtifactError, FallbackError, FallbackWarning, InputError
 from attncc.ir.passes import PipelineError
@@ -106,15 +107,20 @@ def test_unknown_pass_names_are_errors_not_skipped(monkeypatch):
         pipelines.default_pipeline("reference")
 
 
-# the notes backends/core/attention.py and groups.py write for their fallbacks
-REFERENCE_NOTE = ("node 'attn' (Attention mqa): ran the numpy reference on the host because variant features "
-                  "['alibi'] have no TVM lowering yet")
-GENERIC_NOTE = "node 'attn' (Attention mqa): used the generic TE attention because head_dim 7 is not tiled"
-SCHEDULE_NOTE = "node 'mlp_up' (Linear): used the generic schedule (TVMError: no tile)"
+# the typed notes backends/core/attention.py and groups.py write for their fallbacks (backends/core/notes.py)
+REFERENCE_NOTE = LoweringNote("attn", FALLBACK, "node 'attn' (Attention mqa): ran the numpy reference on the host "
+                              "because variant features ['alibi'] have no TVM lowering yet", "numpy reference")
+GENERIC_NOTE = LoweringNote("attn", FALLBACK, "node 'attn' (Attention mqa): used the generic TE attention because "
+                            "head_dim 7 is not tiled", "generic TE attention")
+SCHEDULE_NOTE = LoweringNote("mlp_up", FALLBACK, "node 'mlp_up' (Linear): used the generic schedule (TVMError: no "
+                             "tile)", "generic schedule")
 OTHER_NOTES = ["TVM's thread pool has 1 thread(s) for 2 cores: it was created before attncc could size it",
-               "node 'attn': tiling {'q_block': 3} rejected by the kernel (bad); default blocks used",
-               "shape-generic build not possible (LoweringError: cpu backend: node 'add_6' (Binary): defining its "
-               "TVM compute failed); building once per input shape instead"]
+               LoweringNote("attn", TILE, "node 'attn': tiling {'q_block': 3} rejected by the kernel (bad); default "
+                            "blocks used"),
+               LoweringNote(None, REJECTION, "shape-generic build not possible (LoweringError: cpu backend: node "
+                            "'add_6' (Binary): defining its TVM compute failed); building once per input shape instead"),
+               # English that mentions a fallback is not one unless its kind says so
+               "node 'x': the generic reference fallback words alone mean nothing"]
 
 
 def test_fallback_notes_are_recognized_by_node():
