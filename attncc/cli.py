@@ -174,6 +174,7 @@ def _cmd_report(args) -> int:
     from attncc.cost_models import compare
 
     options = {k: getattr(args, k) for k in ("phase", "seq", "batch", "past") if getattr(args, k) is not None}
+    options.update({k: True for k in ("cuda_graphs", "per_op") if getattr(args, k, False)})
     if args.dims:
         options["dims"] = dict(args.dims)
     devices = [h.strip() for h in args.hardware.split(",") if h.strip()]
@@ -310,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dims", metavar="NAME=VALUE", type=parse_dim, action="append",
                    help="bind a named dynamic dim of the model (repeatable), e.g. --dims sequence_length=8192; "
                         "--batch/--seq/--past bind dims named batch/seq/past")
+    r.add_argument("--cuda-graphs", action="store_true",
+                   help="price GPU kernel launches as CUDA-graph replays (as vLLM/gpt-fast decode loops run), not eager launches")
+    r.add_argument("--per-op", action="store_true",
+                   help="one row per IR op instead of one row per kernel of the device's target build")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--html", metavar="PATH", help="also write an HTML report with a roofline plot")
     r.set_defaults(func=_cmd_report)
