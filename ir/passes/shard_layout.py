@@ -68,6 +68,15 @@ class WeightSlice:
     group: str
 
 
+def weight_block(arr: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    """arr[start:stop] along `axis`, copied into its own buffer, except a weight without data (the
+    zero-stride stand-in a meta-device import makes) stays a view: slicing it must not allocate it."""
+    idx = [slice(None)] * arr.ndim
+    idx[axis] = slice(start, stop)
+    block = arr[tuple(idx)]
+    return block if 0 in arr.strides and arr.size > 1 else np.ascontiguousarray(block)
+
+
 # op name -> rule(rebuild, node, inputs) -> [(value, layout)] for the node's outputs
 RULES: dict[str, Callable] = {}
 # rule for a node reading a Partial value; set by shard_moe (None -> combine the partial first)
@@ -194,9 +203,7 @@ class RankRebuild:
             arr = self.old.constants.get(p.op.key)
             if arr is None:
                 arr = self.g.constants[p.op.key]
-            idx = [slice(None)] * arr.ndim
-            idx[lay.axis] = slice(lay.start, lay.stop)
-            return self.g.add_constant(np.ascontiguousarray(arr[tuple(idx)]), name=f"{p.op.key}_r{lay.index}")
+            return self.g.add_constant(weight_block(arr, lay.axis, lay.start, lay.stop), name=f"{p.op.key}_r{lay.index}")
         return self.emit1(Slice(lay.axis, lay.start, lay.stop), [v], f"slice_{v.name}")
 
     def reduce_partial(self, v: Value, group: str) -> tuple[Value, Split | None]:
@@ -221,9 +228,7 @@ def _constant(rb: RankRebuild, node, ins):
         return [(rb.g.add_constant(arr, name=key), None)]
     i = rb.index[ws.group]
     start, stop = ws.ranges[i]
-    idx = [slice(None)] * arr.ndim
-    idx[ws.axis] = slice(start, stop)
-    v = rb.g.add_constant(np.ascontiguousarray(arr[tuple(idx)]), name=key)
+    v = rb.g.add_constant(weight_block(arr, ws.axis, start, stop), name=key)
     return [(v, rb.split_of(ws.group, ws.axis, arr.shape[ws.axis], start, stop))]
 
 

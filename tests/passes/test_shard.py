@@ -266,3 +266,26 @@ def test_tp_decode_with_symbolic_dims_keeps_each_ranks_kv_cache_heads(tp):
         assert program.input_slices[r]["past_k"] == (1, head, head + 1)
         assert "AllGather" not in collectives(g)          # present K/V stay on their ranks
     assert sorted(program.output_shards) == [0, 1, 2]       # attention output heads, present K, present V
+
+
+def test_rank_graphs_print_parse_and_json_round_trip():
+    from attncc.ir import graph_from_json, graph_to_json, parse_ir, print_ir
+
+    model, inputs, graph = tiny_decoder()
+    for g in shard_graph(graph, tp=2, pp=2).rank_graphs:
+        text = print_ir(g)
+        assert print_ir(parse_ir(text, constants=g.constants)) == text
+        back = graph_from_json(graph_to_json(g))
+        back.verify()
+        assert print_ir(back) == text
+
+
+def test_weights_without_data_are_sliced_without_being_allocated():
+    """A meta-device import stands in zero-stride arrays for weights; their slices must stay views."""
+    model, inputs = llama_block(heads=4, kv_heads=4)
+    graph = lifted(model, inputs)
+    graph.constants = {k: np.broadcast_to(np.zeros((), a.dtype), a.shape) if a.ndim == 2 else a
+                       for k, a in graph.constants.items()}
+    g = shard_graph(graph, tp=2).rank_graphs[1]
+    assert g.constants["q_proj_weight_t"].shape == (32, 16) and g.constants["q_proj_weight_t"].strides == (0, 0)
+    assert g.constants["down_weight_t_r1"].shape == (24, 32) and g.constants["down_weight_t_r1"].strides == (0, 0)
