@@ -19,7 +19,7 @@ def pocl_problem() -> str | None:
     then rejects it: 'unknown target CPU')."""
     dev = pocl_device()
     if dev is None:
-        return "pyopencl + PoCL (pip: pyopencl pocl-binary-distribution) not installed"
+        return "pyopencl + PoCL (pip install pyopencl; apt-get install pocl-opencl-icd) not installed"
     import pyopencl as cl
 
     try:

@@ -33,7 +33,7 @@ def opencl_queue():
             import pyopencl as cl
         except ImportError as e:
             raise NoOpenClDeviceError("mobile-gpu: running needs pyopencl and an OpenCL device "
-                                      "(pip install pyopencl pocl-binary-distribution gives a CPU device)") from e
+                                      "(pip install pyopencl; apt-get install pocl-opencl-icd gives a CPU device)") from e
         devices = []
         try:
             for p in cl.get_platforms():

@@ -42,8 +42,8 @@ class MobileGpuPlugin(TargetPlugin):
         problem = opencl_problem()
         if problem is not None:
             return [f"mobile-gpu: no working OpenCL device in this process ({problem}): the OpenCL sources compile "
-                    "and export, but running them here raises (pip install pyopencl pocl-binary-distribution gives "
-                    "a CPU device)"]
+                    "and export, but running them here raises (pip install pyopencl; apt-get install pocl-opencl-icd "
+                    "gives a CPU device)"]
         return []
 
     def build_library(self, plan, target: dict):
