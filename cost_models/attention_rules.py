@@ -285,3 +285,16 @@ def _position_bias_rule(w: AttentionWork, feat, spec) -> None:
 
 for _kind in POSITION_BIAS_OPS_PER_SCORE:
     attention_cost_rule(_kind)(_position_bias_rule)
+
+
+@attention_cost_rule("talking_heads")
+def talking_heads_rule(w: AttentionWork, feat, spec) -> None:
+    """Talking-heads (Shazeer et al. 2020, Sec. 3): each mix is an (H, H) matmul per score position,
+    2·B·Sq·Skv·H² FLOPs + the bias add; the mixes need every head of a score at once, so the (B, H, Sq, Skv) scores
+    are written and read once per mix (what the decomposition runs; no per-head flash kernel)."""
+    pairs = w.batch * w.q_len * w.kv_len
+    mixes = int(bool(getattr(feat, "pre", True))) + int(bool(getattr(feat, "post", True)))
+    w.extra_flops += mixes * 2 * pairs * w.q_heads ** 2
+    w.extra_vector_flops += mixes * pairs * w.q_heads
+    w.extra_bytes += mixes * (2 * pairs * w.q_heads * w.elem_bytes + (w.q_heads ** 2 + w.q_heads) * w.elem_bytes)
+    w.notes.append("talking_heads: scores materialized around the head mixes (B·H·Sq·Skv written and read per mix)")

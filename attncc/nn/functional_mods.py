@@ -213,3 +213,28 @@ def position_bias(spec, n):
         bias = bias.masked_fill(~n["mask"].to(torch.bool), float("-inf"))
     plain = spec.replace(score_mods=(), mask=dataclasses.replace(spec.mask, input="additive"))
     return plain_attention(plain, {"query": q, "key": k, "value": n["value"], "mask": bias})
+
+
+@variant("talking_heads")
+def talking_heads(spec, n):
+    """Shazeer et al. 2020 / CaiT: logits and probabilities mixed across heads by (H, H) maps around the softmax."""
+    q, k, v = n["query"], n["key"], n["value"]
+    feat = spec.head_mixing
+    g = q.shape[1] // k.shape[1]
+    k, v = (k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)) if g > 1 else (k, v)
+    s = spec.scale * (q @ k.transpose(-1, -2))
+    if spec.softcap:
+        s = spec.softcap * torch.tanh(s / spec.softcap)
+    mix = lambda x, w, b: torch.einsum("bgij,gh->bhij", x, w) + b[None, :, None, None]  # noqa: E731
+    if feat.pre:
+        s = mix(s, n["talk_pre"], n["talk_pre_bias"])
+    keep = position_keep(spec.mask, q.shape[2], k.shape[2], q.device)
+    if spec.mask.input == "additive":
+        s = s + n["mask"]
+    elif spec.mask.input == "bool":
+        m = n["mask"].to(torch.bool)
+        keep = m if keep is None else keep & m
+    p = softmax_rows(s, keep)
+    if feat.post:
+        p = mix(p, n["talk_post"], n["talk_post_bias"])
+    return p @ v

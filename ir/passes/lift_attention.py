@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import networkx as nx
+import numpy as np
 
 from .. import dims as D
 from ..errors import IRError
 from ..graph import Graph, Node, Value
 from ..ops import Attention, AttentionSpec, MaskSpec, SpecError, Unary
+from ..ops.attention_features.talking_heads import TalkingHeads
 from .base import Pass, register_pass
 from .lift_position_bias import LiftPositionBias
 from .recognize.axis_map import plan_batch
@@ -38,6 +40,7 @@ from .recognize.rope import fold_rope
 from .recognize.row_guard import check_row_guard, nan_guard
 from .recognize.scale import peel_scale
 from .recognize.scores import ScoreChain, walk_scores
+from .recognize.talking_heads import mix_after
 
 
 @dataclass
@@ -83,6 +86,12 @@ def _probs_to_pv(ctx: MatchContext, sm: Node, chain: ScoreChain) -> Node:
     guard, see recognize/row_guard.py), used nowhere else."""
     v = sm.outputs[0]
     for _ in range(8):
+        mix = mix_after(ctx, v)
+        if mix is not None:
+            need(chain.post_mix is None, "two talking-heads mixes of the probabilities")
+            chain.post_mix = (mix[1], mix[2])
+            v = mix[0]
+            continue
         guard = nan_guard(ctx, v)
         if guard is not None:
             v = guard.outputs[0]
@@ -171,10 +180,17 @@ def build(ctx: MatchContext, em: Emitter, site: Site) -> tuple[Node, list[tuple[
     if past is not None:
         inputs += [past[0], past[1]]
     inputs += extra_rope
+    talking = None
+    if chain.head_mix is not None or chain.post_mix is not None:
+        talking = TalkingHeads(pre=chain.head_mix is not None, post=chain.post_mix is not None)
+        for w, b in (m for m in (chain.head_mix, chain.post_mix) if m is not None):
+            need(w.shape[0] == plan.heads, f"the talking-heads mix is over {w.shape[0]} heads, the site has {plan.heads}")
+            inputs += [em.cast(w, dtype), em.cast(b if b is not None else em.graph.add_constant(
+                np.zeros(plan.heads, np.float32), name=f"{em.hint}_talk_zero_bias"), dtype)]
     try:
         spec = AttentionSpec(num_heads=plan.heads, num_kv_heads=int(kvh), head_dim=head_dim, v_head_dim=v_dim,
                              scale=site.scale, softcap=chain.softcap, softcap_order=chain.softcap_order, mask=mask,
-                             rope=None if rope is None else rope[4], kv_cache=past is not None)
+                             rope=None if rope is None else rope[4], kv_cache=past is not None, head_mixing=talking)
     except SpecError as e:
         raise NotAttention(f"the matched pieces do not form a valid attention spec: {e}") from e
     outs = em.graph.add(Attention(spec=spec), inputs, name=f"{em.hint}_attention", source=site.softmax.source)

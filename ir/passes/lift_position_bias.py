@@ -190,17 +190,14 @@ def _rest_of_mask(spec, m, r, visible, form, q_len, kv_len):
 
 
 def _lift_one(graph: Graph, node: Node) -> str | None:
-    """Rewrite `node` in place; None on success, else why not."""
+    """Rewrite `node` in place; None on success, "" when it is no candidate, else why not."""
     spec = node.op.spec
     named = node.op.named_inputs(node)
     q, k = named["query"], named["key"]
     q_len, kv_len = q.shape[2], k.shape[2]
-    if not (isinstance(q_len, int) and isinstance(kv_len, int)):
-        return f"the lengths {q_len}/{kv_len} are symbolic (the bias is not a constant)"
     mask = constant_array(graph, named["mask"])
-    if mask is None:
-        p = named["mask"].producer
-        return f"the additive mask is computed at run time (made by {p.op.op_name if p else 'a graph input'})"
+    if mask is None or not (isinstance(q_len, int) and isinstance(kv_len, int)):
+        return ""   # a run-time mask (padding) or symbolic lengths: not a position-bias candidate, nothing to report
     try:
         mod, table, new_mask, arr, kind = fit(spec, mask, q_len, kv_len)
     except NoBias:

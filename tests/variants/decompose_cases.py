@@ -12,6 +12,7 @@ from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, Bloc
                                               Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
                                               Strided, TopkSparse, Uniform)
 from attncc.ir.ops.attention_features.position_bias import Alibi, BucketedBias, WindowBias
+from attncc.ir.ops.attention_features.talking_heads import TalkingHeads
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,28 @@ def position_bias(mod, mask: str = "none", causal: bool = False):
     return build
 
 
+def talking_heads(pre: bool, post: bool, mask: str = "none"):
+    """Talking heads with GQA, causal bottom-right (shape 1: Sq < Skv), optional additive mask input."""
+    def build(i):
+        B, S = SIZES[i]
+        Sq = S - 3 * i
+        ins = qkv(i, B, 4, 2, Sq, S, 8)
+        g = _rng(i)
+        for name, on in (("pre", pre), ("post", post)):
+            if on:
+                ins[f"talk_{name}"] = (0.5 * g.standard_normal((4, 4))).astype(np.float32)
+                ins[f"talk_{name}_bias"] = (0.1 * g.standard_normal(4)).astype(np.float32)
+        if mask == "additive":
+            ins["mask"] = np.where(g.random((B, 1, Sq, S)) < 0.2, -1e4, 0.0).astype(np.float32)
+        spec = AttentionSpec(4, 2, 8, mask=MaskSpec(causal=True, alignment="bottom_right", input=mask),
+                             head_mixing=TalkingHeads(pre, post))
+        return spec, ins
+    return build
+
+
 CASES = [
+    Case("talking_heads", talking_heads(True, True)),
+    Case("talking_heads-pre-masked", talking_heads(True, False, "additive")),
     Case("alibi", position_bias(Alibi(), causal=True)),
     Case("alibi-additive", position_bias(Alibi(4.0), "additive")),
     Case("bucketed_bias", position_bias(BucketedBias(8, 16, True), "bool")),

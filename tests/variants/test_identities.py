@@ -32,6 +32,7 @@ from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, Bloc
                                               Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
                                               Strided, TopkSparse, Uniform)
 from attncc.ir.ops.attention_features.position_bias import Alibi, BucketedBias, WindowBias
+from attncc.ir.ops.attention_features.talking_heads import TalkingHeads
 from attncc.nn import attention
 
 RTOL, ATOL = 1e-4, 2e-5
@@ -550,6 +551,20 @@ def window_bias_is_sdpa_with_swins_relative_position_bias():
     t["mask"], t["rel_table"] = extra, table
     spec = AttentionSpec(H, H, D, mask=MaskSpec(input="additive"), score_mods=(WindowBias((2, 4)),))
     return spec, t, sdpa(t["query"], t["key"], t["value"], attn_mask=bias + extra)
+
+
+@case
+def talking_heads_is_mixed_logits_softmax_mixed_probs():
+    # Talking-Heads (Shazeer et al. 2020, eqs. in Sec. 4): J = Σ_g L_g P_l[g, h]; W = softmax(J); O = Σ_g W_g P_w[g, h]
+    # then O·V, with CaiT's Linear biases; causal, GQA keys repeated per query head
+    t = qkv(hkv=2)
+    pl, pw, bl, bw = rand(H, H, seed=7), rand(H, H, seed=8), rand(H, seed=9), rand(H, seed=10)
+    k, v = t["key"].repeat_interleave(2, 1), t["value"].repeat_interleave(2, 1)
+    logits = torch.einsum("bgij,gh->bhij", t["query"] @ k.transpose(-1, -2) / D ** 0.5, pl) + bl[:, None, None]
+    probs = logits.masked_fill(torch.ones(S, S, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    mixed = torch.einsum("bgij,gh->bhij", probs, pw) + bw[:, None, None]
+    t.update(talk_pre=pl, talk_pre_bias=bl, talk_post=pw, talk_post_bias=bw)
+    return AttentionSpec(H, 2, D, mask=MaskSpec(causal=True), head_mixing=TalkingHeads()), t, mixed @ v
 
 
 # cpu in the default suite for a few cases (one per family where the TVM path differs most); the rest slow

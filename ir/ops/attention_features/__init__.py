@@ -9,7 +9,8 @@ from .local import BlockedLocal, HeadBlocks, MultiWindow
 from .lowrank import GlobalQuery
 from .position_bias import Alibi, BucketedBias, WindowBias
 from .sparse import BlockSparse, TopkSparse, Uniform
+from .talking_heads import TalkingHeads
 
 __all__ = ["MLA", "MTLA", "GlobalQuery", "Grouped", "Strided", "MultiWindow", "HeadBlocks", "BlockedLocal", "HiLo", "MoH",
            "KnockingHeads", "CHAI", "TopkSparse", "BlockSparse", "Uniform", "LinearAttn", "ConvShare",
-           "Alibi", "BucketedBias", "WindowBias"]
+           "Alibi", "BucketedBias", "WindowBias", "TalkingHeads"]

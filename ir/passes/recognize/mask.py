@@ -185,6 +185,8 @@ def reaches_matmul(v: Value, depth: int = 0) -> bool:
         return any(reaches_matmul(x, depth + 1) for x in n.inputs)
     if kind == "Where":
         return any(reaches_matmul(x, depth + 1) for x in n.inputs[1:])
+    if (kind == "Transpose" and tuple(n.op.perm) in ((0, 3, 1, 2), (0, 2, 3, 1))) or kind == "Linear":
+        return reaches_matmul(n.inputs[0], depth + 1)   # the talking-heads logit mix (recognize/talking_heads.py)
     return False
 
 

@@ -17,6 +17,7 @@ from .common import Emitter, MatchContext, is_batch_view, need, same_shape
 from .mask import is_fill, position_mask, reaches_matmul, trace_keep
 from .scale import scalar_factor
 from .softcap import match_softcap
+from .talking_heads import mix_before
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ScoreChain:
     # (tanh makes a -inf entry finite): the fully-masked-row guard may only test the ones after
     biases: list[Value] = field(default_factory=list)
     biases_before_softcap: list[Value] = field(default_factory=list)
+    # talking heads (CaiT): (weight (H, H), bias | None) of the logit mix before the softmax / probability mix after
+    head_mix: tuple | None = None
+    post_mix: tuple | None = None
 
 
 def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
@@ -86,6 +90,11 @@ def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
             else:
                 need(False, f"where '{n.name}' does not choose between the scores and a -inf/very negative fill")
             continue
+        mix = mix_before(ctx, v) if kind == "Transpose" else None
+        if mix is not None:
+            steps.append(("head_mix", mix[1], mix[2]))
+            v = mix[0]
+            continue
         what = f"{kind} {n.op.fn}" if kind in ("Unary", "Binary") else kind
         need(False, f"{what} '{n.name}' between the softmax and the q·kᵀ MatMul is not a scale, mask, softcap or cast")
     need(False, "more than 64 ops between the softmax and a MatMul")
@@ -132,8 +141,15 @@ def walk_scores(ctx: MatchContext, x: Value, em: Emitter | None = None) -> Score
             need(not seen_bias, "a scale is applied after an additive mask (it would scale the mask)")
             chain.scale *= step[1]
             continue
+        if kind == "head_mix":
+            need(chain.head_mix is None, "two talking-heads mixes of the logits")
+            need(not seen_bias and not seen_keep and chain.mask_input is None and chain.position.is_empty,
+                 "a mask is applied before the talking-heads logit mix (it would be mixed across heads)")
+            chain.head_mix = (step[1], step[2])
+            continue
         if kind == "softcap":
             need(chain.softcap is None, "two softcaps on the scores")
+            need(chain.head_mix is None, "a softcap after the talking-heads logit mix (supported: before it)")
             need(not seen_keep, "a position or bool mask is applied before the softcap (tanh would undo -inf)")
             chain.softcap = step[1]
             if seen_bias:
