@@ -69,7 +69,8 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
         stages_note = "lower (a model with dynamic dims builds at its first call)"
         stages[stages_note] = stages.pop("lower")
     log.info("compiled in %.2f s: %s", sum(stages.values()), ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
-    compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source, strict=strict)
+    compiled = CompiledModel(graph, executable, target, pipeline, backend.hardware, source_graph=source, strict=strict,
+                             price=analyze)
     compiled.compile_stages = stages   # seconds per stage (`attncc compile --verbose` prints them)
     compiled.check_fallbacks()
     if example_inputs is not None and any(isinstance(d, str) for v in graph.inputs for d in v.shape):
@@ -88,18 +89,45 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
     """
     from .cost_models import analyze_graph, get_hardware
 
+    from .cost_models.repeated import scale_repeated_layers
+
     target = None if options.pop("per_op", False) else \
         options.pop("target", None) or default_target(get_hardware(hardware).name)
     options["kernels"], options["target"] = kernel_rules(target), target or ""
     notes: list[str] = []
+    whole_weights = None
     if isinstance(model_or_graph, Graph):
         graph = model_or_graph
     else:
-        source = _import_for_pricing(model_or_graph, example_inputs, options, notes)
+        source, whole_weights = _import_layers_once(model_or_graph, example_inputs, options, notes)
         graph = run_pipeline(source, pipelines.pipeline_for_hardware(get_hardware(hardware).name))
     report = analyze_graph(graph, hardware=hardware, **options)
+    report = scale_repeated_layers(report, graph.metadata, whole_weights)
+    static = graph.metadata.get("static_sizes") or {}
+    if static:  # exported at the requested sizes: they did bind, as static dims
+        report.unused_dims = {k: v for k, v in report.unused_dims.items() if k not in static}
+        report.notes = [n for n in report.notes if not n.startswith("requested ") or report.unused_dims]
+        report.dims.update({k: v for k, v in static.items() if k != "seq" or options.get("phase") != "decode"})
     report.notes.extend(notes)
     return report
+
+
+def _import_layers_once(model: Any, example_inputs: Any, options: dict, notes: list[str]) -> tuple[Graph, int | None]:
+    """Import for pricing with one layer per distinct layer structure (a torch model's repeated decoder layers are
+    exported once and their rows scaled by the count); returns the graph and the whole model's weight bytes."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        torch = None
+    if torch is None or not isinstance(model, torch.nn.Module):
+        return _import_for_pricing(model, example_inputs, options, notes), None
+    from .frontends.repeated_layers import parameter_bytes, representative_layers
+
+    with representative_layers(model) as groups:
+        source = _import_for_pricing(model, example_inputs, options, notes)
+    if groups is not None:
+        source.metadata["layer_counts"] = groups.counts_by_path()
+    return source, parameter_bytes(model)
 
 
 def default_target(hardware: str) -> str | None:
@@ -148,8 +176,24 @@ def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: l
             if not suggested:
                 break
             limits.update({k: int(v) for k, v in suggested.items()})
-    notes.append(f"could not export with dynamic batch/seq dims ({type(error).__name__}: "
-                 f"{str(error).splitlines()[0][:160]}); non-attention ops are priced at the example input shapes")
+    reason = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+    batch = options.get("batch")
+    seq = 1 if options.get("phase") == "decode" else options.get("seq")
+    if batch is not None or seq is not None:  # export again at the requested sizes (static)
+        static = tuple(a[:1, :1].expand(batch or a.shape[0], seq or a.shape[1], *a.shape[2:]).contiguous()
+                       if torch.is_tensor(a) and a.dim() >= 2 else a for a in args)
+        try:
+            graph = import_model(model, static)
+        except Exception as e:  # noqa: BLE001 — fall back to the example shapes below (noted)
+            reason += f"; at the requested sizes: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        else:
+            shape = "x".join(str(d) for d in static[0].shape) if torch.is_tensor(static[0]) else "?"
+            notes.append(f"could not export with dynamic batch/seq dims ({reason}); exported again at the "
+                         f"requested sizes (first input {shape})")
+            graph.metadata["static_sizes"] = {k: v for k, v in (("batch", batch), ("seq", seq)) if v is not None}
+            return graph
+    notes.append(f"could not export with dynamic batch/seq dims ({reason}); non-attention ops are priced at the "
+                 "example input shapes")
     return import_model(model, example_inputs)
 
 
@@ -185,7 +229,8 @@ def load(directory: str) -> CompiledModel:
         where = getattr(e, "filename", None) or directory
         raise ArtifactError(f"cannot load the attncc export {directory!r}: {where}: {type(e).__name__}: {e}; "
                             "re-export the model") from e
-    compiled = CompiledModel(graph, executable, manifest["target"], manifest["pipeline"], manifest["hardware"])
+    compiled = CompiledModel(graph, executable, manifest["target"], manifest["pipeline"], manifest["hardware"],
+                             price=analyze)
     compiled.check_fallbacks()
     return compiled
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import re
 import warnings
 from typing import Any
 
@@ -27,6 +28,8 @@ from ..ir.passes.pipelines import LIFT
 from .torch_converters import TORCH_CONVERTERS, TorchConst, TorchContext, TorchImportError
 from .torch_converters.attention import SDPA_OVERLOADS
 from .torch_converters.context import ir_dtype, to_numpy
+from .torch_outputs import (UNFLATTENABLE_OUTPUT, TensorOutputs, on_meta, positional_dynamic_shapes,
+                            returns_cache, to_meta)
 
 LIFT_PIPELINE = LIFT   # ir/passes/pipelines.py: every pipeline is defined there
 
@@ -74,7 +77,25 @@ def export_model(model: torch.nn.Module, example_inputs: Any, dynamic_shapes: An
     """torch.export the model and decompose it to the aten ops the converters know."""
     args = example_inputs if isinstance(example_inputs, tuple) else \
         tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
-    ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=strict)
+    if on_meta(model):  # weights without data: trace on meta throughout (only shapes and dtypes are read)
+        args = to_meta(args)
+    if returns_cache(model):  # a transformers LM with use_cache=True returns a DynamicCache: export its tensors
+        return _export_tensor_outputs(model, args, dynamic_shapes, strict)
+    try:
+        ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=strict)
+    except Exception as e:  # noqa: BLE001 — only the "cache object in the outputs" failure is retried
+        if UNFLATTENABLE_OUTPUT not in str(e):
+            raise
+        return _export_tensor_outputs(model, args, dynamic_shapes, strict)
+    return ep.run_decompositions(decomposition_table())
+
+
+def _export_tensor_outputs(model: torch.nn.Module, args: tuple, dynamic_shapes: Any,
+                           strict: bool) -> torch.export.ExportedProgram:
+    """Export `TensorOutputs(model)`: the model's tensor outputs only (cache objects dropped)."""
+    params = list(inspect.signature(model.forward).parameters)
+    ep = torch.export.export(TensorOutputs(model), args, strict=strict,
+                             dynamic_shapes=positional_dynamic_shapes(dynamic_shapes, params, len(args)))
     return ep.run_decompositions(decomposition_table())
 
 
@@ -187,7 +208,9 @@ def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: A
         if node.op != "call_function":
             raise TorchImportError(f"FX node '{node.name}': unsupported node kind {node.op!r}; supported: call_function")
         ctx.node = node
+        first_new = len(graph.nodes)
         env[node] = _convert_node(ctx, node, env)
+        _record_layer(graph, node, first_new)
     mutated = [s.target for s in sig.output_specs
                if s.kind not in (OutputKind.USER_OUTPUT, OutputKind.USER_INPUT_MUTATION)]
     if mutated:
@@ -214,6 +237,20 @@ def convert_exported_program(ep: torch.export.ExportedProgram, dynamic_shapes: A
     graph.dead_code_elimination()
     graph.verify()
     return graph
+
+
+_LAYER_PATH = re.compile(r"^(.*?\.\d+)(\.|$)")   # module path up to its first list index: "model.layers.3"
+
+
+def _record_layer(graph: Graph, node: torch.fx.Node, first_new: int) -> None:
+    """graph.metadata["layer_of_node"][ir node] = the repeated module (e.g. "model.layers.3") the FX node ran
+    in, "" outside any (embedding, final norm, head); pricing uses it to price repeated layers once."""
+    stack = node.meta.get("nn_module_stack") or {}
+    path = next(reversed(stack.values()))[0] if stack else ""
+    match = _LAYER_PATH.match(path.removeprefix("L['self']."))
+    layers = graph.metadata.setdefault("layer_of_node", {})
+    for n in graph.nodes[first_new:]:
+        layers[n.name] = match.group(1) if match else ""
 
 
 def _convert_node(ctx: TorchContext, node: torch.fx.Node, env: dict) -> Any:
@@ -285,6 +322,7 @@ def _fold(ctx: TorchContext, node: torch.fx.Node, env: dict) -> Any:
 
     args = torch.fx.node.map_arg(node.args, real)
     kwargs = torch.fx.node.map_arg(node.kwargs, real)
+    args, kwargs = _fold_device(args, kwargs)
     with torch.no_grad():
         out = node.target(*args, **kwargs)
     if isinstance(out, torch.Tensor):
@@ -292,6 +330,19 @@ def _fold(ctx: TorchContext, node: torch.fx.Node, env: dict) -> Any:
     if isinstance(out, (list, tuple)):
         return tuple(TorchConst(o, f"{node.name}_{i}") if isinstance(o, torch.Tensor) else o for i, o in enumerate(out))
     return out
+
+
+def _fold_device(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Where a model traced on the meta device folds a constant: values that read no meta tensor (aranges, masks,
+    position ids made with device=meta) are computed on the CPU so they keep their values; an op that reads a
+    meta tensor (a weight without data) stays on meta, its CPU inputs moved there."""
+    tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    if any(t.device.type == "meta" for t in tensors):
+        to_meta = lambda x: x.to("meta") if isinstance(x, torch.Tensor) and x.device.type != "meta" else x  # noqa: E731
+        return torch.utils._pytree.tree_map(to_meta, args), torch.utils._pytree.tree_map(to_meta, kwargs)
+    if isinstance(kwargs.get("device"), torch.device) and kwargs["device"].type == "meta":
+        kwargs = {**kwargs, "device": torch.device("cpu")}
+    return args, kwargs
 
 
 def _check_against_torch(ctx: TorchContext, node: torch.fx.Node, out: Any) -> None:

@@ -92,7 +92,10 @@ class TorchContext:
 
     def constant(self, array, name: str = "const") -> Value:
         """A new IR Constant holding `array`."""
-        return self.graph.add_constant(np.ascontiguousarray(np.asarray(array)), name=name)
+        array = np.asarray(array)
+        if array.size > 1 and not any(array.strides):  # a meta-device weight's zero-stride placeholder stays a view
+            return self.graph.add_constant(array, name=name)
+        return self.graph.add_constant(np.ascontiguousarray(array), name=name)
 
     def value(self, x: Any, dtype: str | None = None) -> Value:
         """An IR Value for x (Value, TorchConst, Python number); cast to `dtype` when given."""
@@ -210,7 +213,12 @@ def _np_dtype(dtype: str):
 
 
 def to_numpy(t: torch.Tensor, where: str = "") -> np.ndarray:
-    """A detached numpy copy of a tensor (bfloat16 through the IR's numpy bfloat16)."""
+    """A detached numpy copy of a tensor (bfloat16 through the IR's numpy bfloat16).
+
+    A tensor on the `meta` device has a shape and dtype but no data: it becomes a read-only, zero-stride
+    array of zeros of that shape and dtype (no memory per element), which is all pricing reads."""
+    if t.device.type == "meta":
+        return np.broadcast_to(np.zeros((), _np_dtype(ir_dtype(t.dtype, where))), tuple(t.shape))
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
         return t.float().numpy().astype(_np_dtype("bfloat16"))

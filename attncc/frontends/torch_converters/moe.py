@@ -104,9 +104,12 @@ def _histc(ctx, args):
         raise ctx.error(f"histc with min={lo} >= max={hi} (range taken from the data) is not supported; "
                         "supported: an explicit min < max")
     dt = ctx.dtype_of(x)
+    out_dt = ctx.out_dtype()
     if not dt.startswith(("float", "bfloat")):
-        raise ctx.error(f"histc of {dt} is not supported (torch's CPU histc takes floating inputs)")
-    flat = ctx.emit(Reshape((-1,)), [ctx.value(x)], name=_name(ctx, "flat"))
+        # integer expert ids (transformers' non-CPU path, e.g. a model on the meta device): counted in float32,
+        # exact for fewer than 2**24 entries; the counts come back in torch's recorded dtype
+        dt = "float32"
+    flat = ctx.emit(Reshape((-1,)), [ctx.value(x, dt)], name=_name(ctx, "flat"))
     # torch's CPU kernel: pos = (int64)((x - min) * bins / (max - min)); x == max goes to the last bin
     pos = ctx.emit(Binary("mul"), [ctx.emit(Binary("sub"), [flat, ctx.value(lo, dt)]), ctx.value(float(bins), dt)])
     pos = ctx.emit(Unary("floor"), [ctx.emit(Binary("div"), [pos, ctx.value(hi - lo, dt)])], name=_name(ctx, "bin"))
@@ -118,7 +121,8 @@ def _histc(ctx, args):
     hit = ctx.emit(Binary("and"), [ctx.emit(Binary("eq"), [_unsqueeze(ctx, pos, 0, "bin_row"), ctx.value(edges, dt)]),
                                    _unsqueeze(ctx, inside, 0, "inside_row")], name=_name(ctx, "hit"))
     counts = ctx.emit(Where(), [hit, ctx.value(1.0, dt), ctx.value(0.0, dt)], name=_name(ctx, "ones"))
-    return ctx.emit(Reduce("sum", (1,)), [counts])
+    total = ctx.emit(Reduce("sum", (1,)), [counts])
+    return total if out_dt == dt else ctx.value(total, out_dt)
 
 
 @register_torch_converter("aten.scatter.value")
