@@ -83,3 +83,22 @@ class ShardedProgram:
                 a = a[tuple(idx)]
             out[v.name] = a
         return out
+
+    def manifest(self) -> dict:
+        """Plain-data description of the plan (for an export's manifest.json): per rank its coordinates,
+        stage, graph name, input blocks and collectives; how outputs assemble."""
+        ranks = []
+        for r, g in enumerate(self.rank_graphs):
+            colls = [{"node": n.name, "op": n.op.op_name, **n.op.attrs()} for n in g.topological()
+                     if getattr(n.op, "is_collective", False)]
+            ranks.append({"rank": r, **self.rank_coords(r), "graph": g.name,
+                          "inputs": [v.name for v in g.inputs],
+                          "input_slices": {k: list(v) for k, v in (self.input_slices[r] if self.input_slices
+                                                                   else {}).items()},
+                          "collectives": colls})
+        return {"plan": dict(self.plan), "world_size": self.world_size, "devices": self.devices,
+                "inputs": list(self.input_names), "ranks": ranks,
+                "outputs": [{"rank": r, "index": j} for r, j in self.output_sources],
+                "output_shards": {str(i): {"axis": axis, "blocks": [list(b) for b in blocks]}
+                                  for i, (axis, blocks) in self.output_shards.items()},
+                "notes": list(self.notes)}

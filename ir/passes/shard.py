@@ -25,8 +25,8 @@ from ..sharded import ShardedProgram
 from .base import Pass, register_pass
 from .shard_attention import plan_attention
 from .shard_layout import RankRebuild, WeightSlice, localize_inputs
-from .shard_mlp import plan_mlp
-from . import shard_mla, shard_moe  # noqa: F401  (register their rules)
+from .shard_mlp import plan_mlp, plan_output_projection
+from . import shard_mla, shard_moe, shard_rules  # noqa: F401  (register their rules)
 from .shard_pipeline import split_stages
 
 
@@ -63,6 +63,7 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
             notes += shard_moe.plan_moe(sg, ep, slices)
         if tp > 1:
             notes += plan_mlp(sg, tp, slices)
+            notes += plan_output_projection(sg, tp, slices)
         for e in range(ep):
             for t in range(tp):
                 rb = RankRebuild(sg, {"tp": t, "ep": e}, {"tp": tp, "ep": ep, "tp*ep": tp * ep}, slices,

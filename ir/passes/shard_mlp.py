@@ -64,3 +64,47 @@ def plan_mlp(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> list[str]
                 slices[leaf.inputs[2].producer.op.key] = WeightSlice(0, ranges, "tp")
         notes.append(f"MLP {'+'.join(n.name for n in leaves)} -> {down.name}: column/row parallel over tp={tp}")
     return notes
+
+
+def _through_pointwise(v):
+    """The value `v` is a pointwise function of (softcap, scale, cast...), and that function's nodes."""
+    while v.producer is not None and v.producer.op.op_name in ELEMENTWISE:
+        live = [x for x in v.producer.inputs if x.producer is None or x.producer.op.op_name != "Constant"]
+        if len(live) != 1:
+            break
+        v = live[0]
+    return v
+
+
+def _reads_attention(v) -> bool:
+    for _ in range(4):                       # o_proj reads attention heads through a reshape/transpose
+        p = v.producer
+        if p is None:
+            return False
+        if p.op.op_name in ("Attention", "FusedAttention"):
+            return True
+        if p.op.op_name not in ("Reshape", "Transpose"):
+            return False
+        v = p.inputs[0]
+    return False
+
+
+def plan_output_projection(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> list[str]:
+    """The LM head (a Linear making a graph output, e.g. logits) is column-parallel over the vocabulary,
+    as Megatron's output layer: each rank keeps its block of the logits (ShardedProgram.output_shards)."""
+    notes = []
+    for out in graph.outputs:
+        v = _through_pointwise(out)
+        p = v.producer
+        if p is None or p.op.op_name != "Linear" or p.op.has_bias or p.inputs[1].producer is None \
+                or p.inputs[1].producer.op.op_name != "Constant" or p.inputs[1].producer.op.key in slices \
+                or _column_leaves(graph, p) is not None or _reads_attention(p.inputs[0]):
+            continue
+        vocab = p.inputs[1].shape[1]
+        if not isinstance(vocab, int) or vocab % tp:
+            notes.append(f"'{p.name}': output projection of {vocab} features kept whole (tp={tp} does not divide it)")
+            continue
+        per = vocab // tp
+        slices[p.inputs[1].producer.op.key] = WeightSlice(1, tuple((r * per, (r + 1) * per) for r in range(tp)), "tp")
+        notes.append(f"'{p.name}': output projection column-parallel, {per} of {vocab} features per rank")
+    return notes

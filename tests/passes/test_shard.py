@@ -289,3 +289,18 @@ def test_weights_without_data_are_sliced_without_being_allocated():
     g = shard_graph(graph, tp=2).rank_graphs[1]
     assert g.constants["q_proj_weight_t"].shape == (32, 16) and g.constants["q_proj_weight_t"].strides == (0, 0)
     assert g.constants["down_weight_t_r1"].shape == (24, 32) and g.constants["down_weight_t_r1"].strides == (0, 0)
+
+
+def test_vocab_parallel_lm_head_and_a_json_manifest():
+    import json
+
+    model, inputs, graph = tiny_decoder()
+    program = shard_graph(graph, tp=2, pp=2)
+    last = program.rank_graphs[3]
+    assert last.constants["lm_head_weight_t"].shape == (32, 32)          # half of the 64-word vocabulary
+    np.testing.assert_array_equal(last.constants["lm_head_weight_t"], model.lm_head.weight.detach().numpy().T[:, 32:])
+    manifest = json.loads(json.dumps(program.manifest()))
+    assert manifest["plan"] == {"tp": 2, "ep": 1, "pp": 2, "dp": 1} and manifest["world_size"] == 4
+    assert [(r["tp"], r["pp"]) for r in manifest["ranks"]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert manifest["output_shards"]["0"] == {"axis": 2, "blocks": [[2, 0, 0, 32], [3, 0, 32, 64]]}
+    assert {c["op"] for c in manifest["ranks"][0]["collectives"]} == {"AllReduce", "AllGather", "Send"}
