@@ -12,10 +12,14 @@ from .compare import compare
 from .matmul_cost import matmul_cost
 from .pricing import OpCost, price
 from .report import CostReport, Row
+from .collectives import CollectiveCost, bus_factor, collective_time
+from .systems import System, SystemSpecError, custom_system, get_system, list_systems
 
 __all__ = [
     "ATTENTION_COST_RULES", "AttentionWork", "attention_cost", "attention_cost_rule", "attention_tile_footprint",
     "default_tiling", "visible_pairs", "ComputeUnit", "HardwareError", "HardwareSpec", "MemoryLevel", "cache_dir",
     "get_hardware", "list_hardware", "matmul_cost", "OpCost", "price", "OP_COST_RULES", "UnboundDimError", "UnknownDimError",
     "analyze_graph", "calibrate_host", "compare", "CostReport", "Row",
+    "CollectiveCost", "bus_factor", "collective_time", "System", "SystemSpecError", "custom_system", "get_system",
+    "list_systems",
 ]
