@@ -1,0 +1,187 @@
+"""compile_sharded / ShardedModel: this rank's shard of a model, built through the ordinary backend core,
+called with the full inputs and returning the full outputs on every rank, as the unsharded model would."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir.passes import run_pipeline
+from ..ir.passes.shard import shard_graph
+from ..ir.segments import CollectiveStep, ComputeSegment, split_at_collectives
+from .collectives import _torch_dtype, run_collective
+from .errors import DistributedError
+from .process_group import PlanGroups, ensure_process_group
+
+PLAN_KEYS = ("tp", "ep", "pp", "dp")
+
+
+def parse_plan(parallel: dict) -> dict[str, int]:
+    """{"tp":.., "ep":.., "pp":.., "dp":..} with defaults 1; unknown keys or non-positive sizes are errors."""
+    unknown = set(parallel) - set(PLAN_KEYS) - {"sequence_parallel", "data_parallel_attention"}
+    if unknown:
+        raise DistributedError(f"parallel: unknown key(s) {sorted(unknown)}; supported: {', '.join(PLAN_KEYS)}, "
+                               "sequence_parallel, data_parallel_attention")
+    plan = {k: parallel.get(k, 1) for k in PLAN_KEYS}
+    for k, n in plan.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise DistributedError(f"parallel: {k} must be an integer >= 1, got {n!r}")
+    if plan["dp"] != 1:
+        raise DistributedError("parallel: dp > 1 runs whole replicas on other requests: start one job per replica "
+                               "(attncc prices dp; it does not batch-split execution)")
+    return plan
+
+
+def compile_segment(graph: Graph, target: str, options: dict, strict: bool):
+    """One collective-free segment through the target's default pipeline and backend: a CompiledModel."""
+    from .. import pipelines
+    from ..api import analyze
+    from ..backends import get_backend
+    from ..compiled import CompiledModel
+
+    backend = get_backend(target)
+    pipeline = pipelines.default_pipeline(target, options)
+    optimized = run_pipeline(graph, pipeline)
+    executable = backend.lower(optimized, dict(options or {}))
+    cm = CompiledModel(optimized, executable, target, pipeline, backend.hardware, source_graph=graph, strict=strict,
+                       price=analyze)
+    cm.check_fallbacks()
+    return cm
+
+
+def compile_sharded(model: Any, example_inputs: Any = None, target: str = "cpu", parallel: dict | None = None,
+                    options: dict | None = None, dynamic_shapes: Any = None, strict: bool = False,
+                    rank: int | None = None) -> "ShardedModel":
+    """Compile this rank's shard of `model` (every rank of the job calls this with the same arguments: SPMD).
+
+    The process group is the one initialised, or one initialised from torchrun's environment (gloo for cpu,
+    NCCL for cuda); its world size must equal tp*ep*pp. Rank 0 builds first and the others then find the
+    kernels of identical shards in the build cache (same kernels, different weights)."""
+    from ..api import import_model
+
+    plan = parse_plan(dict(parallel or {}))
+    dist = ensure_process_group(target)
+    world = dist.get_world_size()
+    needed = plan["tp"] * plan["ep"] * plan["pp"]
+    if world != needed:
+        raise DistributedError(f"parallel={plan} needs {needed} ranks (tp*ep*pp) but the process group has {world}: "
+                               f"start the job with --nproc-per-node {needed}")
+    me = dist.get_rank() if rank is None else rank
+    kwargs = {"dynamic_shapes": dynamic_shapes} if dynamic_shapes is not None else {}
+    source = import_model(model, example_inputs, **kwargs)
+    extra = {k: bool(parallel[k]) for k in ("sequence_parallel", "data_parallel_attention") if parallel and k in parallel}
+    program = shard_graph(source, plan["tp"], plan["ep"], plan["pp"], 1, **extra)
+    steps = split_at_collectives(program.rank_graphs[me])
+    groups = PlanGroups(program, dist)
+    clock = time.perf_counter()
+    # rank 0 first, then the rest: identical shards hit the cache instead of building the same kernels twice
+    for turn in (0, 1):
+        if (me == 0) == (turn == 0):
+            built = [compile_segment(s.graph, target, dict(options or {}), strict) if isinstance(s, ComputeSegment)
+                     else None for s in steps]
+        dist.barrier()
+    model_ = ShardedModel(program, me, steps, built, dist, groups, target)
+    model_.compile_seconds = time.perf_counter() - clock
+    return model_
+
+
+class ShardedModel:
+    """This rank's program of a sharded model. Call it on every rank with the full inputs (torch or numpy);
+    every rank returns the full outputs (torch tensors)."""
+
+    def __init__(self, program, rank: int, steps: list, compiled: list, dist, groups: PlanGroups, target: str):
+        self.program = program
+        self.rank = rank
+        self.steps = steps
+        self.compiled = compiled
+        self.dist = dist
+        self.groups = groups
+        self.target = target
+        self.graph = program.rank_graphs[rank]
+
+    @property
+    def plan(self) -> dict[str, int]:
+        return dict(self.program.plan)
+
+    def __call__(self, *args):
+        import torch
+
+        names = self.program.input_names
+        if len(args) != len(names):
+            raise TypeError(f"the model takes {len(names)} inputs ({names}), got {len(args)}")
+        full = {n: (a if torch.is_tensor(a) else torch.from_numpy(np.asarray(a))) for n, a in zip(names, args)}
+        env: dict[str, Any] = dict(self.program.rank_inputs(self.rank, full))
+        for i, step in enumerate(self.steps):
+            if isinstance(step, CollectiveStep):
+                env[step.outputs[0]] = self._collective(step, env)
+            else:
+                outs = self.compiled[i](*[_contiguous(env[n]) for n in step.inputs])
+                outs = outs if isinstance(outs, tuple) else (outs,)
+                env.update(zip(step.outputs, outs))
+        local = [env[v.name] for v in self.graph.outputs]
+        result = self._assemble(local)
+        return result[0] if len(result) == 1 else tuple(result)
+
+    def _collective(self, step: CollectiveStep, env: dict):
+        node = step.node
+        op = node.op
+        try:
+            if op.op_name in ("Send", "Recv"):
+                peer = self.program.peer(self.rank, op.peer_stage)
+                x = env[step.inputs[0]] if step.inputs else None
+                return run_collective(op, x, self.dist, None, peer=peer)
+            members = self.program.group_ranks(self.rank, op.group)
+            return run_collective(op, _contiguous(env[step.inputs[0]]), self.dist, self.groups.get(members))
+        except Exception as e:  # noqa: BLE001 - name the rank and the collective (a timeout says a peer died)
+            raise DistributedError(f"rank {self.rank}: collective {op.op_name} '{node.name}' (group {op.group}) "
+                                   f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+    def _assemble(self, local: list) -> list:
+        """Every rank gets every full output: each is broadcast from the rank that holds it (split outputs
+        from each rank holding a block, concatenated)."""
+        import torch
+
+        dist = self.dist
+        outs = []
+        for i, (src, j) in enumerate(self.program.output_sources):
+            if i in self.program.output_shards:
+                axis, shards = self.program.output_shards[i]
+                blocks, covered = [], 0
+                for r, jj, start, stop in sorted(shards, key=lambda s: s[2]):
+                    if start == covered:
+                        blocks.append(self._broadcast(local[jj] if r == self.rank else None, r, self.program
+                                                      .rank_graphs[r].outputs[jj]))
+                        covered = stop
+                outs.append(torch.cat(blocks, dim=axis))
+            else:
+                outs.append(self._broadcast(local[j] if src == self.rank else None, src,
+                                            self.program.rank_graphs[src].outputs[j]))
+        return outs
+
+    def _broadcast(self, x, src: int, value):
+        import torch
+
+        dist = self.dist
+        if dist.get_world_size() == 1:
+            return x
+        shape = torch.tensor(list(x.shape) if x is not None else [0] * value.rank, dtype=torch.int64)
+        dist.broadcast(shape, src=src)
+        if x is None:
+            x = torch.empty(tuple(int(s) for s in shape.tolist()), dtype=_torch_dtype(value.dtype))
+        else:
+            x = _contiguous(x)
+        dist.broadcast(x, src=src)
+        return x
+
+    def __repr__(self) -> str:
+        return f"ShardedModel(rank={self.rank}, plan={self.plan}, steps={len(self.steps)}, target={self.target!r})"
+
+
+def _contiguous(x):
+    import torch
+
+    if torch.is_tensor(x):
+        return x.contiguous()
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
