@@ -36,14 +36,25 @@ log = logging.getLogger("attncc")
 
 def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes: str | None = None,
             dump_dir: str | None = None, options: dict | None = None, dynamic_shapes: Any = None,
-            strict: bool = False) -> CompiledModel:
+            strict: bool = False, parallel: dict | None = None) -> CompiledModel:
     """Import, optimize and lower `model` for `target`; returns a callable CompiledModel.
 
     dynamic_shapes: for a torch model, torch.export's dynamic_shapes (e.g. {"x": {1: torch.export.Dim("seq")}}),
       so the compiled model accepts other sizes along those dims; ONNX models declare them with dim_param.
     strict: a node lowered as generic or reference code (see `CompiledModel.diagnostics`) raises FallbackError
       instead of a FallbackWarning.
+    parallel: {"tp": .., "ep": .., "pp": ..} inside a torch.distributed job (torchrun, or
+      attncc.distributed.launch): compiles this rank's shard and returns an attncc.distributed.ShardedModel
+      that takes the full inputs and returns the full outputs on every rank.
     """
+    if parallel is not None:
+        if passes is not None or dump_dir is not None:
+            raise TypeError("parallel= builds each rank's segments with the target's default pipeline: "
+                            "passes= and dump_dir= are not supported with it")
+        from .distributed import compile_sharded
+
+        return compile_sharded(model, example_inputs, target=target, parallel=parallel, options=options,
+                               dynamic_shapes=dynamic_shapes, strict=strict)
     from .backends import get_backend
 
     stages: dict[str, float] = {}
