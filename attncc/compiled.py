@@ -69,8 +69,11 @@ class CompiledModel:
     """
 
     def __init__(self, graph: Graph, executable, target: str, pipeline: str, hardware: str,
-                 source_graph: Graph | None = None, strict: bool = False):
+                 source_graph: Graph | None = None, strict: bool = False, price=None):
         self.graph = graph
+        # price(graph, hardware=..., dims=...) -> CostReport: attncc.analyze when made by attncc.compile / load
+        # (passed in, so this module never imports the API that imports it); default: op-by-op pricing
+        self.price = price
         self.executable = executable
         self.target = target
         self.pipeline = pipeline
@@ -90,9 +93,9 @@ class CompiledModel:
     def report(self):
         """The cost report of the optimized graph on this target's hardware (computed on first use)."""
         if self._report is None:
-            from .api import analyze
+            from .cost_models import analyze_graph
 
-            self._report = analyze(self.graph, hardware=self.hardware, dims=dict(self.dims))
+            self._report = (self.price or analyze_graph)(self.graph, hardware=self.hardware, dims=dict(self.dims))
             ran_as = {node: how for node, how, _ in fallback_notes(self.executable.notes) if node}
             for row in self._report.rows:   # a kernel row covers IR ops: marked by the first that fell back
                 row.lowering = ran_as.get(row.name) or next((ran_as[op] for op in row.ops if op in ran_as), "")

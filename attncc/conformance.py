@@ -64,8 +64,8 @@ def is_expanded(case) -> bool:
 
 def run_case(case, pipeline: str | None = None) -> CaseResult:
     """Import `case.model`, run every data set through the IR interpreter and compare."""
-    from ...ir import run_graph
-    from ..onnx_import import POST_IMPORT_PIPELINE, import_onnx
+    from .ir import run_graph
+    from .frontends.onnx_import import POST_IMPORT_PIPELINE, import_onnx
 
     res = CaseResult(case.name, case_family(case), is_expanded(case), "error")
     try:
@@ -90,7 +90,7 @@ def run_case_on_target(case, target: str, options: dict | None = None) -> CaseRe
     set's outputs. Fallback warnings are not errors here: conformance is about numerics, whatever code runs."""
     import warnings
 
-    from ...api import compile as compile_model
+    from .api import compile as compile_model
 
     res = CaseResult(case.name, case_family(case), is_expanded(case), "error")
     try:

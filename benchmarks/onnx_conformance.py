@@ -15,7 +15,7 @@ import json
 import time
 import warnings
 
-from attncc.frontends.onnx_converters.conformance import all_cases, run_case, run_case_on_target, summarize
+from attncc.conformance import all_cases, run_case, run_case_on_target, summarize
 
 
 def main() -> None:

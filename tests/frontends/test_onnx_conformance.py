@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from attncc.frontends.onnx_converters.conformance import all_cases, case_family, is_expanded, run_case
+from attncc.conformance import all_cases, case_family, is_expanded, run_case
 
 SUPPORTED_FAMILIES = ("attention-23", "attention-24", "attention-25", "rotary_embedding-23")
 CASES = {c.name: c for c in all_cases()}

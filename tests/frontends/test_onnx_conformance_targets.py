@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from attncc.backends import TARGETS, target_capabilities
-from attncc.frontends.onnx_converters.conformance import all_cases, case_family, is_expanded, run_case_on_target
+from attncc.conformance import all_cases, case_family, is_expanded, run_case_on_target
 
 CASES = {c.name: c for c in all_cases()}
 # direct LinearAttention / FlexAttention: no IR equivalent (recurrent state; ONNX subgraph score mods)
