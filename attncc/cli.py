@@ -11,7 +11,8 @@ import sys
 import traceback
 from typing import Any
 
-from .errors import AttnccError, UsageError
+from .cli_errors import Parser, held_stderr, one_line, quiet_torch_logs
+from .errors import ModelFileError, UsageError
 
 EPILOG = """examples:
   attncc targets
@@ -30,15 +31,15 @@ FUNCTION() returns (torch.nn.Module, example_inputs_tuple)."""
 def load_model(spec: str) -> tuple[Any, Any]:
     """Resolve a MODEL argument to (model, example_inputs)."""
     if spec.endswith(".onnx"):
-        if not os.path.exists(spec):
-            raise SystemExit(f"attncc: no such ONNX file: {spec}")
+        if not os.path.exists(spec):   # the ONNX frontend's wording for a file it cannot read
+            raise ModelFileError(f"cannot read ONNX file {spec}: No such file or directory")
         return spec, None
     if ":" not in spec:
-        raise SystemExit(f"attncc: MODEL must be a .onnx path or FILE.py:FUNCTION / module:FUNCTION, got {spec!r}")
+        raise UsageError(f"MODEL must be a .onnx path or FILE.py:FUNCTION / module:FUNCTION, got {spec!r}")
     where, func = spec.rsplit(":", 1)
     if where.endswith(".py"):
         if not os.path.exists(where):
-            raise SystemExit(f"attncc: no such file: {where}")
+            raise ModelFileError(f"cannot read model file {where}: No such file or directory")
         loader = importlib.util.spec_from_file_location("attncc_user_model", where)
         mod = importlib.util.module_from_spec(loader)
         sys.path.insert(0, os.path.dirname(os.path.abspath(where)))
@@ -46,10 +47,10 @@ def load_model(spec: str) -> tuple[Any, Any]:
     else:
         mod = importlib.import_module(where)
     if not hasattr(mod, func):
-        raise SystemExit(f"attncc: {where} has no function {func!r}")
+        raise UsageError(f"{where} has no function {func!r}")
     out = getattr(mod, func)()
     if not (isinstance(out, tuple) and len(out) == 2):
-        raise SystemExit(f"attncc: {spec} must return (model, example_inputs)")
+        raise UsageError(f"{spec} must return (model, example_inputs)")
     return out
 
 
@@ -137,11 +138,13 @@ def _cmd_compile(args) -> int:
         if args.model is None:
             return 0
     if args.model is None:
-        raise SystemExit("attncc compile: MODEL is required (unless only --print-pipeline)")
+        raise UsageError("MODEL is required (unless only --print-pipeline)")
     model, inputs = load_model(args.model)
+    quiet_torch_logs(args)
     dynamic = parse_dynamic(args.dynamic, model) if args.dynamic else None
-    cm = attncc.compile(model, inputs, target=args.target, passes=pipeline, dump_dir=args.dump_ir,
-                        dynamic_shapes=dynamic)
+    with held_stderr(args):
+        cm = attncc.compile(model, inputs, target=args.target, passes=pipeline, dump_dir=args.dump_ir,
+                            dynamic_shapes=dynamic)
     if inputs is not None and not isinstance(model, (str, os.PathLike)):
         args_ = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
         from attncc.backends import get_backend
@@ -181,9 +184,11 @@ def _cmd_report(args) -> int:
     reports = []
     for spec in args.model:
         model, inputs = load_model(spec)
+        quiet_torch_logs(args)
         for hw in devices:
             label = spec.rsplit("/", 1)[-1] + (f"@{hw}" if len(devices) > 1 else "")
-            report = attncc.analyze(model, inputs, hardware=hw, **options)
+            with held_stderr(args):
+                report = attncc.analyze(model, inputs, hardware=hw, **options)
             if report.unused_dims and hw == devices[0]:  # the same model on every device: say it once
                 note = next(n for n in report.notes if n.startswith("requested "))
                 print(f"attncc report: warning: {spec}: {note}", file=sys.stderr)
@@ -274,7 +279,7 @@ def version_text() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for `attncc`."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="attncc", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="attncc — an attention compiler: finds every attention site in a torch or ONNX model, "
                     "lifts it into one IR op, optimizes, prices it on real hardware and generates TVM kernels.")
@@ -333,29 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (c, r, t, h, k):  # also accepted after the command; SUPPRESS keeps a flag given before it
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="progress on stderr, and the full traceback of an error")
+    p.commands = {"compile": c, "report": r, "targets": t, "hardware": h, "calibrate": k}
     return p
 
 
-# errors a user can cause (bad files, inputs, options); anything else is a bug and keeps its traceback
-EXPECTED_ERRORS = (AttnccError, ValueError, TypeError, OSError, NotImplementedError, KeyError, ImportError)
-
-
-def _expected(e: BaseException) -> bool:
-    return isinstance(e, EXPECTED_ERRORS) or type(e).__module__.startswith("attncc")
-
-
-def _one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[0] if lines else type(e).__name__
-    if isinstance(e, KeyError) and not isinstance(e, AttnccError):
-        text = f"KeyError: {text}"
-    return text + (" (more with --verbose)" if len(lines) > 1 else "")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `attncc` command."""
+    """Entry point of the `attncc` command: every failure is one line `attncc COMMAND: error: ...` on stderr and
+    exit status 2; `--verbose` adds the traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # named by the command's parser: `attncc compile: error: unrecognized arguments: ...`
+        parser.commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
@@ -367,19 +360,20 @@ def main(argv: list[str] | None = None) -> int:
         logger.addHandler(handler)
         old_level = logger.level
         logger.setLevel(logging.INFO)
+    args.torch_log_levels = {}
     try:
         return args.func(args)
     except BrokenPipeError:  # `attncc report ... | head`: the reader left; nothing to say
         sys.stdout = open(os.devnull, "w")
         return 1
-    except Exception as e:  # noqa: BLE001 — expected errors become one line; others (bugs) keep their traceback
-        if not _expected(e):
-            raise
+    except Exception as e:  # noqa: BLE001 — every failure is one line; --verbose adds the traceback
         if args.verbose:
             traceback.print_exc()
-        print(f"attncc {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"attncc {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     finally:
+        for n, level in args.torch_log_levels.items():
+            logging.getLogger(n).setLevel(level)
         if handler is not None:
             logger.removeHandler(handler)
             logger.setLevel(old_level)
