@@ -75,7 +75,7 @@ def build_conv(gb, group):
     elif algo == "im2col":   # the epilogue over the padded matmul output
         sched = lambda s: gb.plugin.schedule("injective")(s, "out")  # noqa: E731
     else:
-        conv_schedule = getattr(gb.plugin, "conv_schedule", None)
+        conv_schedule = gb.plugin.conv_schedule
         if conv_schedule is None:
             gb.plan.notes.append(LoweringNote(anchor.name, FALLBACK, f"node '{anchor.name}' (Convolution): target "
                                               f"{gb.plugin.name} has no conv schedule; used the generic schedule",

@@ -59,9 +59,15 @@ class TargetPlugin:
 
     name: str = ""
     description: str = ""
-    matmul: MatmulStrategy
+    matmul: MatmulStrategy        # default (__init__ of this class): weights [K, N], fp32 accumulator, unscheduled
+    conv_schedule: Schedule | None = None   # direct (grouped/depthwise) convolutions; None: the "generic" schedule
     per_shape_reason: str | None = None   # why this target never makes shape-generic builds (None: it does)
     attention_mask_full = False           # its attention kernel takes the mask only full-size (b, h, sq, skv)
+
+    def __init__(self):
+        from .matmul import PlainMatmul
+
+        self.matmul = PlainMatmul()
 
     # 1. parse options
     def record(self, options: dict[str, Any] | None = None):
