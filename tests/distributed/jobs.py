@@ -1,0 +1,86 @@
+"""Functions run on every rank by attncc.distributed.launch in tests (module level: spawned processes import them)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import attncc
+
+
+def _check(model, inputs, plan, **kw) -> float:
+    """Compile this rank's shard, run it on the full inputs, return the max abs difference to eager torch."""
+    cm = attncc.compile(model, inputs, target="cpu", parallel=plan, **kw)
+    got = cm(*inputs)
+    with torch.no_grad():
+        want = model(*inputs)
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, (tuple, list)) else (want,)
+    return max(float((g - w).abs().max()) for g, w in zip(got, want))
+
+
+def llama_tp_and_decoder_pp() -> dict:
+    """TP=2 Llama-style GQA block and PP=2 two-layer decoder with a KV cache, in one 2-rank job."""
+    from examples.models import LlamaStyleBlock, TinyLlama
+
+    torch.manual_seed(0)
+    block = LlamaStyleBlock(hidden=32, heads=4, kv_heads=2, ffn=48, max_seq=16).eval()
+    decoder = TinyLlama(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48).eval()
+    dec_inputs = (torch.randint(0, 64, (1, 3)), torch.randn(2, 1, 2, 4, 8), torch.randn(2, 1, 2, 4, 8))
+    return {"tp2_block": _check(block, (torch.randn(2, 8, 32),), {"tp": 2}),
+            "pp2_decoder": _check(decoder, dec_inputs, {"pp": 2})}
+
+
+def mixtral_ep() -> float:
+    from tests.passes.test_shard import mixtral
+
+    model, inputs, _ = mixtral()
+    return _check(model, inputs, {"ep": 2})
+
+
+def deepseek_mla_tp() -> float:
+    from tests.passes.test_shard import deepseek_v3
+
+    model, inputs, _ = deepseek_v3()
+    return _check(model, inputs, {"tp": 2})
+
+
+def llama_tp4() -> float:
+    from examples.models import LlamaStyleBlock
+
+    torch.manual_seed(0)
+    block = LlamaStyleBlock(hidden=32, heads=4, kv_heads=2, ffn=48, max_seq=16).eval()
+    return _check(block, (torch.randn(2, 8, 32),), {"tp": 4})
+
+
+def wrong_world_size() -> None:
+    from examples.models import LlamaStyleBlock
+
+    block = LlamaStyleBlock(hidden=32, heads=4, kv_heads=2, ffn=48, max_seq=16).eval()
+    attncc.compile(block, (torch.randn(1, 4, 32),), target="cpu", parallel={"tp": 4})
+
+
+def rank_one_raises() -> None:
+    """Rank 1 raises before a collective; rank 0 waits in an all-reduce that can never complete."""
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        raise ValueError("rank 1 broke on purpose")
+    dist.all_reduce(torch.ones(4))
+
+
+def rank_one_dies() -> None:
+    import os
+
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        os._exit(3)
+    dist.all_reduce(torch.ones(4))
+
+
+def square_rank() -> int:
+    import torch.distributed as dist
+
+    t = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(t)
+    return int(t.item())

@@ -1,0 +1,56 @@
+"""Sharded models run on torch.distributed (gloo, local processes): outputs equal the unsharded eager model on
+every rank (fp32, 1e-5); a rank that fails makes the call fail naming it, never a hang; a world size that does
+not match the plan is refused before any kernel builds."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from attncc.distributed import DistributedError, launch
+from tests.distributed import jobs
+
+TOL = 1e-5
+
+
+def test_tp2_gqa_block_and_pp2_decoder_equal_eager_on_two_ranks(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path))
+    errors = launch(jobs.llama_tp_and_decoder_pp, 2)
+    assert errors["tp2_block"] < TOL and errors["pp2_decoder"] < TOL, errors
+
+
+@pytest.mark.slow  # ~1 min each: transformers models built, imported and compiled on every rank
+@pytest.mark.parametrize("job", ["mixtral_ep", "deepseek_mla_tp"])
+def test_ep2_mixtral_and_tp2_deepseek_mla_equal_eager(job, tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path))
+    assert launch(getattr(jobs, job), 2) < TOL
+
+
+@pytest.mark.slow  # four ranks on two cores
+def test_tp4_block_equals_eager_on_four_ranks(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path))
+    assert launch(jobs.llama_tp4, 4) < TOL
+
+
+def test_launch_returns_rank_zeros_result_after_a_collective():
+    assert launch(jobs.square_rank, 2) == 3
+
+
+def test_a_world_size_that_does_not_match_the_plan_is_refused_before_building():
+    with pytest.raises(DistributedError, match=r"needs 4 ranks \(tp\*ep\*pp\) but the process group has 2"):
+        launch(jobs.wrong_world_size, 2)
+
+
+def test_a_rank_that_raises_fails_the_job_naming_it_within_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(DistributedError, match=r"rank 1 failed: ValueError: rank 1 broke on purpose"):
+        launch(jobs.rank_one_raises, 2, timeout_s=20)
+    assert time.monotonic() - start < 60
+
+
+def test_a_rank_that_dies_fails_the_job_naming_it():
+    start = time.monotonic()
+    with pytest.raises(DistributedError, match=r"rank (1 died|0 failed)"):
+        launch(jobs.rank_one_dies, 2, timeout_s=20)
+    assert time.monotonic() - start < 90
