@@ -163,6 +163,9 @@ class RankRebuild:
             return v
         if isinstance(lay, Partial):
             return self.emit1(AllReduce(lay.ranks, "sum", lay.group), [v], f"allreduce_{v.name}")
+        if v.producer is not None and v.producer.op.op_name == "Constant" and v.producer.op.key in self.old.constants:
+            key = v.producer.op.key                     # a sliced weight also read whole (a shared bias): no gather
+            return self.g.add_constant(self.old.constants[key], name=f"{key}_whole")
         if not lay.even:
             raise IRError(f"value '{v.name}' is split unevenly over {lay.group} (rank block [{lay.start}, {lay.stop}) "
                           f"of {lay.full}) and the op after it has no rule for that split; supported: ops that "

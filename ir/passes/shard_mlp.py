@@ -27,6 +27,8 @@ def _column_leaves(graph: Graph, down: Node) -> list[Node] | None:
         if p.op.op_name == "Linear" and p.inputs[1].producer is not None \
                 and p.inputs[1].producer.op.op_name == "Constant" and p.outputs[0].shape[-1] == features:
             leaves.append(p)
+        elif p.op.op_name == "Reshape" and p.inputs[0].rank and p.inputs[0].shape[-1] == features:
+            stack.append(p.inputs[0])                           # (tokens, F) <-> (B, S, F)
         elif p.op.op_name in ELEMENTWISE:
             for x in p.inputs:
                 if x.rank and x.shape[-1] == features:
