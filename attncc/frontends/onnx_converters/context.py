@@ -99,9 +99,12 @@ class ImportContext:
             if arr.dtype == object:
                 try:
                     arr = arr.astype(np.int64)
-                except (TypeError, ValueError):
-                    self.fail(f"tensor '{name}' holds symbolic dims {arr.tolist()} and is used as run-time data; "
-                              "only shape arguments (Reshape/Expand/ConstantOfShape/...) may be symbolic")
+                except (TypeError, ValueError):  # symbolic dims used as data: computed at run time
+                    from .symbolic import symbolic_tensor
+
+                    v = symbolic_tensor(self, arr)
+                    self.values[name] = v
+                    return v
             # np.asarray, not ascontiguousarray: that one turns a 0-d scalar (a Gather index) into shape (1,)
             v = self.graph.add_constant(np.asarray(arr, order="C"), name=name or "const")
             self.values[name] = v

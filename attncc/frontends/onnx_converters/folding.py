@@ -102,6 +102,10 @@ def fold_symbolic(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] 
     op = node.op_type
     ins = [ctx.known[n] if n else None for n in node.input]
     x = ins[0]
+    if op == "Cast" and ctx.attr(node, "to") not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+        return None  # dims cast to a float (scales, position values): a run-time value (symbolic.py), then Cast
+    if op == "CastLike" and ctx.type_of(node.input[1]).dtype not in ("int64", "int32"):
+        return None
     if op in ("Identity", "Cast", "CastLike"):
         return [x.copy()]
     if op == "Concat":
@@ -118,6 +122,8 @@ def fold_symbolic(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] 
         axes = ctx.attr(node, "axes") if len(ins) < 2 else ins[1].astype(np.int64).tolist()
         return [np.squeeze(x, axis=tuple(axes)) if axes is not None else np.squeeze(x)]
     if op == "Slice":
+        if any(a is not None and a.dtype == object for a in ins[1:]):
+            return None  # symbolic starts/ends (x[:, :seq]): the Slice converter emits an IR Slice with symbolic bounds
         starts, ends = ins[1].astype(np.int64), ins[2].astype(np.int64)
         axes = ins[3].astype(np.int64) if len(ins) > 3 and ins[3] is not None else np.arange(len(starts))
         steps = ins[4].astype(np.int64) if len(ins) > 4 and ins[4] is not None else np.ones(len(starts), np.int64)
@@ -126,6 +132,8 @@ def fold_symbolic(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] 
             idx[int(a)] = slice(int(s), int(e), int(st))
         return [x[tuple(idx)]]
     if op == "Reshape":
+        if ins[1].dtype == object:
+            return None  # a symbolic target: the Reshape converter handles it (on a run-time value)
         return [x.reshape([int(d) for d in ins[1]])]
     if op in SYMBOLIC_BINARY:
         return [np.asarray(SYMBOLIC_BINARY[op](x, ins[1]), dtype=object)]

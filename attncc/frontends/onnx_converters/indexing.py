@@ -3,7 +3,7 @@ over the flattened data at a row-major linear index, so no new IR op (and no new
 
 The linear index is computed at import time when the indices are constants (the usual case: exporters
 spell advanced indexing such as `mask[batch_idx, kv_idx]` as GatherND with constant indices), else with
-integer Binary ops. The data's indexed dims must be static (they set the strides). GatherElements whose
+integer Binary ops. Symbolic indexed dims give run-time strides (symbolic.dim_scalar). GatherElements whose
 inputs are all constants never reaches here: it folds (folding.py).
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 from ...ir import dims as D
 from ...ir.ops import Binary, Gather, Reshape, Slice, Where
 from .context import ImportContext
+from .symbolic import dim_scalar
 from .registry import converter
 
 
@@ -21,22 +22,24 @@ def _static(ctx: ImportContext, shape, what: str) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def _wrapped(ctx: ImportContext, idx, size: int):
-    """Negative indices count from the end of an axis of `size` entries."""
+def _wrapped(ctx: ImportContext, idx, size):
+    """Negative indices count from the end of an axis of `size` entries (an int or a symbolic dim)."""
+    if isinstance(idx, np.ndarray) and isinstance(size, str):
+        ctx.check(bool((idx >= 0).all()), f"a negative constant index on the symbolic axis {size!r}")
+        return idx.astype(np.int64)
     if isinstance(idx, np.ndarray):
         ctx.check(bool(((idx >= -size) & (idx < size)).all()), f"an index is out of range for an axis of size {size}")
         return np.where(idx < 0, idx + size, idx).astype(np.int64)
-    n = ctx.constant(np.array(size), dtype="int64", name="axis_size")
+    n = dim_scalar(ctx, size)
     neg = ctx.add1(Binary("lt"), [idx, ctx.constant(np.array(0), dtype="int64", name="zero")])
     return ctx.add1(Where(), [neg, ctx.add1(Binary("add"), [idx, n]), idx])
 
 
-def _axpy(ctx: ImportContext, acc, idx, stride: int):
-    """acc + idx * stride, on numpy arrays when both are known, else as IR ops."""
-    if isinstance(idx, np.ndarray) and (acc is None or isinstance(acc, np.ndarray)):
+def _axpy(ctx: ImportContext, acc, idx, stride):
+    """acc + idx * stride, on numpy arrays when all are known, else as IR ops (a symbolic stride: run-time)."""
+    if isinstance(idx, np.ndarray) and (acc is None or isinstance(acc, np.ndarray)) and isinstance(stride, int):
         return idx * stride if acc is None else acc + idx * stride
-    term = ctx.add1(Binary("mul"), [ctx.constant(idx) if isinstance(idx, np.ndarray) else idx,
-                                    ctx.constant(np.array(stride), dtype="int64", name="stride")])
+    term = ctx.add1(Binary("mul"), [ctx.constant(idx) if isinstance(idx, np.ndarray) else idx, dim_scalar(ctx, stride)])
     if acc is None:
         return term
     return ctx.add1(Binary("add"), [ctx.constant(acc) if isinstance(acc, np.ndarray) else acc, term])
@@ -58,8 +61,8 @@ def convert_gather_nd(ctx: ImportContext, node):
     idx_type = ctx.input_type(node, 1)
     k = idx_type.shape[-1]
     ctx.check(isinstance(k, int) and 1 <= k <= data.rank, f"index depth {k} does not fit data of rank {data.rank}")
-    sizes = _static(ctx, data.shape[:k], "the indexed data dims")
-    strides = [int(np.prod(sizes[j + 1:], dtype=np.int64)) for j in range(k)]
+    sizes = tuple(data.shape[:k])   # symbolic sizes (HF's padding_mask[batch_idx, kv_idx]) give run-time strides
+    strides = [D.product(sizes[j + 1:]) for j in range(k)]
     lead = tuple(idx_type.shape[:-1])
     linear = None
     for j in range(k):
@@ -77,8 +80,12 @@ def convert_gather_elements(ctx: ImportContext, node):
     data = ctx.input(node, 0)
     axis = int(ctx.attr(node, "axis", 0)) % data.rank
     shape = _static(ctx, data.shape, "data shape")
-    idx_shape = _static(ctx, ctx.input_type(node, 1).shape, "indices shape")
-    ctx.check(len(idx_shape) == len(shape) and all(i <= d for a, (i, d) in enumerate(zip(idx_shape, shape)) if a != axis),
+    idx_shape = tuple(ctx.input_type(node, 1).shape)
+    # the gathered axis may be symbolic (BERT's token_type_ids buffer read at a dynamic seq's positions); the
+    # other axes set the position grid, so they must be static
+    ctx.check(len(idx_shape) == len(shape), f"indices {idx_shape} do not fit data {shape}")
+    _static(ctx, [d for a, d in enumerate(idx_shape) if a != axis], "indices shape off the gathered axis")
+    ctx.check(all(i <= d for a, (i, d) in enumerate(zip(idx_shape, shape)) if a != axis),
               f"indices {idx_shape} do not fit data {shape} off axis {axis}")
     known = ctx.const(node, 1)
     idx = _wrapped(ctx, np.asarray(known).astype(np.int64) if known is not None else ctx.cast(ctx.input(node, 1), "int64"),
@@ -90,8 +97,12 @@ def convert_gather_elements(ctx: ImportContext, node):
         if a == axis:
             linear = _axpy(ctx, linear, idx, strides[a])
         else:
+            if idx_shape[a] == 1:
+                continue  # position 0 on this axis
             pos = np.arange(idx_shape[a], dtype=np.int64).reshape([-1 if b == a else 1 for b in range(len(shape))])
-            linear = _axpy(ctx, linear, np.broadcast_to(pos, idx_shape).copy(), strides[a])
+            if isinstance(idx, np.ndarray):
+                pos = np.broadcast_to(pos, idx_shape).copy()
+            linear = _axpy(ctx, linear, pos, strides[a])   # broadcasts against the indices
     return [_gather_flat(ctx, data, len(shape), linear, idx_shape)]
 
 
