@@ -29,6 +29,7 @@ what a cached token holds, how many keys each query sees, which heads compute. F
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -38,7 +39,34 @@ from attncc.ir.ops.attention_spec import MaskSpec
 from .attention_cost import AttentionWork, attention_cost_rule, visible_key_range, visible_pairs
 
 
+class FeatureFieldError(AttributeError):
+    """A cost rule read a field its feature does not declare (a rule/feature mismatch, never silently defaulted)."""
+
+
+def _fields(feat) -> set[str] | None:
+    """What a feature dataclass declares: its fields and its properties (None: not a dataclass, read duck-typed)."""
+    if not dataclasses.is_dataclass(feat):
+        return None
+    return {f.name for f in dataclasses.fields(feat)} | {
+        n for n in dir(type(feat)) if isinstance(getattr(type(feat), n, None), property)}
+
+
+def _declares(feat, *names) -> bool:
+    """Whether the feature has any of `names` (an optional part of a feature, e.g. MTLA's latent)."""
+    declared = _fields(feat)
+    return any(n in declared if declared is not None else hasattr(feat, n) for n in names)
+
+
 def _get(feat, *names, default=None):
+    """The feature's field `names[0]` (or the first of `names` it declares: the spellings other frontends use);
+    `default` only for a declared field left None. A feature declaring none of `names` is a FeatureFieldError."""
+    declared = _fields(feat)
+    if declared is not None:
+        known = [n for n in names if n in declared]
+        if not known:
+            raise FeatureFieldError(f"cost rule for attention feature {feat.kind!r} reads {list(names)}; "
+                                    f"{type(feat).__name__} declares {sorted(declared)}")
+        names = tuple(known)
     for n in names:
         v = getattr(feat, n, None)
         if v is not None:
@@ -82,8 +110,8 @@ def mla_rule(w: AttentionWork, feat, spec) -> None:
 @attention_cost_rule("mtla")
 def mtla_rule(w: AttentionWork, feat, spec) -> None:
     s = int(_need(feat, "stride", "temporal_stride"))
-    if _get(feat, "latent_dim", "kv_lora_rank") is not None:
-        mla_rule(w, feat, spec)
+    if _declares(feat, "latent_dim", "kv_lora_rank") and _get(feat, "latent_dim", "kv_lora_rank") is not None:
+        mla_rule(w, feat, spec)   # a latent (MLA-style) temporal cache, where the feature has one
     merged = math.ceil(w.kv_len / s)
     base_cache = w.cache_bytes_per_token if w.cache_bytes_per_token is not None else w.kv_heads * (w.qk_dim + w.v_dim) * w.elem_bytes
     w.cache_bytes_per_token = base_cache / s     # per original token
@@ -128,7 +156,7 @@ def moh_rule(w: AttentionWork, feat, spec) -> None:
     if w.q_len == 1:  # decode: KV heads of unrouted query heads are not read (MHA: one KV head per head)
         w.kv_read_scale *= min(1.0, math.ceil(active / w.group) / w.kv_heads)
     w.extra_bytes += w.batch * w.q_len * w.q_heads * w.elem_bytes     # head logits
-    if getattr(feat, "balanced", False):   # the authors' shared-vs-routed balancing router: 2 logits per token
+    if _get(feat, "balanced", default=False):   # the authors' shared-vs-routed balancing router: 2 logits per token
         w.extra_bytes += w.batch * w.q_len * 2 * w.elem_bytes
         w.extra_vector_flops += w.batch * w.q_len * (4 * w.q_heads + 8)   # gate softmaxes and scales
     w.extra_vector_flops += w.batch * w.q_len * w.q_heads * (4 + w.v_dim)  # top-k softmax, output weighting
@@ -187,7 +215,7 @@ def head_blocks_rule(w: AttentionWork, feat, spec) -> None:
         start = (start_r + s) % n
         total += int(np.maximum(0, np.minimum(hi, start + length - 1) - np.maximum(lo, start) + 1).sum())
     w.pairs_per_head = total / len(sizes)
-    if getattr(feat, "rel_bias", False):
+    if _get(feat, "rel_bias", default=False):
         w.extra_bytes += 2 * w.q_heads * w.q_len * w.kv_len * w.elem_bytes
     w.notes.append("head_blocks: priced as blocked work; the cpu/cuda decomposition computes dense S² scores "
                    "under an (H, S, S) additive mask")
@@ -225,7 +253,7 @@ def topk_sparse_rule(w: AttentionWork, feat, spec) -> None:
 
 @attention_cost_rule("block_sparse")
 def block_sparse_rule(w: AttentionWork, feat, spec) -> None:
-    density = _get(feat, "density")
+    density = _get(feat, "density") if _declares(feat, "density") else None   # the mask is an input
     if density is None:
         w.notes.append("block_sparse: block density is data-dependent; priced dense (an upper bound)")
         return
@@ -293,7 +321,7 @@ def talking_heads_rule(w: AttentionWork, feat, spec) -> None:
     2·B·Sq·Skv·H² FLOPs + the bias add; the mixes need every head of a score at once, so the (B, H, Sq, Skv) scores
     are written and read once per mix (what the decomposition runs; no per-head flash kernel)."""
     pairs = w.batch * w.q_len * w.kv_len
-    mixes = int(bool(getattr(feat, "pre", True))) + int(bool(getattr(feat, "post", True)))
+    mixes = int(bool(_get(feat, "pre", default=True))) + int(bool(_get(feat, "post", default=True)))
     w.extra_flops += mixes * 2 * pairs * w.q_heads ** 2
     w.extra_vector_flops += mixes * pairs * w.q_heads
     w.extra_bytes += mixes * (2 * pairs * w.q_heads * w.elem_bytes + (w.q_heads ** 2 + w.q_heads) * w.elem_bytes)
