@@ -26,7 +26,7 @@ from .base import Pass, register_pass
 from .shard_attention import plan_attention
 from .shard_layout import RankRebuild, WeightSlice, localize_inputs
 from .shard_mlp import plan_mlp, plan_output_projection
-from . import shard_mla, shard_moe, shard_rules  # noqa: F401  (register their rules)
+from . import shard_fused, shard_mla, shard_moe, shard_rules  # noqa: F401  (register their rules)
 from .shard_pipeline import split_stages
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..errors import IRError
 from ..graph import Graph, Value
 from ..ops import Attention
-from .shard_layout import ELEMENTWISE, RankRebuild, Split, WeightSlice, rule
+from .shard_layout import ELEMENTWISE, RankRebuild, Split, WeightSlice, blocks_of, entry_of, rule
 
 
 def divisors(n: int) -> list[int]:
@@ -38,7 +38,7 @@ def kv_ranges(num_heads: int, kv_heads: int, tp: int, node) -> tuple[tuple[int, 
 
 def plan_attention(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> list[str]:
     """Add the column slices of every Attention's Q/K/V projections to `slices`; returns notes."""
-    notes = []
+    notes, pending = [], {}
     for node in graph.attention_ops():
         if node.op.op_name != "Attention":
             continue
@@ -52,7 +52,7 @@ def plan_attention(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> lis
         per = s.num_heads // tp
         ax = head_axis(s)
         named = node.op.named_inputs(node)
-        _require_split(named["query"], ax, tuple((r * per, (r + 1) * per) for r in range(tp)), slices, "tp")
+        _require_split(named["query"], ax, tuple((r * per, (r + 1) * per) for r in range(tp)), slices, "tp", pending)
         if getattr(s.kv_source, "kind", None) == "mla":
             continue                                            # the MLA rule plans its own weights
         kv = kv_ranges(s.num_heads, s.num_kv_heads, tp, node)
@@ -60,13 +60,39 @@ def plan_attention(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> lis
             notes.append(f"'{node.name}': {s.num_kv_heads} KV heads over tp={tp}: each KV head replicated on "
                          f"{tp // s.num_kv_heads} ranks")
         for name in ("key", "value"):
-            _require_split(named[name], ax, kv, slices, "tp")
+            _require_split(named[name], ax, kv, slices, "tp", pending)
+    return notes + resolve_fused(pending, slices)
+
+
+def resolve_fused(pending: dict, slices: dict[str, WeightSlice]) -> list[str]:
+    """Plan each fused projection once all its parts are known: every rank keeps, of the packed output
+    features, the blocks its parts need (its Q heads, K heads and V heads), in order."""
+    notes = []
+    for u, axis, group, parts in pending.values():
+        entries = tuple(entry_of(_merged(sorted(mine))) for mine in parts)
+        _require_split(u, axis, entries, slices, group)
+        p = u.producer
+        notes.append(f"'{p.name if p else u.name}': fused projection split into {len(blocks_of(entries[0]))} "
+                     "blocks per rank")
     return notes
 
 
-def _require_split(v: Value | None, axis: int, ranges, slices: dict[str, WeightSlice], group: str) -> None:
-    """Walk back from `v` (wanted split along `axis` into `ranges`) to weight constants and plan their
-    slices. Stops quietly where no rule applies: the rebuild then slices that value locally."""
+def _merged(blocks: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for a, b in blocks:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        elif not out or out[-1] != (a, b):
+            out.append((a, b))
+    return tuple(out)
+
+
+def _require_split(v: Value | None, axis: int, ranges, slices: dict[str, WeightSlice], group: str,
+                   pending: dict | None = None) -> None:
+    """Walk back from `v` (wanted split along `axis` into `ranges`: per rank a (start, stop) or several)
+    to weight constants and plan their slices. A slice of a fused projection (QKV packed in one Linear)
+    is collected in `pending` until every slice is known (resolve_fused). Stops quietly where no rule
+    applies: the rebuild then slices that value locally."""
     p = v.producer if v is not None else None
     if p is None:
         return
@@ -77,27 +103,33 @@ def _require_split(v: Value | None, axis: int, ranges, slices: dict[str, WeightS
             del slices[p.op.key]                                # wanted two ways: keep it whole
         return
     if name == "Transpose":
-        _require_split(p.inputs[0], p.op.perm[axis], ranges, slices, group)
+        _require_split(p.inputs[0], p.op.perm[axis], ranges, slices, group, pending)
     elif name == "Reshape":
         mapped = _reshape_back(p, axis, ranges)
         if mapped is not None:
-            _require_split(p.inputs[0], mapped[0], mapped[1], slices, group)
+            _require_split(p.inputs[0], mapped[0], mapped[1], slices, group, pending)
     elif name == "Slice" and axis != p.op.axis % v.rank:
-        _require_split(p.inputs[0], axis, ranges, slices, group)
+        _require_split(p.inputs[0], axis, ranges, slices, group, pending)
+    elif name == "Slice" and pending is not None and p.op.step == 1 and isinstance(p.op.start, int) \
+            and p.op.start >= 0:                                # one part of a fused projection
+        u = p.inputs[0]
+        parts = pending.setdefault(id(u), (u, axis, group, [[] for _ in ranges]))[3]
+        for mine, entry in zip(parts, ranges):
+            mine.extend((p.op.start + a, p.op.start + b) for a, b in blocks_of(entry))
     elif name == "Concat" and axis != p.op.axis % v.rank:
         for x in p.inputs:
-            _require_split(x, axis, ranges, slices, group)
+            _require_split(x, axis, ranges, slices, group, pending)
     elif name == "Rotary" and axis != v.rank - 1:
-        _require_split(p.inputs[0], axis, ranges, slices, group)
+        _require_split(p.inputs[0], axis, ranges, slices, group, pending)
     elif name == "Linear" and axis == v.rank - 1:
-        _require_split(p.inputs[1], 1, ranges, slices, group)
+        _require_split(p.inputs[1], 1, ranges, slices, group, pending)
         if p.op.has_bias:
-            _require_split(p.inputs[2], 0, ranges, slices, group)
+            _require_split(p.inputs[2], 0, ranges, slices, group, pending)
     elif name in ELEMENTWISE:
         for x in p.inputs:
             ax = axis - (v.rank - x.rank)
             if ax >= 0 and x.shape[ax] == v.shape[axis]:
-                _require_split(x, ax, ranges, slices, group)
+                _require_split(x, ax, ranges, slices, group, pending)
 
 
 def _reshape_back(node, axis: int, ranges):
@@ -112,7 +144,7 @@ def _reshape_back(node, axis: int, ranges):
         if not (isinstance(src[b], int) and isinstance(dst[axis], int)) or src[b] % dst[axis]:
             return None
         f = src[b] // dst[axis]
-        return b, tuple((s * f, e * f) for s, e in ranges)
+        return b, tuple(entry_of(tuple((s * f, e * f) for s, e in blocks_of(en))) for en in ranges)
     return None
 
 

@@ -59,12 +59,54 @@ class Partial:
 
 
 @dataclass(frozen=True)
+class Pieces:
+    """This rank holds several blocks of `axis`, concatenated in order (a fused QKV projection's
+    output: its Q heads, then its K heads, then its V heads); `by_rank` lists every member's blocks."""
+
+    axis: int
+    by_rank: tuple[tuple[tuple[int, int], ...], ...]
+    full: int
+    group: str
+    ranks: int
+    index: int
+
+    @property
+    def blocks(self) -> tuple[tuple[int, int], ...]:
+        return self.by_rank[self.index]
+
+    def at(self, axis: int) -> "Pieces":
+        return dataclasses.replace(self, axis=axis)
+
+
+def blocks_of(entry) -> tuple[tuple[int, int], ...]:
+    """A rank's planned range as blocks: (start, stop) -> ((start, stop),); several stay as they are."""
+    return (tuple(entry),) if isinstance(entry[0], int) else tuple(tuple(b) for b in entry)
+
+
+def entry_of(blocks) -> tuple:
+    """Inverse of blocks_of: one block is written (start, stop)."""
+    return tuple(blocks[0]) if len(blocks) == 1 else tuple(blocks)
+
+
+@dataclass(frozen=True)
 class WeightSlice:
-    """Planned slice of a weight constant: along `axis`, group member i keeps ranges[i]."""
+    """Planned slice of a weight constant: along `axis`, group member i keeps ranges[i], a (start, stop)
+    or several blocks ((start, stop), ...) concatenated in order."""
 
     axis: int
     ranges: tuple[tuple[int, int], ...]
     group: str
+
+
+def weight_blocks(arr: np.ndarray, axis: int, blocks) -> np.ndarray:
+    """The blocks of `arr` along `axis`, concatenated (a weight without data stays zero-stride)."""
+    if len(blocks) == 1:
+        return weight_block(arr, axis, *blocks[0])
+    if 0 in arr.strides and arr.size > 1:
+        shape = list(arr.shape)
+        shape[axis] = sum(b - a for a, b in blocks)
+        return np.broadcast_to(np.zeros((), arr.dtype), tuple(shape))
+    return np.concatenate([weight_block(arr, axis, a, b) for a, b in blocks], axis=axis)
 
 
 def weight_block(arr: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
@@ -80,6 +122,8 @@ def weight_block(arr: np.ndarray, axis: int, start: int, stop: int) -> np.ndarra
 RULES: dict[str, Callable] = {}
 # rule for a node reading a Partial value; set by shard_moe (None -> combine the partial first)
 PARTIAL_RULE: list[Callable] = [lambda rb, node, ins: None]
+# rule for a node reading a Pieces value; set by shard_fused (None -> gather it whole first)
+PIECES_RULE: list[Callable] = [lambda rb, node, ins: None]
 
 
 def rule(*names: str):
@@ -114,6 +158,11 @@ class RankRebuild:
                 outs = PARTIAL_RULE[0](self, node, ins)
                 if outs is None:
                     ins = [x if x is None or not isinstance(x[1], Partial) else self.combine(x) for x in ins]
+            if outs is None and any(x is not None and isinstance(x[1], Pieces) for x in ins):
+                outs = PIECES_RULE[0](self, node, ins)
+                if outs is None:
+                    ins = [x if x is None or not isinstance(x[1], Pieces) else (self.replicated(x), None)
+                           for x in ins]
             fn = RULES.get(node.op.op_name)
             if outs is None and fn is not None:
                 outs = fn(self, node, ins)
@@ -166,6 +215,10 @@ class RankRebuild:
         if v.producer is not None and v.producer.op.op_name == "Constant" and v.producer.op.key in self.old.constants:
             key = v.producer.op.key                     # a sliced weight also read whole (a shared bias): no gather
             return self.g.add_constant(self.old.constants[key], name=f"{key}_whole")
+        if isinstance(lay, Pieces):
+            from .shard_fused import whole
+
+            return whole(self, v, lay)
         if not lay.even:
             raise IRError(f"value '{v.name}' is split unevenly over {lay.group} (rank block [{lay.start}, {lay.stop}) "
                           f"of {lay.full}) and the op after it has no rule for that split; supported: ops that "

@@ -9,11 +9,17 @@ from __future__ import annotations
 from ..errors import IRError
 from ..graph import Graph, Node
 from .shard_attention import divisors
-from .shard_layout import ELEMENTWISE, WeightSlice
+from .shard_layout import ELEMENTWISE, WeightSlice, entry_of
+
+
+def _is_projection(p, width) -> bool:
+    return p is not None and p.op.op_name == "Linear" and p.inputs[1].producer is not None \
+        and p.inputs[1].producer.op.op_name == "Constant" and p.outputs[0].shape[-1] == width
 
 
 def _column_leaves(graph: Graph, down: Node) -> list[Node] | None:
-    """The Linears feeding `down` through elementwise ops only (None when anything else feeds it)."""
+    """The Linears feeding `down` through elementwise ops only (None when anything else feeds it); a
+    slice of a fused projection (gate and up packed in one Linear, chunked) is the pair (Linear, start)."""
     features = down.inputs[1].shape[0]
     leaves, seen, stack = [], set(), [down.inputs[0]]
     while stack:
@@ -27,6 +33,10 @@ def _column_leaves(graph: Graph, down: Node) -> list[Node] | None:
         if p.op.op_name == "Linear" and p.inputs[1].producer is not None \
                 and p.inputs[1].producer.op.op_name == "Constant" and p.outputs[0].shape[-1] == features:
             leaves.append(p)
+        elif p.op.op_name == "Slice" and p.op.axis % v.rank == v.rank - 1 and p.op.step == 1 \
+                and isinstance(p.op.start, int) and p.op.start >= 0 and _is_projection(p.inputs[0].producer,
+                                                                                      p.inputs[0].shape[-1]):
+            leaves.append((p.inputs[0].producer, p.op.start))
         elif p.op.op_name == "Reshape" and p.inputs[0].rank and p.inputs[0].shape[-1] == features:
             stack.append(p.inputs[0])                           # (tokens, F) <-> (B, S, F)
         elif p.op.op_name in ELEMENTWISE:
@@ -50,22 +60,36 @@ def plan_mlp(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> list[str]
         if w is None or w.op.op_name != "Constant" or w.op.key in slices:
             continue
         leaves = _column_leaves(graph, down)
-        if not leaves or any(leaf.inputs[1].producer.op.key in slices for leaf in leaves):
+        if not leaves:
             continue
+        # per projection, per rank: the feature blocks it keeps (several for a fused gate+up)
+        blocks: dict[int, tuple[Node, list[list[tuple[int, int]]]]] = {}
         features = down.inputs[1].shape[0]
         if not isinstance(features, int) or features % tp:
             raise IRError(f"tp={tp} does not divide the {features} hidden features of this MLP "
-                          f"(down projection of {', '.join(n.name for n in leaves)}); legal tp sizes: "
+                          f"(down projection of {', '.join(_leaf(n).name for n in leaves)}); legal tp sizes: "
                           f"{divisors(features) if isinstance(features, int) else [1]}", down)
         per = features // tp
-        ranges = tuple((r * per, (r + 1) * per) for r in range(tp))
         for leaf in leaves:
-            slices[leaf.inputs[1].producer.op.key] = WeightSlice(1, ranges, "tp")
-            if leaf.op.has_bias and leaf.inputs[2].producer is not None \
-                    and leaf.inputs[2].producer.op.op_name == "Constant":
-                slices[leaf.inputs[2].producer.op.key] = WeightSlice(0, ranges, "tp")
-        notes.append(f"MLP {'+'.join(n.name for n in leaves)} -> {down.name}: column/row parallel over tp={tp}")
+            node, start = (leaf, 0) if isinstance(leaf, Node) else leaf
+            mine = blocks.setdefault(id(node), (node, [[] for _ in range(tp)]))[1]
+            for r in range(tp):
+                mine[r].append((start + r * per, start + (r + 1) * per))
+        if any(node.inputs[1].producer.op.key in slices for node, _ in blocks.values()):
+            continue
+        for node, mine in blocks.values():
+            ranges = tuple(entry_of(tuple(sorted(set(m)))) for m in mine)
+            slices[node.inputs[1].producer.op.key] = WeightSlice(1, ranges, "tp")
+            if node.op.has_bias and node.inputs[2].producer is not None \
+                    and node.inputs[2].producer.op.op_name == "Constant":
+                slices[node.inputs[2].producer.op.key] = WeightSlice(0, ranges, "tp")
+        names = "+".join(node.name for node, _ in blocks.values())
+        notes.append(f"MLP {names} -> {down.name}: column/row parallel over tp={tp}")
     return notes
+
+
+def _leaf(leaf) -> Node:
+    return leaf if isinstance(leaf, Node) else leaf[0]
 
 
 def _through_pointwise(v):

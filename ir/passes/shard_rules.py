@@ -9,7 +9,7 @@ import dataclasses
 
 from .. import dims as D
 from ..ops import AllReduce, Binary, Linear, Reshape
-from .shard_layout import ELEMENTWISE, Partial, RankRebuild, rule, weight_block
+from .shard_layout import ELEMENTWISE, Partial, Pieces, RankRebuild, blocks_of, rule, weight_blocks
 
 
 @rule("Constant")
@@ -20,8 +20,12 @@ def _constant(rb: RankRebuild, node, ins):
     if ws is None:
         return [(rb.g.add_constant(arr, name=key), None)]
     i = rb.index[ws.group]
-    start, stop = ws.ranges[i]
-    v = rb.g.add_constant(weight_block(arr, ws.axis, start, stop), name=key)
+    blocks = blocks_of(ws.ranges[i])
+    v = rb.g.add_constant(weight_blocks(arr, ws.axis, blocks), name=key)
+    if len(blocks) > 1:
+        by_rank = tuple(blocks_of(e) for e in ws.ranges)
+        return [(v, Pieces(ws.axis, by_rank, arr.shape[ws.axis], ws.group, rb.sizes[ws.group], i))]
+    start, stop = blocks[0]
     return [(v, rb.split_of(ws.group, ws.axis, arr.shape[ws.axis], start, stop))]
 
 

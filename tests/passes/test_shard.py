@@ -304,3 +304,22 @@ def test_vocab_parallel_lm_head_and_a_json_manifest():
     assert [(r["tp"], r["pp"]) for r in manifest["ranks"]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
     assert manifest["output_shards"]["0"] == {"axis": 2, "blocks": [[2, 0, 0, 32], [3, 0, 32, 64]]}
     assert {c["op"] for c in manifest["ranks"][0]["collectives"]} == {"AllReduce", "AllGather", "Send"}
+
+
+@pytest.mark.parametrize("family", ["phi3", "gpt2"])
+def test_tp_fused_qkv_and_gate_up_keep_each_ranks_blocks(family):
+    """Phi-3's qkv_proj and gate_up_proj, GPT-2's c_attn pack projections in one Linear: each rank keeps its
+    Q, K and V heads' columns (and its gate and up features) of the packed weight, concatenated."""
+    pytest.importorskip("transformers")
+    import tests.models.hf_zoo as zoo
+
+    model, inputs, _ = getattr(zoo, f"make_{family}")()
+    graph = lifted(model, inputs)
+    program = assert_sharding_matches(model, inputs, graph, tp=2)
+    for r, g in enumerate(program.rank_graphs):
+        assert [a.spec.num_heads for a in g.attention_ops()] == [2, 2]
+        assert collectives(g) == ["AllReduce"] * 4                       # attention and MLP of two layers
+    if family == "phi3":                                                 # 4 q heads, 2 kv heads, head dim 8
+        key = next(k for k in graph.constants if "qkv_proj" in k)
+        whole, mine = graph.constants[key], program.rank_graphs[1].constants[key]
+        np.testing.assert_array_equal(mine, np.concatenate([whole[:, 16:32], whole[:, 40:48], whole[:, 56:64]], 1))
