@@ -326,3 +326,13 @@ def talking_heads_rule(w: AttentionWork, feat, spec) -> None:
     w.extra_vector_flops += mixes * pairs * w.q_heads
     w.extra_bytes += mixes * (2 * pairs * w.q_heads * w.elem_bytes + (w.q_heads ** 2 + w.q_heads) * w.elem_bytes)
     w.notes.append("talking_heads: scores materialized around the head mixes (B·H·Sq·Skv written and read per mix)")
+
+
+@attention_cost_rule("gated_positional")
+def gated_positional_rule(w: AttentionWork, feat, spec) -> None:
+    """ConViT GPSA (d'Ascoli et al. 2021, eq. 5): the positional map times V is a second (Sq x Skv)·(Skv x Dv) matmul
+    per head, 2·B·H·Sq·Skv·Dv FLOPs, over the dense (1|B, H, Sq, Skv) map read once; the blend and the row
+    renormalization are per output element."""
+    w.extra_flops += 2 * w.batch * w.q_heads * w.q_len * w.kv_len * w.v_dim
+    w.extra_bytes += w.q_heads * w.q_len * w.kv_len * w.elem_bytes
+    w.extra_vector_flops += 4 * w.batch * w.q_heads * w.q_len * w.v_dim + w.q_heads * w.q_len * w.kv_len

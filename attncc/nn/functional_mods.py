@@ -238,3 +238,16 @@ def talking_heads(spec, n):
     if feat.post:
         p = mix(p, n["talk_post"], n["talk_post_bias"])
     return p @ v
+
+
+@variant("gated_positional")
+def gated_positional(spec, n):
+    """ConViT GPSA: content_gate·softmax(scale·q·kᵀ) + pos_attention, row-renormalized, times V."""
+    q, k, v = n["query"], n["key"], n["value"]
+    g = q.shape[1] // k.shape[1]
+    k, v = (k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)) if g > 1 else (k, v)
+    a = n["content_gate"][None, :, None, None] * (spec.scale * (q @ k.transpose(-1, -2))).softmax(-1) \
+        + n["pos_attention"]
+    if spec.score_mods[0].renormalize:
+        a = a / a.sum(-1, keepdim=True)
+    return a @ v

@@ -29,6 +29,7 @@ from .. import dims as D
 from ..errors import IRError
 from ..graph import Graph, Node, Value
 from ..ops import Attention, AttentionSpec, MaskSpec, SpecError, Unary
+from ..ops.attention_features.gated_positional import GatedPositional
 from ..ops.attention_features.talking_heads import TalkingHeads
 from .base import Pass, register_pass
 from .lift_position_bias import LiftPositionBias
@@ -40,7 +41,8 @@ from .recognize.rope import fold_rope
 from .recognize.row_guard import check_row_guard, nan_guard
 from .recognize.scale import peel_scale
 from .recognize.scores import ScoreChain, walk_scores
-from .recognize.talking_heads import mix_after
+from .recognize.gated_positional import gated_blend
+from .recognize.talking_heads import key_softmax_factorized, mix_after
 
 
 @dataclass
@@ -86,6 +88,11 @@ def _probs_to_pv(ctx: MatchContext, sm: Node, chain: ScoreChain) -> Node:
     guard, see recognize/row_guard.py), used nowhere else."""
     v = sm.outputs[0]
     for _ in range(8):
+        blend = gated_blend(ctx, v) if v is sm.outputs[0] else None
+        if blend is not None:
+            chain.gated = blend[1:]
+            v = blend[0]
+            continue
         mix = mix_after(ctx, v)
         if mix is not None:
             need(chain.post_mix is None, "two talking-heads mixes of the probabilities")
@@ -119,6 +126,10 @@ def _probs_to_pv(ctx: MatchContext, sm: Node, chain: ScoreChain) -> Node:
 def match_site(ctx: MatchContext, em: Emitter, sm: Node) -> Site:
     """Match one softmax; raises NotAttention naming the failed check."""
     x = sm.inputs[0]
+    if x.rank >= 3 and sm.op.axis % x.rank == x.rank - 2:
+        need(not key_softmax_factorized(ctx, sm), "softmax over the sequence axis of K feeding softmax(k)ᵀ·V: factorized "
+             "attention q·(softmax_N(k)ᵀ·v) (CoaT's FactorAttnConvRelPosEnc), which has no spec field (lift-attention "
+             "lifts softmax(q·kᵀ)·v)")
     need(x.rank >= 2 and sm.op.axis % x.rank == x.rank - 1, f"softmax over axis {sm.op.axis} of a rank-{x.rank} tensor, not the last axis")
     chain = walk_scores(ctx, x, em)
     pv = _probs_to_pv(ctx, sm, chain)
@@ -187,10 +198,19 @@ def build(ctx: MatchContext, em: Emitter, site: Site) -> tuple[Node, list[tuple[
             need(w.shape[0] == plan.heads, f"the talking-heads mix is over {w.shape[0]} heads, the site has {plan.heads}")
             inputs += [em.cast(w, dtype), em.cast(b if b is not None else em.graph.add_constant(
                 np.zeros(plan.heads, np.float32), name=f"{em.hint}_talk_zero_bias"), dtype)]
+    mods = ()
+    if chain.gated is not None:
+        gate, pos, renorm = chain.gated
+        need(talking is None, "talking-heads mixes and a gated positional blend on one site")
+        need(pos.shape[1] == plan.heads, f"the positional map has {pos.shape[1]} heads, the site has {plan.heads}")
+        mods = (GatedPositional(renormalize=renorm),)
+        inputs += [em.cast(em.graph.add_constant(gate, name=f"{em.hint}_content_gate"), dtype),
+                   em.cast(em.graph.add_constant(pos, name=f"{em.hint}_pos_attention"), dtype)]
     try:
         spec = AttentionSpec(num_heads=plan.heads, num_kv_heads=int(kvh), head_dim=head_dim, v_head_dim=v_dim,
                              scale=site.scale, softcap=chain.softcap, softcap_order=chain.softcap_order, mask=mask,
-                             rope=None if rope is None else rope[4], kv_cache=past is not None, head_mixing=talking)
+                             rope=None if rope is None else rope[4], kv_cache=past is not None, head_mixing=talking,
+                             score_mods=mods)
     except SpecError as e:
         raise NotAttention(f"the matched pieces do not form a valid attention spec: {e}") from e
     outs = em.graph.add(Attention(spec=spec), inputs, name=f"{em.hint}_attention", source=site.softmax.source)

@@ -12,6 +12,7 @@ from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, Bloc
                                               Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
                                               Strided, TopkSparse, Uniform)
 from attncc.ir.ops.attention_features.position_bias import Alibi, BucketedBias, WindowBias
+from attncc.ir.ops.attention_features.gated_positional import GatedPositional
 from attncc.ir.ops.attention_features.talking_heads import TalkingHeads
 
 
@@ -205,7 +206,23 @@ def talking_heads(pre: bool, post: bool, mask: str = "none"):
     return build
 
 
+def gated_positional(renormalize: bool):
+    """GPSA blend: per-head content gate and a positional map (rows of a softmax times 1 - gate), GQA."""
+    def build(i):
+        B, S = SIZES[i]
+        ins = qkv(i, B, 4, 2, S, S, 8)
+        g = _rng(i)
+        gate = g.uniform(0.2, 0.8, 4).astype(np.float32)
+        logits = g.standard_normal((1, 4, S, S))
+        pos = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        ins["content_gate"], ins["pos_attention"] = gate, ((1 - gate)[None, :, None, None] * pos).astype(np.float32)
+        return AttentionSpec(4, 2, 8, score_mods=(GatedPositional(renormalize),)), ins
+    return build
+
+
 CASES = [
+    Case("gated_positional", gated_positional(True)),
+    Case("gated_positional-raw", gated_positional(False)),
     Case("talking_heads", talking_heads(True, True)),
     Case("talking_heads-pre-masked", talking_heads(True, False, "additive")),
     Case("alibi", position_bias(Alibi(), causal=True)),

@@ -32,6 +32,7 @@ from attncc.ir.ops.attention_features import (CHAI, MLA, MTLA, BlockSparse, Bloc
                                               Grouped, HeadBlocks, HiLo, KnockingHeads, LinearAttn, MoH, MultiWindow,
                                               Strided, TopkSparse, Uniform)
 from attncc.ir.ops.attention_features.position_bias import Alibi, BucketedBias, WindowBias
+from attncc.ir.ops.attention_features.gated_positional import GatedPositional
 from attncc.ir.ops.attention_features.talking_heads import TalkingHeads
 from attncc.nn import attention
 
@@ -565,6 +566,19 @@ def talking_heads_is_mixed_logits_softmax_mixed_probs():
     mixed = torch.einsum("bgij,gh->bhij", probs, pw) + bw[:, None, None]
     t.update(talk_pre=pl, talk_pre_bias=bl, talk_post=pw, talk_post_bias=bw)
     return AttentionSpec(H, 2, D, mask=MaskSpec(causal=True), head_mixing=TalkingHeads()), t, mixed @ v
+
+
+@case
+def gated_positional_is_convit_gpsa_blend():
+    # ConViT GPSA (d'Ascoli et al. 2021, eq. 5): (1 - σ(λ_h))·softmax(QKᵀ/√d) + σ(λ_h)·softmax(r_ij·v_pos), renormalized
+    t = qkv(hkv=2)
+    lam = rand(H, seed=11)
+    pos = torch.einsum("ijc,ch->hij", rand(S, S, 3, seed=12), rand(3, H, seed=13)).softmax(-1)[None]
+    k, v = t["key"].repeat_interleave(2, 1), t["value"].repeat_interleave(2, 1)
+    blend = (1 - lam.sigmoid())[:, None, None] * (t["query"] @ k.transpose(-1, -2) / D ** 0.5).softmax(-1) \
+        + lam.sigmoid()[:, None, None] * pos
+    t.update(content_gate=1 - lam.sigmoid(), pos_attention=lam.sigmoid()[None, :, None, None] * pos)
+    return AttentionSpec(H, 2, D, score_mods=(GatedPositional(),)), t, (blend / blend.sum(-1, keepdim=True)) @ v
 
 
 # cpu in the default suite for a few cases (one per family where the TVM path differs most); the rest slow

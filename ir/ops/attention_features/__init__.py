@@ -1,5 +1,6 @@
 """Attention variant features (one file per family). Importing registers every feature kind."""
 from .conformer import Grouped, Strided
+from .gated_positional import GatedPositional
 from .convshare import ConvShare
 from .head_mixing import CHAI, KnockingHeads, MoH
 from .hilo import HiLo
@@ -13,4 +14,5 @@ from .talking_heads import TalkingHeads
 
 __all__ = ["MLA", "MTLA", "GlobalQuery", "Grouped", "Strided", "MultiWindow", "HeadBlocks", "BlockedLocal", "HiLo", "MoH",
            "KnockingHeads", "CHAI", "TopkSparse", "BlockSparse", "Uniform", "LinearAttn", "ConvShare",
-           "Alibi", "BucketedBias", "WindowBias", "TalkingHeads"]
+           "Alibi", "BucketedBias", "WindowBias", "TalkingHeads",
+           "GatedPositional"]

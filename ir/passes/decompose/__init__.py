@@ -27,6 +27,6 @@ def register_decomposition(*kinds: str):
     return deco
 
 
-from . import conformer, convshare, head_mixing, hilo, latent, linear, lowrank, position_bias, score_mods, talking_heads  # noqa: E402,F401
+from . import conformer, convshare, gated_positional, head_mixing, hilo, latent, linear, lowrank, position_bias, score_mods, talking_heads  # noqa: E402,F401
 
 __all__ = ["DECOMPOSITIONS", "Builder", "Undecomposable", "register_decomposition"]

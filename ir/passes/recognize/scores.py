@@ -17,7 +17,7 @@ from .common import Emitter, MatchContext, is_batch_view, need, same_shape
 from .mask import is_fill, position_mask, reaches_matmul, trace_keep
 from .scale import scalar_factor
 from .softcap import match_softcap
-from .talking_heads import mix_before
+from .talking_heads import grid_view_terms, mix_before
 
 
 @dataclass
@@ -39,6 +39,7 @@ class ScoreChain:
     # talking heads (CaiT): (weight (H, H), bias | None) of the logit mix before the softmax / probability mix after
     head_mix: tuple | None = None
     post_mix: tuple | None = None
+    gated: tuple | None = None   # ConViT GPSA: (content gate (H,), positional term, renormalize) after the softmax
 
 
 def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
@@ -90,6 +91,10 @@ def _steps(ctx: MatchContext, x: Value) -> tuple[Node, list[tuple]]:
             else:
                 need(False, f"where '{n.name}' does not choose between the scores and a -inf/very negative fill")
             continue
+        if kind == "Reshape" and grid_view_terms(v):
+            need(False, f"the scores reach the softmax through Reshape '{n.name}' of a rank-{n.inputs[0].rank} sum "
+                 f"{tuple(n.inputs[0].shape)}: per-axis query-dependent position terms added over the (q_h, q_w, k_h, "
+                 "k_w) grid (MViTv2's decomposed relative position, q·R_h + q·R_w), which have no spec field")
         mix = mix_before(ctx, v) if kind == "Transpose" else None
         if mix is not None:
             steps.append(("head_mix", mix[1], mix[2]))

@@ -1,5 +1,6 @@
 """Talking-heads mixes around the softmax (CaiT's TalkingHeadAttn): Transpose(0,2,3,1) -> Linear(H, H) over the
-head axis -> Transpose(0,3,1,2), on the logits before the softmax and/or on the probabilities after it."""
+head axis -> Transpose(0,3,1,2), on the logits before the softmax and/or on the probabilities after it. Also the
+shapes of vision attention variants that are recognized only to name them in the diagnostics."""
 from __future__ import annotations
 
 from ...graph import Value
@@ -49,3 +50,22 @@ def mix_after(ctx: MatchContext, v: Value) -> tuple[Value, Value, Value | None] 
          "(B, H, Sq, Skv) alone")
     w, b = _linear_mix(lin, v.shape[1])
     return back[0][0].outputs[0], w, b
+
+
+def key_softmax_factorized(ctx: MatchContext, sm) -> bool:
+    """Whether a softmax over the sequence axis feeds softmax(k)ᵀ·V (CoaT's factorized attention)."""
+    uses = ctx.users_of(sm.outputs[0])
+    if len(uses) != 1 or uses[0][0].op.op_name != "Transpose":
+        return False
+    perm = tuple(uses[0][0].op.perm)
+    r = len(perm)
+    if perm[-2:] != (r - 1, r - 2):
+        return False
+    nxt = ctx.users_of(uses[0][0].outputs[0])
+    return len(nxt) == 1 and nxt[0][0].op.op_name == "MatMul" and nxt[0][1] == 0
+
+
+def grid_view_terms(v: Value) -> bool:
+    """Whether the scores are a view of a higher-rank sum (MViTv2's (B, H, qh, qw, kh, kw) grid + q·R terms)."""
+    x = v.producer.inputs[0]
+    return x.rank > v.rank and producer_kind(x) == "Binary" and x.producer.op.fn == "add"
