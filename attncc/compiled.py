@@ -319,14 +319,21 @@ Needs only `apache-tvm`, `apache-tvm-ffi` and `numpy` (TVM's runtime library is 
 
 ```bash
 python run.py                      # random inputs of the example sizes; prints the outputs' shapes
+python run.py --inputs x.npz --outputs y.npz   # your inputs (arr_0, arr_1, ... in order), outputs saved
+python run.py --inputs x.npz --allow-cast      # cast inputs of another dtype instead of refusing them
 ```
+
+Before loading anything, every file is checked against its sha256 in `manifest.json` (`attncc_checks.py`);
+every input against its declared dtype, rank, static sizes and the range of each symbolic dim (the range the
+model was compiled with). A failure is one line naming the file or input (`run.py`: exit status 2).
 
 ```python
 import sys; sys.path.insert(0, "path/to/this/folder")
 import attncc_runtime as rt
 rt.size_thread_pool()              # every core (TVM alone would take half)
-model = rt.load_folder("path/to/this/folder")
-outputs = model.run([x, ...])      # numpy arrays or torch tensors in (zero-copy when aligned), TVM tensors out
+model = rt.load_folder("path/to/this/folder")   # FolderError (an OSError) names a missing/modified file
+outputs = model.run([x, ...])      # numpy arrays or torch tensors in (zero-copy when aligned), TVM tensors out;
+                                   # InputError (a TypeError) for a wrong dtype/shape/range (allow_cast=True casts)
 y = outputs[0].numpy()
 ```
 
