@@ -26,7 +26,7 @@ from . import te_layout
 from .attention_config import AttentionKernelConfig
 from .errors import LoweringError
 from .notes import FALLBACK, TILE, LoweringNote
-from .symbolic import SymbolTable
+from .symbolic import SymbolTable, static_int
 from .plan import Plan
 from .te_attention import attention_compute
 from .te_elementwise import load
@@ -41,23 +41,52 @@ class AttentionLowering:
         self.plugin = plugin
         self.rules = rules       # the target's parameters of the grouping decision (attncc.ir.kernels)
         self.parts: list[str] = []
+        # folded slices and views over them: value name -> (source plan value, IR nodes from it, the value)
+        self.virtual: dict[str, tuple[str, list[Node], Any]] = {}
         self.nominal = nominal or {}   # sizes of the first call: they pick schedules of shape-generic kernels
         self.references: dict[int, Node] = {}        # step index -> node run by the numpy reference
+
+    def fold(self, node: Node) -> None:
+        """Record a folded Slice (or a Reshape of one): the prologue kernels reading it compute it in place."""
+        src = node.inputs[0]
+        base, chain = (self.virtual[src.name][0], self.virtual[src.name][1]) if src.name in self.virtual else (src.name, [])
+        self.virtual[node.outputs[0].name] = (base, chain + [node], node.outputs[0])
+
+    def _info(self, name: str) -> tuple[list, str]:
+        """(shape, dtype) of a plan value or of a virtual (folded) one."""
+        if name in self.virtual:
+            v = self.virtual[name][2]
+            return list(self.shapes[id(v)]), v.dtype
+        return self.plan.values[name]["shape"], self.plan.values[name]["dtype"]
+
+    def _input(self, sym: SymbolTable, name: str, i: int) -> tuple[te.Tensor, te.Tensor, str]:
+        """(placeholder, tensor the kernel reads, plan value passed): a folded value is computed from its source."""
+        base, chain, _ = self.virtual.get(name, (name, [], None))
+        ph = te.placeholder(sym.shape(self.plan.values[base]["shape"]), self.plan.values[base]["dtype"], name=f"in{i}")
+        t = ph
+        for k, node in enumerate(chain):
+            v = node.outputs[0]
+            shape = sym.shape(self.shapes[id(v)])
+            if node.op.op_name == "Slice":
+                t = te_layout.make_slice(node.op.start, node.op.step)(node.op, [t], shape, v.dtype, f"fold{i}_{k}")
+            else:
+                t = _reshape(t, shape, f"fold{i}_{k}")
+        return ph, t, base
 
     # ---- small kernels around the attention kernel ------------------------------------------
     def emit(self, node: Node, label: str, fn, inputs: list[str], out_name: str, schedule=None) -> None:
         """Compile `fn(*te_inputs) -> te.Tensor` (named "out") writing plan value `out_name`."""
         sym = SymbolTable()
-        phs = [te.placeholder(sym.shape(self.plan.values[n]["shape"]), self.plan.values[n]["dtype"], name=f"in{i}")
-               for i, n in enumerate(inputs)]
+        ins = [self._input(sym, n, i) for i, n in enumerate(inputs)]
+        phs = [p for p, _, _ in ins]
         try:
-            out = fn(*phs)
+            out = fn(*[t for _, t, _ in ins])
             scalars = sym.scalar_params(phs + [out])
             func = te.create_prim_func(phs + [out] + [v for v, _ in scalars])
         except Exception as e:
             raise LoweringError(node.name, "Attention", f"defining its {label} kernel failed", e) from e
         func = self.groups.schedule(func, schedule or (lambda s: self.plugin.schedule("injective")(s, "out")), node)
-        args = [self.plan.arg(n) for n in inputs] + [self.plan.arg(out_name)] + [Plan.dim_arg(t) for _, t in scalars]
+        args = [self.plan.arg(b) for _, _, b in ins] + [self.plan.arg(out_name)] + [Plan.dim_arg(t) for _, t in scalars]
         self.plan.add_call(self.groups.func_name(node) + "_" + label, func, args, node.name, f"Attention.{label}")
 
     def temp(self, node: Node, label: str, shape, dtype: str) -> str:
@@ -86,7 +115,7 @@ class AttentionLowering:
             rot = Rotary(style=spec.rope.style, rotary_dim=spec.rope.rotary_dim)
             for lbl in ("q", "k"):
                 src = q if lbl == "q" else k
-                shape = self.plan.values[src]["shape"]
+                shape = self._info(src)[0]
                 dst = self.temp(node, f"{lbl}_rope", _perm_shape(shape) if bshd else shape, dtype)
                 self.emit(node, f"rope_{lbl}", lambda x, c, s, d=dtype: te_layout.rotary(
                     rot, [_bhsd_view(x) if bshd else x, c, s], _perm_shape(x.shape) if bshd else x.shape, d, "out"),
@@ -113,8 +142,8 @@ class AttentionLowering:
         return (s[0], s[2], s[1], s[3])
 
     def _transpose(self, node: Node, name: str, label: str) -> str:
-        shape = self.plan.values[name]["shape"]
-        dst = self.temp(node, f"{label}_bhsd", _perm_shape(shape), self.plan.values[name]["dtype"])
+        shape, dtype = self._info(name)
+        dst = self.temp(node, f"{label}_bhsd", _perm_shape(shape), dtype)
         self.emit(node, f"{label}_bhsd", lambda x: te_layout.transpose(_Perm((0, 2, 1, 3)), [x], _perm_shape(x.shape),
                                                                         x.dtype, "out"), [name], dst)
         return dst
@@ -252,6 +281,43 @@ class _Perm:
 @dataclasses.dataclass(frozen=True)
 class _Axis:
     axis: int
+
+
+def _reshape(x: te.Tensor, shape, name: str) -> te.Tensor:
+    """x read under another shape of the same row-major elements (a folded Reshape view)."""
+    src = list(x.shape)
+    lead = len(src) - 1
+    if len(shape) == len(src) + 1 and all(_same(a, b) for a, b in zip(src[:lead], shape[:lead])):
+        # the usual heads split (B, S, H*D) -> (B, S, H, D): plain index arithmetic, no div/mod
+        d = shape[-1]
+        return te.compute(shape, lambda *i: x[tuple(i[:lead]) + (i[lead] * d + i[lead + 1],)], name=name)
+
+    def f(*i):
+        flat = 0
+        for idx, d in zip(i, shape):
+            flat = flat * d + idx
+        out = []
+        for d in reversed(src):
+            out.append(flat % d)
+            flat = flat // d
+        return x[tuple(reversed(out))]
+
+    return te.compute(shape, f, name=name)
+
+
+def _same(a, b) -> bool:
+    """Two extents known equal (equal static ints, or the same TIR variable / expression)."""
+    from tvm import tirx
+
+    ia, ib = static_int(a), static_int(b)
+    if ia is not None or ib is not None:
+        return ia == ib
+    if a is b or (hasattr(a, "same_as") and a.same_as(b)):
+        return True
+    try:
+        return bool(tirx.analysis.expr_deep_equal(a, b))
+    except Exception:  # noqa: BLE001 - not comparable: take the general path
+        return False
 
 
 def _bhsd_view(x: te.Tensor) -> te.Tensor:

@@ -9,7 +9,7 @@ from ... import ir
 from ...ir.interpreter import bind_dims
 from .attention import AttentionLowering, reference_callable
 from .errors import LoweringError
-from .fusion import classify, fusion_rules, plan_groups
+from .fusion import classify, folded_slices, fusion_rules, plan_groups
 from .groups import GroupBuilder
 from .index_copy import in_place, lower_index_copy
 from .plan import Plan
@@ -75,10 +75,16 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
     groups = GroupBuilder(graph, plan, shapes, dims, graph.constants, plugin)
     groups.options = options   # read by lowerings with a choice (conv_algorithm)
     attn = AttentionLowering(plan, groups, shapes, target, options, plugin, nominal, rules)
+    # slices the attention prologue kernels read in place (attncc.ir.kernels.folded): no buffer, no kernel;
+    # they and the views over them are "virtual" values those kernels compute from the source
+    folded = folded_slices(graph, shapes, rules, group_of)
     # declare every value first: kernels may write any node output (e.g. attention's present_key)
     for node in order:
         kind = classify(node)
         g = group_of.get(node.name)
+        if node.name in folded or (kind == "view" and node.inputs[0].name in attn.virtual):
+            attn.fold(node)
+            continue
         for v in node.outputs:
             if kind == "const":
                 plan.add_value(v.name, shapes[id(v)], v.dtype, "const", source=node.op.key)
@@ -103,6 +109,8 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
             attn.lower(node)
         elif kind == "index_copy":
             lower_index_copy(plan, node, shapes, groups, in_place(graph, node))
+        elif node.name in folded:
+            continue
         elif kind in ("matmul", "conv", "rows", "injective") and group_of[node.name].root is node:
             groups.build(group_of[node.name])
     for v in graph.outputs:

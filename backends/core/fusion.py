@@ -3,7 +3,7 @@
 group). This module gives the core its names and the target's `FusionRules`."""
 from __future__ import annotations
 
-from ...ir.kernels import FusionRules, Group, classify, plan_groups  # noqa: F401  (the core's names)
+from ...ir.kernels import FusionRules, Group, classify, folded_slices, plan_groups  # noqa: F401  (the core's names)
 
 
 def fusion_rules(plugin, options: dict | None = None) -> FusionRules:

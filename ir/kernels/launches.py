@@ -2,7 +2,8 @@
 
 The one grouping decision read by the backend core (it builds one kernel per launch; its plan has one
 call per launch) and by the cost report (one row per launch). Free views (Reshape), constants and
-in-place KV-cache writes' data are no launch.
+in-place KV-cache writes' data are no launch, nor are slices folded into the attention prologue kernels
+that read them (folded.py).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..graph import Graph, Node
 from .attention_parts import PART_CLASS, attention_parts
+from .folded import folded_slices
 from .groups import FusionRules, classify, plan_groups
 
 
@@ -58,10 +60,11 @@ def kernel_launches(graph: Graph, shapes: dict[int, tuple] | None = None,
     an op no kernel class covers."""
     shapes = shapes if shapes is not None else symbolic_shapes(graph)
     order, group_of = plan_groups(graph, shapes, rules.gate_cols)
+    folded = folded_slices(graph, shapes, rules, group_of)
     out: list[Launch] = []
     for node in order:
         kind = classify(node)
-        if kind in ("const", "view"):
+        if kind in ("const", "view") or node.name in folded:
             continue
         if kind == "attention":
             out += [Launch(f"{node.name}.{p}" if p not in ("attention", "attention_te") else node.name,

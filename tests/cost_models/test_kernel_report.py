@@ -62,11 +62,52 @@ def test_report_kernels_are_the_plans_launches(sources, model, target):
     assert len(report.rows) < len(priced_ops)
 
 
+def test_shape_generic_build_folds_the_qkv_and_rope_table_slices():
+    """The example block exported with dynamic batch/seq (as the decode report prices it): its shape-generic
+    cpu plan runs no Slice kernel and launches what the report prices."""
+    from torch.export import Dim
+
+    from attncc import pipelines
+    from attncc.backends import get_backend
+    from attncc.backends.core.builder import build_plan
+    from attncc.backends.core.fusion import fusion_rules
+
+    model, (x,) = llama_block()
+    x = x[:, :32]
+    dyn = ({0: Dim("batch", min=1, max=64), 1: Dim("seq", min=2, max=127)},)
+    source = attncc.import_model(model, (x,), dynamic_shapes=dyn)
+    cpu = get_backend("cpu")
+    graph = run_pipeline(source, pipelines.default_pipeline("cpu"))
+    assert graph.find("Slice")                                          # the packed QKV thirds, the RoPE rows
+    plan, _ = build_plan(graph, [tuple(x.shape)], cpu.target({}), {}, cpu.plugin, generic=True)
+    assert not any(s.get("op") == "Slice" for s in plan.steps)
+    report = analyze_graph(graph, hardware="host-cpu", kernels=fusion_rules(cpu.plugin), target="cpu",
+                           dims={"batch": 2, "seq": 32})
+    assert report.kernel_count == len(plan.steps)
+
+
+@pytest.mark.slow
+def test_folded_slices_compute_what_torch_computes_at_two_sizes():
+    """One shape-generic cpu build of the example block (QKV thirds and RoPE rows folded) at two sizes vs torch."""
+    from torch.export import Dim
+
+    model, (x,) = llama_block()
+    x = x[:, :32]
+    dyn = ({0: Dim("batch", min=1, max=64), 1: Dim("seq", min=2, max=127)},)
+    cm = attncc.compile(model, (x,), target="cpu", dynamic_shapes=dyn)
+    with torch.no_grad():
+        for shape in ((2, 32, 256), (1, 7, 256)):
+            inp = torch.randn(*shape)
+            got = cm(inp)
+            got = got[0] if isinstance(got, (list, tuple)) else got
+            torch.testing.assert_close(torch.as_tensor(got), model(inp), rtol=1e-4, atol=1e-4)
+
+
 def test_decode_report_of_the_example_block_prices_kernels_not_ops():
     model, (x,) = llama_block()
     kernels = attncc.analyze(model, (x,), hardware="h100-sxm", phase="decode", batch=16, seq=128)
     assert kernels.grouping == "kernels of target cuda"
-    assert not any(r.kind in VIEW_OPS for r in kernels.rows)
+    assert not any(r.kind in VIEW_OPS | {"Slice"} for r in kernels.rows)   # QKV thirds and RoPE rows folded
     assert sum(len(r.ops) for r in kernels.rows) > kernels.kernel_count   # not a launch per IR op
     norm = [r for r in kernels.rows if r.kind == "Reduce+Binary+Unary"]
     assert norm and all(len(r.ops) == 3 for r in norm)   # mean, add eps, rsqrt: one kernel
