@@ -175,6 +175,14 @@ class ShardedModel:
         dist.broadcast(x, src=src)
         return x
 
+    def export(self, directory: str) -> list[str]:
+        """Every rank writes `directory/rank<r>/`; rank 0 adds manifest.json (plan, world size, export id,
+        sha256 of every file) and run_distributed.py (`torchrun --nproc-per-node N run_distributed.py
+        --inputs in.npz`). Call on every rank; the folder set runs without attncc."""
+        from .export import export_sharded
+
+        return export_sharded(self, directory)
+
     def __repr__(self) -> str:
         return f"ShardedModel(rank={self.rank}, plan={self.plan}, steps={len(self.steps)}, target={self.target!r})"
 

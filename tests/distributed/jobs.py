@@ -84,3 +84,25 @@ def square_rank() -> int:
     t = torch.tensor([float(dist.get_rank() + 1)])
     dist.all_reduce(t)
     return int(t.item())
+
+
+def export_tp2_block(directory: str) -> float:
+    """Compile the TP=2 block, export the rank folders and the inputs/expected outputs beside them."""
+    import os
+
+    from examples.models import LlamaStyleBlock
+
+    torch.manual_seed(0)
+    block = LlamaStyleBlock(hidden=32, heads=4, kv_heads=2, ffn=48, max_seq=16).eval()
+    x = torch.randn(2, 8, 32)
+    cm = attncc.compile(block, (x,), target="cpu", parallel={"tp": 2})
+    y = cm(x)
+    cm.export(directory)
+    import torch.distributed as dist
+
+    if dist.get_rank() == 0:
+        with torch.no_grad():
+            want = block(x)
+        np.savez(os.path.join(os.path.dirname(directory), "inputs.npz"), **{cm.program.input_names[0]: x.numpy()})
+        np.savez(os.path.join(os.path.dirname(directory), "expected.npz"), want.numpy())
+    return float((y - want).abs().max()) if dist.get_rank() == 0 else 0.0
