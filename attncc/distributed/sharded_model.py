@@ -102,6 +102,12 @@ class ShardedModel:
         self.graph = program.rank_graphs[rank]
 
     @property
+    def builds(self) -> int:
+        """Fresh kernel builds so far over this rank's segments (cache hits not counted)."""
+        return sum(c.executable.artifacts["program"].builds for c in self.compiled
+                   if c is not None and "program" in c.executable.artifacts)
+
+    @property
     def plan(self) -> dict[str, int]:
         return dict(self.program.plan)
 
