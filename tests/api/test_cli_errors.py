@@ -94,13 +94,12 @@ def test_verbose_adds_the_traceback(models, capsys):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("attncc compile: error: torch.export")
 
 
-@pytest.mark.parametrize("argv, command", [(["compile", "{d}/user_models.py:branchy", "--target", "reference"],
-                                            "compile"),
-                                           (["report", "{d}/nosuch.onnx"], "report")])
-def test_the_installed_command_in_a_subprocess(models, argv, command):
-    """The real process: stderr (torch prints straight to it while exporting) is one line, exit status 2."""
-    done = subprocess.run([sys.executable, "-m", "attncc", *[a.format(d=models) for a in argv]],
-                          capture_output=True, text=True, timeout=300, cwd=str(models))
+def test_the_installed_command_in_a_subprocess(models):
+    """The real process: stderr (torch prints the partial graph straight to it when export fails, and logs
+    warnings while tracing) is one line, exit status 2."""
+    done = subprocess.run([sys.executable, "-m", "attncc", "compile", f"{models}/user_models.py:branchy",
+                           "--target", "reference"], capture_output=True, text=True, timeout=300, cwd=str(models))
     assert done.returncode == 2, done.stderr[-3000:]
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"attncc {command}: error: "), done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("attncc compile: error: torch.export could not export"), \
+        done.stderr[-3000:]
