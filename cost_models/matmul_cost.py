@@ -8,7 +8,7 @@ every column of tiles (it stays when it fits the largest on-chip level, e.g. the
 re-reads that stay on chip are priced at that level. So a large-m product is compute-bound
 and a small-m one (decode's Linear) streams its weight once: memory-bound.
 (a Linear flattens its leading dims into m, batch 1). Without a tiling the
-largest square tiles whose A, B panels and C tile fit the tiled level are assumed.
+largest square tiles whose A, B panels and C tile fit the tiled level are assumed, cut to m rows / n columns.
 """
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def count_matmul(m: int, n: int, k: int, batch: int, dtype: str, hw: HardwareSpe
     elem = DTYPE_BYTES[dtype]
     if tiling is not None and tiling.q_block and tiling.kv_block:
         tm, tn = tiling.q_block, tiling.kv_block
-    else:
-        tm = tn = _square_tile(m, n, k, elem, hw.on_chip_bytes)
+    else:  # never taller/wider than the product itself (a decode Linear's single row is not padded to a tile)
+        t = _square_tile(m, n, k, elem, hw.on_chip_bytes)
+        tm, tn = min(t, m), min(t, n)
     a_once, b_once, c = batch * m * k, batch * k * n, batch * m * n
     a = a_once * math.ceil(n / tn)
     bb = b_once * math.ceil(m / tm)
