@@ -113,7 +113,8 @@ def linear(spec, n):
     g = spec.num_heads // spec.num_kv_heads
     phi = (lambda x: F.elu(x) + 1) if feat.feature_map == "elu_plus_one" else (lambda x: x)
     q = phi(n["query"])
-    k = phi(n["key"]).repeat_interleave(g, 1)
+    k = n["key"].softmax(2) if feat.feature_map == "key_softmax" else phi(n["key"])
+    k = k.repeat_interleave(g, 1)
     v = n["value"].repeat_interleave(g, 1)
     if not spec.mask.causal:
         state = k.transpose(-1, -2) @ v

@@ -41,8 +41,9 @@ from .recognize.rope import fold_rope
 from .recognize.row_guard import check_row_guard, nan_guard
 from .recognize.scale import peel_scale
 from .recognize.scores import ScoreChain, walk_scores
+from .recognize.factorized import lift_factorized
 from .recognize.gated_positional import gated_blend
-from .recognize.talking_heads import key_softmax_factorized, mix_after
+from .recognize.talking_heads import mix_after
 
 
 @dataclass
@@ -126,10 +127,6 @@ def _probs_to_pv(ctx: MatchContext, sm: Node, chain: ScoreChain) -> Node:
 def match_site(ctx: MatchContext, em: Emitter, sm: Node) -> Site:
     """Match one softmax; raises NotAttention naming the failed check."""
     x = sm.inputs[0]
-    if x.rank >= 3 and sm.op.axis % x.rank == x.rank - 2:
-        need(not key_softmax_factorized(ctx, sm), "softmax over the sequence axis of K feeding softmax(k)ᵀ·V: factorized "
-             "attention q·(softmax_N(k)ᵀ·v) (CoaT's FactorAttnConvRelPosEnc), which has no spec field (lift-attention "
-             "lifts softmax(q·kᵀ)·v)")
     need(x.rank >= 2 and sm.op.axis % x.rank == x.rank - 1, f"softmax over axis {sm.op.axis} of a rank-{x.rank} tensor, not the last axis")
     chain = walk_scores(ctx, x, em)
     pv = _probs_to_pv(ctx, sm, chain)
@@ -254,8 +251,11 @@ class LiftAttention(Pass):
             em = Emitter(graph, sm.name, sm.source)
             mark = len(graph.nodes)
             try:
-                site = match_site(ctx, em, sm)
-                node, rewire = build(ctx, em, site)
+                lifted = lift_factorized(ctx, em, sm)   # CoaT: softmax over the tokens of K
+                if lifted is None:
+                    site = match_site(ctx, em, sm)
+                    lifted = build(ctx, em, site)
+                node, rewire = lifted
             except (NotAttention, IRError) as e:
                 del graph.nodes[mark:]  # drop the layout ops inserted for a failed match
                 _note(graph, {"kind": "attention-not-lifted", "node": sm.name, "source": sm.source, "reason": str(e)})

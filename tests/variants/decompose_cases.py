@@ -221,6 +221,7 @@ def gated_positional(renormalize: bool):
 
 
 CASES = [
+    Case("linear-key-softmax", linear("linear", "key_softmax", causal=False)),
     Case("gated_positional", gated_positional(True)),
     Case("gated_positional-raw", gated_positional(False)),
     Case("talking_heads", talking_heads(True, True)),

@@ -569,6 +569,14 @@ def talking_heads_is_mixed_logits_softmax_mixed_probs():
 
 
 @case
+def linear_key_softmax_is_coat_factorized_attention():
+    # CoaT (Xu et al. 2021, eq. 3): FactorAtt(Q, K, V) = (Q / √C) (softmax(K)ᵀ V), softmax over the tokens
+    t = qkv()
+    want = (t["query"] / D ** 0.5) @ (t["key"].softmax(dim=2).transpose(-1, -2) @ t["value"])
+    return AttentionSpec(H, H, D, kv_source=LinearAttn("linear", "key_softmax", False)), t, want
+
+
+@case
 def gated_positional_is_convit_gpsa_blend():
     # ConViT GPSA (d'Ascoli et al. 2021, eq. 5): (1 - σ(λ_h))·softmax(QKᵀ/√d) + σ(λ_h)·softmax(r_ij·v_pos), renormalized
     t = qkv(hkv=2)

@@ -1,8 +1,8 @@
 """Vision-family attention variants (issue 26 item 4b-d), on their timm 1.0.31 module code (tests/variants/
-vision_modules.py): ConViT's GPSA is lifted (score_mods=gated_positional) and equals eager through the lifted graph,
-its decomposition and the cpu build; CoaT's key-softmax factorized attention and MViTv2's decomposed relative
-position are not lifted and the diagnostics name the part of the pattern that stopped the match; MViTv2's pooled
-K/V alone lifts as attention over the pooled keys."""
+vision_modules.py): ConViT's GPSA is lifted (score_mods=gated_positional), CoaT's key-softmax factorized attention
+(kv_source=linear(feature_map="key_softmax")); both equal eager through the lifted graph, its decomposition and the
+cpu build. MViTv2's decomposed relative position is not lifted and the diagnostics name the part of the pattern that
+stopped the match; MViTv2's pooled K/V alone lifts as attention over the pooled keys."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ import torch
 
 from attncc.frontends.torch_import import import_torch
 from attncc.ir import run_graph
-from attncc.ir.ops.attention_features import GatedPositional
+from attncc.ir.ops.attention_features import GatedPositional, LinearAttn
 from attncc.ir.passes import run_pipeline
 
 from .vision_modules import GPSA, FactorAttn, MultiScaleAttention
@@ -63,14 +63,31 @@ def test_convit_gpsa_cpu_build_matches_eager():
                                rtol=1e-4, atol=1e-5)
 
 
-def test_coat_factorized_attention_is_named_in_the_diagnostics():
+def test_coat_factorized_attention_is_lifted_as_key_softmax_linear_attention():
     torch.manual_seed(0)
     model, x = FactorAttn(32, 4).eval(), torch.randn(2, 9, 32)
     g = import_torch(model, (x,))
-    assert not g.attention_ops()
-    reason = _not_lifted(g)
-    assert "softmax over the sequence axis of K feeding softmax(k)ᵀ·V" in reason and "CoaT" in reason
-    np.testing.assert_allclose(run_graph(g, [x.numpy()])[0], _eager(model, x), rtol=1e-5, atol=1e-6)
+    assert not g.find("Softmax"), g.diagnostics
+    (att,) = g.attention_ops()
+    spec = att.op.spec
+    assert spec.kv_source == LinearAttn("linear", "key_softmax", False) and not spec.mask.causal, spec.summary()
+    assert spec.scale == pytest.approx(model.scale)
+    want = _eager(model, x)
+    np.testing.assert_allclose(run_graph(g, [x.numpy()])[0], want, rtol=1e-5, atol=1e-6)
+    plain = run_pipeline(g, "decompose-variants,constant-fold,dce")
+    assert not any(n.op.spec.features_list() for n in plain.attention_ops())
+    np.testing.assert_allclose(run_graph(plain, [x.numpy()])[0], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not SLOW, reason="cpu build: -m slow")
+@pytest.mark.slow
+def test_coat_factorized_attention_cpu_build_matches_eager():
+    import attncc
+    torch.manual_seed(0)
+    model, x = FactorAttn(32, 4).eval(), torch.randn(2, 9, 32)
+    out = attncc.compile(model, (x,), target="cpu")(x)
+    np.testing.assert_allclose(np.asarray(out[0] if isinstance(out, (list, tuple)) else out), _eager(model, x),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_mvitv2_decomposed_relative_position_is_named_in_the_diagnostics():

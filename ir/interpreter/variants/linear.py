@@ -7,7 +7,12 @@ from ..attention_ref import register_reference, repeat_kv
 from ._common import as_f64, finish
 
 
-def feature_map(x: np.ndarray, name: str) -> np.ndarray:
+def feature_map(x: np.ndarray, name: str, is_key: bool = False) -> np.ndarray:
+    if name == "key_softmax":   # keys: softmax over the tokens (axis 2) per channel; queries unchanged
+        if not is_key:
+            return x
+        e = np.exp(x - x.max(axis=2, keepdims=True))
+        return e / e.sum(axis=2, keepdims=True)
     return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0))) if name == "elu_plus_one" else x
 
 
@@ -17,7 +22,7 @@ def linear(spec, named):
     feat = spec.kv_source
     g = spec.num_heads // spec.num_kv_heads
     q = feature_map(f["query"], feat.feature_map)
-    k = repeat_kv(feature_map(f["key"], feat.feature_map), g)   # a kv head's state is shared by its query heads
+    k = repeat_kv(feature_map(f["key"], feat.feature_map, is_key=True), g)   # a kv head's state is shared by its query heads
     v = repeat_kv(f["value"], g)
     B, H, S, Dk = q.shape
     if not spec.mask.causal:  # global (non-causal) linear attention: every query reads the full sum

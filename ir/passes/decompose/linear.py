@@ -11,7 +11,9 @@ from ._build import Builder, Undecomposable, static
 
 
 def feature_map(b: Builder, x, name: str, label: str):
-    """identity, or elu(x) + 1 = x + 1 for x > 0 else exp(x)."""
+    """identity, elu(x) + 1 = x + 1 for x > 0 else exp(x), or (key_softmax, keys) a Softmax over the tokens."""
+    if name == "key_softmax":
+        return b.softmax(x, 2, f"{label}_softmax_tokens") if label == "k" else x
     if name != "elu_plus_one":
         return x
     zero = b.scalar(0.0, f"{label}_zero")
