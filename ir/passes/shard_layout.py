@@ -198,7 +198,9 @@ class RankRebuild:
         return self.g.add(op, inputs, name=node.name + suffix, source=node.source)
 
     def emit1(self, op, inputs: list[Value], hint: str) -> Value:
-        return self.g.add1(op, inputs, name=f"{self.node.name}_{hint}", source=self.node.source)
+        node = self.node                        # None while the graph outputs are finished
+        return self.g.add1(op, inputs, name=f"{node.name}_{hint}" if node else hint,
+                           source=node.source if node else None)
 
     def split_of(self, group: str, axis: int, full: int, start: int, stop: int) -> Split:
         return Split(axis, start, stop, full, group, self.sizes[group], self.index[group])

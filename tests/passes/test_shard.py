@@ -47,19 +47,50 @@ def assert_sharding_matches(model, inputs, graph=None, **plan):
 
 
 def llama_block(heads=4, kv_heads=2, ffn=48, hidden=32, seed=0):
+    """examples/models.py's Llama-style block at tiny size and its lifted graph, built once per session."""
+    return _llama_block(heads, kv_heads, ffn, hidden, seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _llama_block(heads, kv_heads, ffn, hidden, seed):
     torch.manual_seed(seed)
-    return (LlamaStyleBlock(hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, max_seq=16),
-            (torch.randn(2, 8, hidden),))
+    model = LlamaStyleBlock(hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, max_seq=16).eval()
+    inputs = (torch.randn(2, 8, hidden),)
+    return model, inputs, lifted(model, inputs)
+
+
+def hand_block(heads: int, kv_heads: int, ffn: int, head_dim: int = 4):
+    """A GQA attention + gated MLP block written directly in the IR (no torch), for the size errors."""
+    from attncc import ir
+
+    g = ir.Graph("hand")
+    hidden = heads * head_dim
+    x = g.add_input("x", "float32", (1, 4, hidden))
+    rng = np.random.default_rng(0)
+
+    def proj(name, n_in, n_out, v):
+        return g.add1(ir.Linear(), [v, g.add_constant(rng.standard_normal((n_in, n_out)).astype(np.float32), name)],
+                      name=name + "_proj")
+
+    q, k, v = (g.add1(ir.Reshape((1, 4, h, head_dim)), [proj(n, hidden, h * head_dim, x)])
+               for n, h in (("q", heads), ("k", kv_heads), ("v", kv_heads)))
+    spec = ir.AttentionSpec(heads, kv_heads, head_dim, layout="bshd", mask=ir.MaskSpec(causal=True))
+    a = g.add1(ir.Attention(spec=spec), [q, k, v], name="attn")
+    h = g.add1(ir.Binary("add"), [x, proj("o", hidden, hidden, g.add1(ir.Reshape((1, 4, hidden)), [a]))])
+    up = g.add1(ir.Activation("silu"), [proj("up", hidden, ffn, h)])
+    g.set_outputs([g.add1(ir.Binary("add"), [h, proj("down", ffn, hidden, up)])])
+    g.verify()
+    return g
 
 
 def collectives(graph) -> list[str]:
     return [n.op.op_name for n in graph.topological() if getattr(n.op, "is_collective", False)]
 
 
-@pytest.mark.parametrize("tp", [2, 4])
+@pytest.mark.parametrize("tp", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_tp_llama_block_splits_heads_and_mlp_with_one_all_reduce_per_half(tp):
-    model, inputs = llama_block(heads=4, kv_heads=4)
-    program = assert_sharding_matches(model, inputs, tp=tp)
+    model, inputs, graph = llama_block(heads=4, kv_heads=4)
+    program = assert_sharding_matches(model, inputs, graph, tp=tp)
     assert program.world_size == tp and len(program.rank_graphs) == tp
     for r, g in enumerate(program.rank_graphs):
         assert collectives(g) == ["AllReduce", "AllReduce"]
@@ -71,15 +102,15 @@ def test_tp_llama_block_splits_heads_and_mlp_with_one_all_reduce_per_half(tp):
 
 
 def test_tp_gqa_splits_kv_heads_when_they_divide():
-    model, inputs = llama_block(heads=4, kv_heads=2)
-    program = assert_sharding_matches(model, inputs, tp=2)
+    model, inputs, graph = llama_block(heads=4, kv_heads=2)
+    program = assert_sharding_matches(model, inputs, graph, tp=2)
     assert [(a.spec.num_heads, a.spec.num_kv_heads) for g in program.rank_graphs for a in g.attention_ops()] == \
         [(2, 1), (2, 1)]
 
 
 def test_tp_with_fewer_kv_heads_than_ranks_replicates_each_kv_head():
-    model, inputs = llama_block(heads=8, kv_heads=2)
-    program = assert_sharding_matches(model, inputs, tp=4)
+    model, inputs, graph = llama_block(heads=8, kv_heads=2)
+    program = assert_sharding_matches(model, inputs, graph, tp=4)
     wk = model.k_proj.weight.detach().numpy().T          # (32, 2 heads * 4)
     for r, g in enumerate(program.rank_graphs):
         (attn,) = g.attention_ops()
@@ -90,36 +121,32 @@ def test_tp_with_fewer_kv_heads_than_ranks_replicates_each_kv_head():
 
 
 def test_sequence_parallel_uses_reduce_scatter_and_all_gather():
-    model, inputs = llama_block(heads=4, kv_heads=2)
-    program = assert_sharding_matches(model, inputs, tp=2, sequence_parallel=True)
+    model, inputs, graph = llama_block(heads=4, kv_heads=2)
+    program = assert_sharding_matches(model, inputs, graph, tp=2, sequence_parallel=True)
     ops = collectives(program.rank_graphs[0])
     assert ops.count("ReduceScatter") == 2 and "AllReduce" not in ops and "AllGather" in ops
 
 
 def test_tp_that_does_not_divide_the_heads_names_the_op_and_legal_sizes():
-    model, inputs = llama_block(heads=4, kv_heads=2)
     with pytest.raises(IRError, match=r"node 'scaled_dot_product_attention' \(Attention\).*tp=3 does not divide "
                                       r"the 4 query heads; legal tp sizes: \[1, 2, 4\]"):
-        shard_graph(lifted(model, inputs), tp=3)
+        shard_graph(llama_block(heads=4, kv_heads=2)[2], tp=3)
 
 
 def test_tp_that_does_not_divide_the_mlp_features_names_the_op_and_legal_sizes():
-    model, inputs = llama_block(heads=4, kv_heads=4, ffn=50)
-    with pytest.raises(IRError, match=r"\(Linear\).*tp=4 does not divide the 50 hidden features.*legal tp sizes: "
-                                      r"\[1, 2, 5, 10, 25, 50\]"):
-        shard_graph(lifted(model, inputs), tp=4)
+    with pytest.raises(IRError, match=r"node 'down_proj' \(Linear\).*tp=4 does not divide the 50 hidden features.*"
+                                      r"legal tp sizes: \[1, 2, 5, 10, 25, 50\]"):
+        shard_graph(hand_block(heads=4, kv_heads=4, ffn=50), tp=4)
 
 
 def test_kv_heads_that_neither_divide_nor_multiply_are_an_error():
-    model, inputs = llama_block(heads=12, kv_heads=4, ffn=48, hidden=48)
-    with pytest.raises(IRError, match=r"tp=6 splits the 12 query heads but neither divides nor is a multiple of the "
-                                      r"4 KV heads; legal tp sizes: \[1, 2, 4, 12\]"):
-        shard_graph(lifted(model, inputs), tp=6)
+    with pytest.raises(IRError, match=r"node 'attn' \(Attention\).*tp=6 splits the 12 query heads but neither divides "
+                                      r"nor is a multiple of the 4 KV heads; legal tp sizes: \[1, 2, 4, 12\]"):
+        shard_graph(hand_block(heads=12, kv_heads=4, ffn=48), tp=6)
 
 
 def test_shard_pass_keeps_rank_zero_and_rejects_bad_sizes():
-    model, inputs = llama_block()
-    g = run_pipeline(lifted(model, inputs), "shard{tp=2}")
+    g = run_pipeline(llama_block()[2], "shard{tp=2}")
     assert g.metadata["parallel"] == {"tp": 2, "ep": 1, "pp": 1, "dp": 1, "rank": 0, "stage": 0}
     with pytest.raises(IRError, match="tp must be an integer >= 1, got 0"):
         shard_graph(g, tp=0)
@@ -161,6 +188,19 @@ def test_pp_that_does_not_divide_the_layers_names_the_legal_sizes():
 
 
 @functools.lru_cache(maxsize=None)
+def moe_block():
+    """A Mixtral-style MoE layer in miniature (top-2 router, sort by expert, transformers' grouped matmuls
+    for the 4 experts' up and down projections, weighted sum; tests/frontends/test_torch_moe_ops.py)."""
+    pytest.importorskip("transformers", reason="transformers registers the grouped_mm op the block uses")
+    sys.path.insert(0, str(ROOT / "tests" / "frontends"))
+    from test_torch_moe_ops import SortedMoE
+
+    torch.manual_seed(0)
+    model, inputs = SortedMoE().eval(), (torch.randn(12, 16),)
+    return model, inputs, lifted(model, inputs)
+
+
+@functools.lru_cache(maxsize=None)
 def mixtral():
     """transformers' Mixtral (one layer, 4 experts, top-2) and its lifted graph, built once per session."""
     pytest.importorskip("transformers", reason="transformers ships MixtralForCausalLM")
@@ -171,20 +211,37 @@ def mixtral():
     return model, inputs, lifted(model, inputs)
 
 
+def expert_weights(graph) -> dict[str, np.ndarray]:
+    return {n.inputs[1].producer.op.key: graph.constants[n.inputs[1].producer.op.key]
+            for n in graph.find("MatMul") if n.inputs[1].rank == 3}
+
+
+def test_ep_moe_block_spreads_experts_and_combines_with_all_to_all():
+    model, inputs, graph = moe_block()
+    program = assert_sharding_matches(model, inputs, graph, ep=2)
+    experts = expert_weights(graph)
+    assert len(experts) == 2                               # the up and down expert stacks
+    for e, g in enumerate(program.rank_graphs):
+        assert program.rank_coords(e) == {"tp": 0, "ep": e, "pp": 0}
+        for key, whole in experts.items():
+            np.testing.assert_array_equal(g.constants[key], whole[2 * e:2 * e + 2])
+        assert collectives(g).count("AllToAll") == 2       # the up projection's combine, then its dispatch
+
+
+@pytest.mark.slow  # ~15 s: builds transformers' Mixtral
 def test_ep_mixtral_moe_spreads_experts_and_combines_with_all_to_all():
     model, inputs, graph = mixtral()
     program = assert_sharding_matches(model, inputs, graph, ep=2)
-    experts = {n.inputs[1].producer.op.key: graph.constants[n.inputs[1].producer.op.key]
-               for n in graph.find("MatMul") if n.inputs[1].rank == 3}
+    experts = expert_weights(graph)
     assert len(experts) == 2                               # gate_up and down of the one MoE layer
     for e, g in enumerate(program.rank_graphs):
-        assert program.rank_coords(e) == {"tp": 0, "ep": e, "pp": 0}
         for key, whole in experts.items():
             np.testing.assert_array_equal(g.constants[key], whole[2 * e:2 * e + 2])
         ops = collectives(g)
         assert "AllToAll" in ops and all(op in ("AllToAll", "AllGather") for op in ops)
 
 
+@pytest.mark.slow  # builds transformers' Mixtral
 def test_ep_with_tp_runs_attention_heads_and_experts_on_four_ranks():
     model, inputs, graph = mixtral()
     program = assert_sharding_matches(model, inputs, graph, ep=2, tp=2)
@@ -194,10 +251,9 @@ def test_ep_with_tp_runs_attention_heads_and_experts_on_four_ranks():
 
 def test_ep_that_does_not_divide_the_experts_or_a_dense_model_is_an_error():
     with pytest.raises(IRError, match=r"\(MatMul\).*ep=3 does not divide the 4 experts; legal ep sizes: \[1, 2, 4\]"):
-        shard_graph(mixtral()[2], ep=3)
-    dense, dense_inputs = llama_block()
+        shard_graph(moe_block()[2], ep=3)
     with pytest.raises(IRError, match="ep=2 but graph .* has no mixture-of-experts layer"):
-        shard_graph(lifted(dense, dense_inputs), ep=2)
+        shard_graph(hand_block(heads=4, kv_heads=2, ffn=8), ep=2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -282,8 +338,7 @@ def test_rank_graphs_print_parse_and_json_round_trip():
 
 def test_weights_without_data_are_sliced_without_being_allocated():
     """A meta-device import stands in zero-stride arrays for weights; their slices must stay views."""
-    model, inputs = llama_block(heads=4, kv_heads=4)
-    graph = lifted(model, inputs)
+    graph = llama_block(heads=4, kv_heads=4)[2].copy()
     graph.constants = {k: np.broadcast_to(np.zeros((), a.dtype), a.shape) if a.ndim == 2 else a
                        for k, a in graph.constants.items()}
     g = shard_graph(graph, tp=2).rank_graphs[1]
@@ -306,7 +361,7 @@ def test_vocab_parallel_lm_head_and_a_json_manifest():
     assert {c["op"] for c in manifest["ranks"][0]["collectives"]} == {"AllReduce", "AllGather", "Send"}
 
 
-@pytest.mark.parametrize("family", ["phi3", "gpt2"])
+@pytest.mark.parametrize("family", ["phi3", pytest.param("gpt2", marks=pytest.mark.slow)])
 def test_tp_fused_qkv_and_gate_up_keep_each_ranks_blocks(family):
     """Phi-3's qkv_proj and gate_up_proj, GPT-2's c_attn pack projections in one Linear: each rank keeps its
     Q, K and V heads' columns (and its gate and up features) of the packed weight, concatenated."""
