@@ -95,7 +95,8 @@ class TorchContext:
         array = np.asarray(array)
         if array.size > 1 and not any(array.strides):  # a meta-device weight's zero-stride placeholder stays a view
             return self.graph.add_constant(array, name=name)
-        return self.graph.add_constant(np.ascontiguousarray(array), name=name)
+        # np.asarray, not ascontiguousarray: that one turns a 0-d scalar into shape (1,) (x.sum() > 0 became [1])
+        return self.graph.add_constant(np.asarray(array, order="C"), name=name)
 
     def value(self, x: Any, dtype: str | None = None) -> Value:
         """An IR Value for x (Value, TorchConst, Python number); cast to `dtype` when given."""
