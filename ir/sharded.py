@@ -84,13 +84,28 @@ class ShardedProgram:
             out[v.name] = a
         return out
 
+    def collectives(self, rank: int = 0) -> list[dict]:
+        """The collective ops rank `rank` runs, in order: node, op, group, ranks, and the bytes moved in
+        nccl-tests' "size" convention (ir.ops.collectives.message_bytes; symbolic when the shape is)."""
+        from .ops.collectives import message_bytes
+
+        out = []
+        for n in self.rank_graphs[rank].topological():
+            if getattr(n.op, "is_collective", False):
+                out.append({"node": n.name, "op": n.op.op_name, "group": n.op.group,
+                            "ranks": getattr(n.op, "ranks", 2), "bytes": message_bytes(n),
+                            "source": n.source})
+        return out
+
     def manifest(self) -> dict:
         """Plain-data description of the plan (for an export's manifest.json): per rank its coordinates,
         stage, graph name, input blocks and collectives; how outputs assemble."""
+        from .ops.collectives import message_bytes
+
         ranks = []
         for r, g in enumerate(self.rank_graphs):
-            colls = [{"node": n.name, "op": n.op.op_name, **n.op.attrs()} for n in g.topological()
-                     if getattr(n.op, "is_collective", False)]
+            colls = [{"node": n.name, "op": n.op.op_name, **n.op.attrs(), "bytes": _plain(message_bytes(n))}
+                     for n in g.topological() if getattr(n.op, "is_collective", False)]
             ranks.append({"rank": r, **self.rank_coords(r), "graph": g.name,
                           "inputs": [v.name for v in g.inputs],
                           "input_slices": {k: list(v) for k, v in (self.input_slices[r] if self.input_slices
@@ -102,3 +117,7 @@ class ShardedProgram:
                 "output_shards": {str(i): {"axis": axis, "blocks": [list(b) for b in blocks]}
                                   for i, (axis, blocks) in self.output_shards.items()},
                 "notes": list(self.notes)}
+
+
+def _plain(d):
+    return d if isinstance(d, int) else str(d)

@@ -273,6 +273,9 @@ class RankRebuild:
             size = v.shape[tokens] // ranks
             return out, self.split_of(group, tokens, v.shape[tokens], self.index[group] * size,
                                       (self.index[group] + 1) * size)
+        if self.sp and group == "tp":
+            self.notes.append(f"'{self.node.name}': {v.shape[tokens] if v.rank >= 2 else 1} tokens do not split "
+                              f"over tp={ranks}: all-reduce instead of reduce-scatter")
         return self.emit1(AllReduce(ranks, "sum", group), [v], "allreduce"), None
 
 

@@ -94,6 +94,9 @@ def test_tp_llama_block_splits_heads_and_mlp_with_one_all_reduce_per_half(tp):
     assert program.world_size == tp and len(program.rank_graphs) == tp
     for r, g in enumerate(program.rank_graphs):
         assert collectives(g) == ["AllReduce", "AllReduce"]
+        # each all-reduces the block half's output: batch 2 x 8 tokens x hidden 32 x 4 bytes
+        assert [(c["op"], c["group"], c["ranks"], c["bytes"]) for c in program.collectives(r)] == \
+            [("AllReduce", "tp", tp, 2 * 8 * 32 * 4)] * 2
         (attn,) = g.attention_ops()
         assert (attn.spec.num_heads, attn.spec.num_kv_heads) == (4 // tp, 4 // tp)
         wq = g.constants["q_proj_weight_t"]
