@@ -21,7 +21,8 @@ Equations (per op; U filter updates, of which U_d carry data-dependent weights, 
 Policies: operands are quantized to `operand_bits` (spec, default 8); p bits on b-bit devices take
 ceil(p / b_in) input slices x ceil(p / b_f) weight slices x ceil(p / adc_bits) camera exposures, recombined with
 shifts on the host. Signed weights take two passes (W = W+ - W-, "two_pass") or a bias ("bias"); signed inputs
-default to a bias (x + c >= 0, corrected on the host by c·colsum(W)). The detector reads |E|^2 of a non-negative
+default to two passes as well (the "bias" option, x + c >= 0 corrected on the host by c·colsum(W), puts the signal on
+a pedestal; docs/optical.md). The detector reads |E|^2 of a non-negative
 field, so the host takes one square root per output per pass and combines passes and k-chunks.
 Mappings (Goodman, Introduction to Fourier Optics, ch. 8: a 4f system correlates the input with the filter's kernel):
   * correlation of P planes (h x w) with one kernel (kh x kw): planes tile the aperture side by side (pitch h for
@@ -202,14 +203,31 @@ def correlate(dev: Optical4fDevice, planes: int, image: tuple[int, int], kernel:
     return work
 
 
+# Accuracy bound on the filter tile (docs/optical.md "Why the filter tile is capped"). The Fourier filter is
+# quantized against its largest spectral amplitude, the DC term = the sum of all n_t·k_t non-negative weights of
+# the tile, while each output reads one k_t-long row of it; by Parseval the quantization noise of a product is
+# then ≈ n_t / ((2^b_f − 1)·√12) of its value (uniform rounding, step/√12). Capping n_t at FILTER_ERROR·(2^b_f − 1)·√12
+# keeps it near FILTER_ERROR per sign pass whatever k is: 17 columns at 8 bits, 4,540 at 16 (no cap in practice).
+# Measured (benchmarks/optical_accuracy.py, 256x256 @ 256x384, 8 bits, noise off, two-pass inputs): n_t 384 -> 0.15,
+# n_t 16 -> 0.038.
+FILTER_ERROR = 0.02
+
+
+def filter_n_tile_max(dev: Optical4fDevice) -> int:
+    """The widest filter tile (output columns) whose filter quantization error stays near FILTER_ERROR."""
+    return max(1, int(FILTER_ERROR * ((1 << dev.filter_bits) - 1) * math.sqrt(12)))
+
+
 def _best_n_tile(dev: Optical4fDevice, m: int, k_t: int, n: int, dynamic: bool) -> int:
-    """Output columns per filter tile: the widest tile (fewest refreshes) unless narrower tiles, which pack more
-    rows per frame, save more frame time than their extra refreshes cost."""
+    """Output columns per filter tile: the widest tile the filter's precision allows (`filter_n_tile_max`; fewest
+    refreshes) unless narrower tiles, which pack more rows per frame, save more frame time than their extra
+    refreshes cost."""
     ah, aw = dev.aperture
+    cap = min(ah, filter_n_tile_max(dev))
     t_frame = max(dev.input_frame_s, dev.camera_frame_s)
     t_upd = dev.filter_refresh_s + (dev.fft_s if dynamic else 0.0)
-    best, best_t = min(n, ah), float("inf")
-    first = math.ceil(n / ah)
+    best, best_t = min(n, cap), float("inf")
+    first = math.ceil(n / cap)
     for tiles in range(first, min(n, first + 64) + 1):
         n_t = math.ceil(n / tiles)
         t = math.ceil(n / n_t) * (t_upd + math.ceil(m / ((ah // n_t) * (aw // k_t))) * t_frame)
@@ -242,7 +260,8 @@ def matmul(dev: Optical4fDevice, m: int, k: int, n: int, batch: int = 1, dynamic
                        dynamic_updates=updates if dynamic else 0,
                        in_bytes=float(batch * m * k * in_b * n_tiles * wp * ip), out_bytes=outputs * out_b * reads,
                        filter_bytes=float(updates * ah * aw * math.ceil(dev.filter_bits / 8)),
-                       host_flops=_sign_host_flops(outputs, reads, signed_inputs, dev), optical_macs=outputs * k,
+                       host_flops=_sign_host_flops(outputs, reads, signed_inputs, dev) + batch * m * (k + n),  # + row scales
+                       optical_macs=outputs * k,
                        tile=(k_t, n_t))
     if dynamic and signed_inputs and dev.signed_inputs == "bias":
         work.host_flops += batch * k * n  # column sums of the new weights for the offset correction

@@ -9,7 +9,8 @@ With coherent detection the field is read with its sign and signed operands go t
 Matrix product X (m x k) @ W (k x n) (the cost model's layout, cost_models/optical4f.py): W's (k_t x n_t) tile,
 transposed, is the kernel h[a, c] = W[c, a]; each X row is a horizontal strip placed at the bottom row of an
 n_t x k_t slot, so the correlation at (slot row i0 − a, slot column 0) is Σ_c X[r, c]·W[c, a] = (XW)[r, a].
-floor(A_h/n_t)·floor(A_w/k_t) rows share a frame; k is cut into ceil(k/k_t) chunks summed on the host.
+floor(A_h/n_t)·floor(A_w/k_t) rows share a frame; k is cut into ceil(k/k_t) chunks summed on the host. The host
+scales each X row to full scale first (rows are independent: exact) and the readout back.
 Plane correlation: planes (h x w) tile a frame side by side; valid outputs never read a neighbour's pixels.
 Planes larger than the aperture are cut into overlapping aperture tiles (overlap-save): a tile of A pixels
 yields A − k + 1 valid outputs, the rest of its correlation falls off the camera and is recomputed by the
@@ -113,9 +114,14 @@ def matmul(sim: Simulator, x: np.ndarray, w: np.ndarray, tile: tuple[int, int], 
                     outs[i][r0:r0 + R, n0:n0 + nc] += _rows_read(y, R, nc, n_t, k_t)
         return outs
 
-    y = signed_product(sim, optical, lambda a, b: a @ b, x, w, stats)
+    # Per-row full scale: output row r depends on input row r alone, so the host scales every row to the SLM's full
+    # range and the readout back, exactly. Rows sharing one frame scale lose the small ones to the 8-bit input and
+    # the camera's range (attention outputs and softmax rows span 10-100x: o_proj of the example block 0.57 -> 0.07).
+    scale = np.max(np.abs(x), axis=1, keepdims=True) if x.size else np.ones((m, 1))
+    scale[scale == 0] = 1.0
+    y = signed_product(sim, optical, lambda a, b: a @ b, x / scale, w, stats) * scale
     stats.optical_macs += m * k * n
-    stats.host_flops += m * n * (math.ceil(k / k_t) - 1)   # k-chunk partial sums
+    stats.host_flops += m * n * (math.ceil(k / k_t) - 1) + m * k + m * n   # k-chunk sums; row scale and unscale
     return y
 
 

@@ -112,7 +112,7 @@ def test_planes_larger_than_aperture_overlap_save_matches_torch():
     want = F.conv2d(torch.from_numpy(planes)[:, None], torch.from_numpy(k)[None, None]).numpy()[:, 0]
     np.testing.assert_allclose(y, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
     tiles = math.ceil(33 / 12) * math.ceil(26 / 13)               # (A - k + 1) valid outputs per tile and axis
-    assert st.frames == 3 * tiles * 2                              # one tile per frame, two sign passes of k
+    assert st.frames == 3 * tiles * 2 * 2        # one tile per frame, two sign passes of k x two of the signed planes
     with pytest.raises(ValueError, match="exceeds the 16x16 aperture"):
         mapping.correlate_planes(Simulator(cfg), planes, RNG.normal(size=(17, 3)), Counters())
 
@@ -135,7 +135,7 @@ def test_bitplane_dmd_one_frame_per_bit_and_coherent_detection():
         st = Counters()
         y = mapping.matmul(Simulator(cfg), x, w, (8, 6), st)
         assert rel(y, x @ w) < 2e-3
-        passes = 1 if cfg.detection == "coherent" else 2 * 1   # coherent reads the sign: no weight passes
+        passes = 1 if cfg.detection == "coherent" else 2 * 2   # coherent reads the sign: no sign passes
         assert st.frames == frames_per * passes
 
 
