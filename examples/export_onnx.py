@@ -2,8 +2,7 @@
 
     python examples/export_onnx.py block.onnx      # static shapes: x float32[2, 128, 256]
 
-torch.onnx's dynamo exporter; the legacy one cannot export SDPA with enable_gqa=True. (With dynamic dims the
-RoPE table slice `cos[:s]` becomes a symbolic ONNX Slice that attncc's ONNX importer does not fold yet.)
+torch.onnx's dynamo exporter; the legacy one cannot export SDPA with enable_gqa=True.
 """
 from __future__ import annotations
 
