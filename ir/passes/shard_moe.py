@@ -45,7 +45,9 @@ def plan_moe(graph: Graph, ep: int, slices: dict[str, WeightSlice]) -> list[str]
             raise IRError(f"ep={ep} does not divide the {experts} experts; legal ep sizes: {divisors(experts)}", n)
         per = experts // ep
         slices[n.inputs[1].producer.op.key] = WeightSlice(0, tuple((i * per, (i + 1) * per) for i in range(ep)), "ep")
-    return [f"MoE: {len(found)} expert matmuls, {found[0].inputs[1].shape[0]} experts over ep={ep}"]
+    return [f"MoE: {len(found)} expert matmuls, {found[0].inputs[1].shape[0]} experts over ep={ep}; dispatch "
+            "all-to-alls carry every routed row to every expert owner (static shapes: the capacity-free upper "
+            "bound; a routed dispatch sends each row only to the owners of its top-k experts)"]
 
 
 def combine(rb: RankRebuild, v: Value, lay: Partial) -> tuple[Value, Split | None]:
