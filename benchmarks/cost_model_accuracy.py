@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         sys.path.insert(0, __import__("os").path.dirname(__file__))
         from block_accuracy import run
 
-        run(args.quick, args.json)
+        run(args.quick, args.json, args.wait)
         return 0
 
     print(f"load average before timing: {load_average():.2f}", flush=True)
