@@ -7,6 +7,8 @@ copied into every segment that reads them (weights are bound per segment, never 
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from .errors import IRError
@@ -94,7 +96,8 @@ def split_at_collectives(graph: Graph) -> list[ComputeSegment | CollectiveStep]:
 def _segment(graph: Graph, nodes: list[Node], idx: int, consumers_after: dict[str, int], graph_outputs: set[str],
              number: int) -> ComputeSegment:
     """A standalone graph of `nodes` (plus the constants they read) with inputs for every value from outside."""
-    g = Graph(f"{graph.name}_seg{number}", metadata=dict(graph.metadata))
+    # named by position only: segment k of every rank of a stage prints alike (one cached build)
+    g = Graph(f"segment{number}", metadata={k: v for k, v in graph.metadata.items() if k != "parallel"})
     members = {id(n) for n in nodes}
     vmap: dict[int, Value] = {}
     inputs: list[str] = []
@@ -104,10 +107,14 @@ def _segment(graph: Graph, nodes: list[Node], idx: int, consumers_after: dict[st
             return vmap[id(v)]
         if v.producer is not None and v.producer.op.op_name == "Constant":
             key = v.producer.op.key
-            g.constants[key] = graph.constants[key]
-            g._names.add(key)
-            node = Node(v.producer.name, v.producer.op, [], [], v.producer.source)
-            node.outputs = [Value(v.name, v.type, node)]
+            # a rank's weight block is named <weight>_r<block>; the segment names it <weight>, so the
+            # segments of identical shards print alike and share one cached build (weights bind at load)
+            plain = re.sub(r"_r\d+$", "", key)
+            name = plain if plain not in graph.constants and plain not in g._names else key
+            g.constants[name] = graph.constants[key]
+            g._names.add(name)
+            node = Node(name, dataclasses.replace(v.producer.op, key=name), [], [], v.producer.source)
+            node.outputs = [Value(name, v.type, node)]
             g.nodes.append(node)
             vmap[id(v)] = node.outputs[0]
             return vmap[id(v)]

@@ -7,10 +7,17 @@ import torch
 import attncc
 
 
-def _check(model, inputs, plan, **kw) -> float:
-    """Compile this rank's shard, run it on the full inputs, return the max abs difference to eager torch."""
+def _check(model, inputs, plan, builds: list | None = None, **kw) -> float:
+    """Compile this rank's shard, run it on the full inputs, return the max abs difference to eager torch
+    (`builds`: appended with every rank's fresh kernel builds)."""
+    import torch.distributed as dist
+
     cm = attncc.compile(model, inputs, target="cpu", parallel=plan, **kw)
     got = cm(*inputs)
+    if builds is not None:
+        every = [None] * dist.get_world_size()
+        dist.all_gather_object(every, cm.builds)
+        builds.extend(every)
     with torch.no_grad():
         want = model(*inputs)
     got = got if isinstance(got, tuple) else (got,)
@@ -26,8 +33,9 @@ def llama_tp_and_decoder_pp() -> dict:
     block = LlamaStyleBlock(hidden=32, heads=4, kv_heads=2, ffn=48, max_seq=16).eval()
     decoder = TinyLlama(vocab=64, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48).eval()
     dec_inputs = (torch.randint(0, 64, (1, 3)), torch.randn(2, 1, 2, 4, 8), torch.randn(2, 1, 2, 4, 8))
-    return {"tp2_block": _check(block, (torch.randn(2, 8, 32),), {"tp": 2}),
-            "pp2_decoder": _check(decoder, dec_inputs, {"pp": 2})}
+    builds: list[int] = []
+    return {"tp2_block": _check(block, (torch.randn(2, 8, 32),), {"tp": 2}, builds),
+            "pp2_decoder": _check(decoder, dec_inputs, {"pp": 2}), "tp2_builds": builds}
 
 
 def mixtral_ep() -> float:
@@ -106,3 +114,19 @@ def export_tp2_block(directory: str) -> float:
         np.savez(os.path.join(os.path.dirname(directory), "inputs.npz"), **{cm.program.input_names[0]: x.numpy()})
         np.savez(os.path.join(os.path.dirname(directory), "expected.npz"), want.numpy())
     return float((y - want).abs().max()) if dist.get_rank() == 0 else 0.0
+
+
+def cuda_tp2_export(directory: str) -> dict:
+    """A TP=2 cuda build compiles and exports on a machine without a GPU (the group here is gloo; the export
+    names NCCL as the backend its ranks start)."""
+    import json
+    import os
+
+    from examples.models import LlamaStyleBlock
+
+    torch.manual_seed(0)
+    block = LlamaStyleBlock(hidden=64, heads=4, kv_heads=2, ffn=128, max_seq=32).eval()
+    cm = attncc.compile(block, (torch.randn(1, 16, 64),), target="cuda", parallel={"tp": 2})
+    cm.export(directory)
+    with open(os.path.join(directory, "manifest.json")) as f:
+        return json.load(f)

@@ -17,6 +17,9 @@ def test_tp2_gqa_block_and_pp2_decoder_equal_eager_on_two_ranks(tmp_path, monkey
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path))
     errors = launch(jobs.llama_tp_and_decoder_pp, 2)
     assert errors["tp2_block"] < TOL and errors["pp2_decoder"] < TOL, errors
+    # identical shards share one build: rank 0 builds, rank 1 finds the same kernels in the cache
+    first, second = errors["tp2_builds"]
+    assert first > 0 and second == 0, errors["tp2_builds"]
 
 
 @pytest.mark.slow  # ~1 min each: transformers models built, imported and compiled on every rank
@@ -54,3 +57,15 @@ def test_a_rank_that_dies_fails_the_job_naming_it():
     with pytest.raises(DistributedError, match=r"rank (1 died|0 failed)"):
         launch(jobs.rank_one_dies, 2, timeout_s=20)
     assert time.monotonic() - start < 90
+
+
+@pytest.mark.slow  # cuda codegen + nvcc for two ranks' segments
+def test_cuda_tp2_builds_and_exports_with_nccl_as_the_group_backend(tmp_path, monkeypatch):
+    import shutil
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not installed: the cuda target cannot build its fatbin here")
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    manifest = launch(jobs.cuda_tp2_export, 2, str(tmp_path / "folder"))
+    assert manifest["backend"] == "nccl" and manifest["target"] == "cuda" and manifest["world_size"] == 2
+    assert any(name.endswith(".so") for name in manifest["files"]), sorted(manifest["files"])
