@@ -89,8 +89,14 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
     return compiled
 
 
-def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "host-cpu", **options):
+def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "host-cpu", system: str | None = None,
+            parallel: dict | None = None, **options):
     """Cost report of a model (or an already optimized graph) on `hardware` (see `attncc.hardware()`).
+
+    With `system` (e.g. "dgx-h100", see `attncc.cost_models.list_systems()`) and/or `parallel` ({"tp": 8, "ep": 1,
+    "pp": 1, "dp": 1}): a SystemReport of one step per rank (compute, memory, collectives, memory per device,
+    tokens/s); extra options: overlap ("none" | "full"), weight_dtype / kv_dtype / dispatch_dtype ("bf16" | "fp8",
+    "int8" for kv). See attncc/systems_api.py.
 
     Options: phase ("prefill" | "decode"), seq, batch, past (KV length for decode), dims (symbol values:
     each must name a dynamic dim of the model). seq/batch/past that bind no dim are named in the report's notes.
@@ -102,6 +108,10 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
 
     from .cost_models.repeated import scale_repeated_layers
 
+    if system is not None or parallel is not None:
+        from .systems_api import analyze_system
+
+        return analyze_system(model_or_graph, example_inputs, system=system or "dgx-h100", parallel=parallel, **options)
     target = None if options.pop("per_op", False) else \
         options.pop("target", None) or default_target(get_hardware(hardware).name)
     options["kernels"], options["target"] = kernel_rules(target), target or ""
