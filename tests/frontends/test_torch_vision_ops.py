@@ -29,20 +29,23 @@ def _check(fn, *shape):
     return graph
 
 
-@pytest.mark.parametrize("order", [2, 1, float("inf")])
+@pytest.mark.parametrize("order", [2, pytest.param(1, marks=pytest.mark.slow),
+                                   pytest.param(float("inf"), marks=pytest.mark.slow)])
 def test_vector_norm(order):
     _check(lambda x: F.normalize(x, dim=-1, p=order) if order == 2 else torch.linalg.vector_norm(x, order, dim=(1, 2)),
            2, 3, 5, 4)
 
 
-@pytest.mark.parametrize("kwargs", [dict(size=(7, 9), align_corners=False), dict(size=(7, 9), align_corners=True),
-                                    dict(scale_factor=2.0, align_corners=False), dict(size=(3, 2), align_corners=False)])
+@pytest.mark.parametrize("kwargs", [dict(size=(7, 9), align_corners=False),
+                                    pytest.param(dict(size=(7, 9), align_corners=True), marks=pytest.mark.slow),
+                                    dict(scale_factor=2.0, align_corners=False),
+                                    pytest.param(dict(size=(3, 2), align_corners=False), marks=pytest.mark.slow)])
 def test_bilinear_resize(kwargs):
     graph = _check(lambda x: F.interpolate(x, mode="bilinear", **kwargs), 2, 3, 5, 4)
     assert len(graph.find("MatMul")) == 2   # separable: one interpolation matrix per spatial axis
 
 
-@pytest.mark.parametrize("kwargs", [dict(scale_factor=2.0), dict(size=(7, 3))])
+@pytest.mark.parametrize("kwargs", [dict(scale_factor=2.0), pytest.param(dict(size=(7, 3)), marks=pytest.mark.slow)])
 def test_nearest_resize(kwargs):
     _check(lambda x: F.interpolate(x, mode="nearest", **kwargs), 1, 2, 5, 4)
 
