@@ -24,6 +24,7 @@ sys.path.insert(0, ROOT)
 from attncc.distributed import launch  # noqa: E402
 
 OPS = ("all_reduce", "all_gather", "all_to_all")
+FFN = {512: 1376, 1024: 2752}       # the block benchmark's sizes (benchmarks/cpu_block.py, ANCHORS.md)
 
 
 def _time_collectives(sizes: list[int], reps: int) -> dict:
@@ -61,7 +62,7 @@ def _time_tp_block(hidden: int, seq: int, reps: int) -> float:
     from examples.models import LlamaStyleBlock
 
     torch.manual_seed(0)
-    block = LlamaStyleBlock(hidden=hidden, heads=hidden // 64, kv_heads=max(1, hidden // 256), ffn=hidden * 8 // 3,
+    block = LlamaStyleBlock(hidden=hidden, heads=hidden // 64, kv_heads=max(1, hidden // 256), ffn=FFN[hidden],
                             max_seq=seq).eval()
     x = torch.randn(1, seq, hidden)
     cm = attncc.compile(block, (x,), target="cpu", parallel={"tp": dist.get_world_size()})
@@ -79,11 +80,11 @@ def _predicted_block(hidden: int, seq: int, tp: int) -> float | None:
     import attncc
     from examples.models import LlamaStyleBlock
 
-    block = LlamaStyleBlock(hidden=hidden, heads=hidden // 64, kv_heads=max(1, hidden // 256), ffn=hidden * 8 // 3,
+    block = LlamaStyleBlock(hidden=hidden, heads=hidden // 64, kv_heads=max(1, hidden // 256), ffn=FFN[hidden],
                             max_seq=seq).eval()
     try:
         report = attncc.analyze(block, (torch.randn(1, seq, hidden),), hardware="host-cpu", system="host-loopback",
-                                parallel={"tp": tp})
+                                parallel={"tp": tp}, phase="prefill", seq=seq, batch=1)
     except TypeError as e:   # an attncc without systems pricing
         print(f"  (no TP prediction: {e})")
         return None
