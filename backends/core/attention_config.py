@@ -33,6 +33,8 @@ class AttentionKernelConfig:
     window_left: int | None = None
     window_right: int | None = None
     softcap: float | None = None
+    # ALiBi's max_bias: query head h adds slope_h * (k_pos - q_pos), the slopes in closed form (no input)
+    alibi: float | None = None
     mask_input: str = "none"
     q_block: int | None = None
     kv_block: int | None = None
@@ -69,6 +71,9 @@ class AttentionKernelConfig:
         if self.softcap is not None and (not isinstance(self.softcap, (int, float))
                                          or not self.softcap > 0 or not math.isfinite(self.softcap)):
             raise ValueError(f"softcap must be None or a finite number > 0, got {self.softcap!r}")
+        if self.alibi is not None and (not isinstance(self.alibi, (int, float)) or isinstance(self.alibi, bool)
+                                       or not self.alibi > 0 or not math.isfinite(self.alibi)):
+            raise ValueError(f"alibi (max_bias) must be None or a finite number > 0, got {self.alibi!r}")
         if self.mask_input not in MASK_KINDS:
             raise ValueError(f"mask_input must be one of {MASK_KINDS}, got {self.mask_input!r}")
         for name in ("q_block", "kv_block", "num_splits"):

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 from tvm.script import tirx as T
 
 from ...core.attention_config import AttentionKernelConfig
-from .mathfn import f32, fast_tanh, NEG_INF, LOG2E  # noqa: F401
+from .mathfn import f32, fast_exp2, fast_tanh, NEG_INF, LOG2E  # noqa: F401
 
 
 @dataclass
@@ -74,12 +74,27 @@ def _softcap(ctx: ModContext, s):
     return f32(c) * fast_tanh(s * f32(1.0 / c))
 
 
+def alibi_slope(q_heads: int, max_bias: float, h):
+    """ALiBi's slope of query head h as a TIR expression: 2^(-max_bias·k/n), n = 2^ceil(log2 H), k = h + 1; for H
+    not a power of two the even k (2, 4, .., n) then the odd ones (MPT's gen_slopes, BLOOM's build_alibi_tensor)."""
+    n = 1 << (q_heads - 1).bit_length()
+    k = h + 1 if n == q_heads else T.Select(h < n // 2, 2 * h + 2, 2 * (h - n // 2) + 1)
+    return fast_exp2(f32(-float(max_bias) / n) * T.Cast("float32", k))
+
+
+def _alibi(ctx: ModContext, s):
+    # the key's offset from the query's position, times the head's slope: no (Sq, Skv) bias tensor is read
+    rel = T.Cast("float32", ctx.kj - ctx.pos)
+    return s + alibi_slope(ctx.cfg.q_heads, ctx.cfg.alibi, ctx.h) * rel
+
+
 def _additive(ctx: ModContext, s):
     return s + T.Cast("float32", ctx.mask_value())
 
 
 SCORE_MODS: list[ScoreMod] = [
     ScoreMod("softcap", lambda c: c.softcap is not None, _softcap),     # before masking
+    ScoreMod("alibi", lambda c: c.alibi is not None, _alibi),           # where the spec's bias sits
     ScoreMod("additive_mask", lambda c: c.mask_input == "additive", _additive),
 ]
 
