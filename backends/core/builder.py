@@ -8,6 +8,7 @@ import tvm
 from ... import ir
 from ...ir.interpreter import bind_dims
 from .attention import AttentionLowering, reference_callable
+from .dedupe import dedupe_funcs
 from .errors import LoweringError
 from .fusion import classify, folded_slices, fusion_rules, plan_groups
 from .groups import GroupBuilder
@@ -117,6 +118,7 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
         if v.name not in plan.values:
             raise LoweringError(v.producer.name if v.producer else v.name, "output", "graph output was fused away")
         plan.outputs.append(v.name)
+    dedupe_funcs(plan)   # identical layers / repeated shapes: one function, many steps (built once)
     references = {i: reference_callable(n) for i, n in attn.references.items()}
     return plan, references
 

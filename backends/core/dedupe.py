@@ -1,0 +1,43 @@
+"""Identical kernels build once: plan steps whose PrimFuncs are structurally equal call one function.
+
+A 12-layer model whose layers are identical lowers to 12 copies of each layer kernel (same shapes, same
+schedule, different names); the plan's one library keeps one of them and every step calls it, so TVM
+compiles each distinct kernel once. Equality is TVM's structural equality with the function's name
+(`global_symbol`) left out, checked after a structural-hash match.
+"""
+from __future__ import annotations
+
+import tvm_ffi
+
+from .plan import Plan
+
+
+def _anonymous(func):
+    """The PrimFunc without its exported name (the one attribute that differs between copies)."""
+    return func.without_attr("global_symbol") if func.attrs and "global_symbol" in func.attrs else func
+
+
+def dedupe_funcs(plan: Plan) -> dict[str, str]:
+    """Merge structurally equal PrimFuncs of `plan` in place: each duplicate's steps call the first
+    function with that body, and the duplicate leaves `plan.funcs`. Returns {dropped name: kept name}."""
+    kept: dict[int, list[tuple[str, object]]] = {}
+    renamed: dict[str, str] = {}
+    for name, func in plan.funcs.items():
+        body = _anonymous(func)
+        bucket = kept.setdefault(tvm_ffi.structural_hash(body), [])
+        twin = next((n for n, b in bucket if tvm_ffi.structural_equal(b, body)), None)
+        if twin is None:
+            bucket.append((name, body))
+        else:
+            renamed[name] = twin
+    for name in renamed:
+        del plan.funcs[name]
+    for step in plan.steps:
+        if step.get("func") in renamed:
+            step["func"] = renamed[step["func"]]
+    return renamed
+
+
+def kernel_count(plan: Plan) -> int:
+    """Distinct compiled functions the plan's steps call (works for plans loaded from JSON too)."""
+    return len({s["func"] for s in plan.steps if s.get("func")})
