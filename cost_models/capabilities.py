@@ -34,3 +34,6 @@ class Capabilities:
     dtypes: tuple[str, ...] = ("float32",)
     runs_here: bool = True          # can execute on this machine (vs generate-only)
     tiles: TileRules = TileRules()
+    # score-mod kinds the attention kernel computes itself: decompose-variants keeps them on the op instead of
+    # materializing a (1, H, Sq, Skv) bias constant
+    kernel_score_mods: tuple[str, ...] = ()

@@ -21,6 +21,7 @@ from ...ir import Node
 from ...ir import dims as irdims
 from ...ir.interpreter import FEATURE_REFERENCES, attention_reference
 from ...ir.kernels import FusionRules, attention_parts, kernel_blocker, mask_needs_copy
+from ...ir.kernels.attention_parts import host_features
 from ...ir.ops import Rotary
 from . import te_layout
 from .attention_config import AttentionKernelConfig
@@ -97,7 +98,7 @@ class AttentionLowering:
         """Emit the kernels `attention_parts` decides for `node` (the cost report prices the same list)."""
         spec = node.op.spec
         self.parts = parts = attention_parts(node, self.shapes, self.rules)
-        feats = spec.features_list()
+        feats = host_features(spec, self.rules)   # alibi on cpu: the kernel's own score mod
         if feats:
             return self._reference(node, feats)
         named = dict(zip(spec.input_names(), node.inputs))
@@ -185,7 +186,7 @@ class AttentionLowering:
                     dynamic=dynamic,
                     scale=float(spec.scale), dtype=dtype, causal=spec.mask.causal, alignment=spec.mask.alignment,
                     window_left=spec.mask.window_left, window_right=spec.mask.window_right,
-                    softcap=spec.softcap, mask_input=mask_kind,
+                    softcap=spec.softcap, mask_input=mask_kind, alibi=_alibi(spec),
                     v_from_k=self.groups.graph.metadata.get("kernel_hints", {}).get(node.name) == "v-from-k")
         blocks = {}
         if tiling is not None:
@@ -265,6 +266,12 @@ class AttentionLowering:
         self.references[len(self.plan.steps)] = node
         self.plan.steps.append({"kind": "reference", "node": node.name, "op": "Attention",
                                 "inputs": [v.name for v in node.inputs], "outputs": [v.name for v in node.outputs]})
+
+
+def _alibi(spec) -> float | None:
+    """The ALiBi max_bias the kernel computes in place of a bias tensor (decompose-variants kept it), or None."""
+    mods = [m for m in spec.score_mods if m.kind == "alibi"]
+    return float(mods[0].max_bias) if mods else None
 
 
 def reference_callable(node: Node):

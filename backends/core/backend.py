@@ -44,7 +44,7 @@ class TvmBackend:
         Variant features are first decomposed into plain Attention + IR ops (`decompose_variants`).
         """
         options = dict(options or {})
-        graph = decompose_variants(graph)
+        graph = decompose_variants(graph, self.plugin.capabilities.kernel_score_mods)
         target = self.target(options)
         self.hardware, self.capabilities = self.plugin.hardware, self.plugin.capabilities   # e.g. the cuda arch's
         self.plugin.check_graph(graph, target, options)

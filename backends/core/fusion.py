@@ -10,7 +10,8 @@ def fusion_rules(plugin, options: dict | None = None) -> FusionRules:
     """The target plugin's parameters of the grouping decision (and the build options that change it)."""
     return FusionRules(gate_cols=int(getattr(plugin.matmul, "gate_cols", 0) or 0),
                        attention_mask_full=bool(getattr(plugin, "attention_mask_full", False)),
-                       attention_generic=(options or {}).get("attention") == "generic")
+                       attention_generic=(options or {}).get("attention") == "generic",
+                       kernel_score_mods=tuple(getattr(plugin.capabilities, "kernel_score_mods", ())))
 
 
 # the target whose build a catalog device's cost report prices (its kernel grouping and launches); devices

@@ -10,6 +10,7 @@ import tvm
 
 from ...ir import Graph
 from ...ir.passes import run_pipeline
+from ...ir.passes.decompose_variants import kernel_computes
 from ...ir.passes.pipelines import DECOMPOSE
 from .attention import reference_callable
 from .builder import build_plan
@@ -136,13 +137,17 @@ class Program:
 DECOMPOSE_PIPELINE = DECOMPOSE   # ir/passes/pipelines.py: every pipeline is defined there
 
 
-def decompose_variants(graph: Graph) -> Graph:
+def decompose_variants(graph: Graph, keep: tuple[str, ...] = ()) -> Graph:
     """The graph with variant-feature Attention ops rewritten for the flash kernels (a copy; `graph` is unchanged).
 
     Runs here, not in the default pipeline, so the cost report and tiling still see the features. Nodes the
     pass cannot rewrite keep their features (the host-reference fallback; its note gives the pass's reason).
+    `keep`: score-mod kinds the target's kernels compute (Capabilities.kernel_score_mods), left on the op.
     """
     graph = split_fused_attention(graph)   # FusedAttention: attention kernel + projection matmul
-    if not any(n.op.spec.features_list() for n in graph.nodes if n.op.op_name == "Attention"):
+    if not any(n.op.spec.features_list() and not kernel_computes(n.op.spec, keep)
+               for n in graph.nodes if n.op.op_name == "Attention"):
         return graph
-    return run_pipeline(graph, DECOMPOSE_PIPELINE)
+    first, rest = DECOMPOSE_PIPELINE.split(",", 1)
+    pipeline = f"{first}{{keep={'+'.join(keep)}}},{rest}" if keep else DECOMPOSE_PIPELINE
+    return run_pipeline(graph, pipeline)

@@ -31,11 +31,17 @@ def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.T
     raw = te.compute(full, lambda b, h, i, j: te.sum(q[b, h, i, d].astype(f32) * k[b, h // g, j, d].astype(f32), axis=d),
                      name="qk")
     cap = tirx.const(spec.softcap or 1.0, f32)
+    alibi = next((mod.max_bias for mod in spec.score_mods if mod.kind == "alibi"), None)
+    nh = 1 << (int(H) - 1).bit_length()   # ALiBi's slopes: 2^(-max_bias·k/nh) (attncc.ir alibi_slopes)
 
     def score(b, h, i, j):
         s = raw[b, h, i, j] * tirx.const(spec.scale, f32)
         if spec.softcap and spec.softcap_order == "before_mask":
             s = cap * te.tanh(s / cap)
+        if alibi is not None:   # a kept alibi score mod (Capabilities.kernel_score_mods): slope_h · (j - pos_i)
+            kh = h + 1 if nh == int(H) else tirx.Select(h < nh // 2, 2 * h + 2, 2 * (h - nh // 2) + 1)
+            slope = tirx.exp2(tirx.const(-float(alibi) / nh, f32) * kh.astype(f32))
+            s = s + slope * (j - (i + offset)).astype(f32)
         if m.input == "additive":
             s = s + load(mask, (b, h, i, j), full).astype(f32)
         if spec.softcap and spec.softcap_order == "after_mask":

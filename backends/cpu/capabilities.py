@@ -16,4 +16,5 @@ def cpu_capabilities() -> Capabilities:
     """This machine: SIMD width from cpuinfo, L1d/L2 from sysfs, the kernels' tile rules."""
     l1, l2 = host_caches()
     return Capabilities(vector_width_bits=vector_width_bits(), on_chip_bytes=l1, second_level_bytes=l2,
-                        tensor_cores=False, dtypes=host_dtypes(), runs_here=True, tiles=CPU_TILES)
+                        tensor_cores=False, dtypes=host_dtypes(), runs_here=True, tiles=CPU_TILES,
+                        kernel_score_mods=("alibi",))

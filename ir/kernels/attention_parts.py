@@ -26,6 +26,12 @@ def kernel_blocker(spec, rules: FusionRules) -> str | None:
     return None
 
 
+def host_features(spec, rules: FusionRules) -> list:
+    """The spec's variant features no kernel computes (they run on the host reference); the score mods in
+    `rules.kernel_score_mods` (e.g. alibi on cpu) are the kernel's own."""
+    return [f for f in spec.features_list() if f.kind not in rules.kernel_score_mods]
+
+
 def _bhsd(shape) -> tuple:
     return (shape[0], shape[2], shape[1], shape[3])
 
@@ -47,7 +53,7 @@ def attention_parts(node: Node, shapes: dict[int, tuple], rules: FusionRules) ->
 
     `shapes`: id(Value) -> shape, as given to `plan_groups`."""
     spec = node.op.spec
-    if spec.features_list():   # undecomposed variant features: the host reference, one step
+    if host_features(spec, rules):   # undecomposed variant features: the host reference, one step
         return ["reference"]
     named = dict(zip(spec.input_names(), node.inputs))
     bshd = spec.layout == "bshd"

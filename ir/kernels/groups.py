@@ -138,6 +138,7 @@ class FusionRules:
     gate_cols: int = 0                 # gated-matmul panel width; 0: gate and up stay two matmuls
     attention_mask_full: bool = False  # the attention kernel reads the mask at (b, h): broadcast masks are expanded
     attention_generic: bool = False    # options["attention"] == "generic": the TE attention, never the flash kernel
+    kernel_score_mods: tuple = ()      # score mods the attention kernels compute (Capabilities.kernel_score_mods)
 
 
 def plan_groups(graph: Graph, shapes: dict[int, tuple], gate_cols: int = 0) -> tuple[list[Node], dict[str, Group]]:

@@ -4,6 +4,8 @@ Each feature kind's rewrite is `DECOMPOSITIONS[kind]` (ir/passes/decompose/, one
 compose, so one rewrite handles all of a node's score mods. A node whose rewrite raises `Undecomposable` (a
 recurrence with no matrix form, a symbolic dim a mask constant needs, ...) or whose kind has no rewrite is
 left unchanged and recorded in graph.diagnostics with the reason, so a backend can fall back and say why.
+Option `keep` ("alibi", several joined by "+"): score-mod kinds the target's attention kernel computes itself
+(Capabilities.kernel_score_mods); a node whose only features are those stays as is (no bias constant is built).
 Requires: nothing (run it in a backend, after the cost model and tiling saw the features).
 Guarantees: same outputs (the interpreter agrees to rounding); decomposed Attention ops have no features
 and no tiling (the kernel heuristics pick tiles); the replaced output values keep their names.
@@ -24,6 +26,14 @@ def decomposition_for(node: Node):
     spec = node.op.spec
     feat = spec.kv_source or spec.head_mixing or spec.score_mods[0]
     return feat.kind, DECOMPOSITIONS.get(feat.kind)
+
+
+def kernel_computes(spec, keep) -> bool:
+    """True when every feature of `spec` is a score mod in `keep` and sits where the kernels apply it (before a
+    softcap-after-mask, which the kernels do not run): the attention kernel computes it, nothing is rewritten."""
+    feats = spec.features_list()
+    return bool(feats) and all(f.kind in keep for f in feats) and \
+        not (spec.softcap and spec.softcap_order == "after_mask")
 
 
 def decompose_node(graph: Graph, node: Node) -> str | None:
@@ -66,10 +76,12 @@ class DecomposeVariants(Pass):
     """Rewrite variant-feature Attention ops into plain Attention + IR ops; record the ones kept and why."""
 
     name: ClassVar[str] = "decompose-variants"
+    keep: str = ""
 
     def run(self, graph: Graph) -> Graph:
+        keep = set(filter(None, self.keep.split("+")))
         for node in graph.find("Attention"):
-            if not node.op.spec.features_list():
+            if not node.op.spec.features_list() or kernel_computes(node.op.spec, keep):
                 continue
             reason = decompose_node(graph, node)
             if reason is not None:
