@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from .capabilities import Capabilities
@@ -68,6 +69,9 @@ class Target:
     device: str                        # the cost_models/specs catalog entry it is priced as
     parallel_units: int                # cores / SMs the decode split-KV plan fills (read from the device)
     pipeline: str                      # its default pass pipeline
+
+    def __post_init__(self):
+        object.__setattr__(self, "tvm_target", MappingProxyType(dict(self.tvm_target)))   # frozen all the way
 
     @property
     def spec(self) -> str:
