@@ -21,6 +21,7 @@ import numpy as np
 
 from .fit import fit_efficiency
 from .hardware import HardwareSpec, SPEC_DIR, cache_dir, spec_from_dict
+from .host_match import this_host
 
 
 def _best(fn, repeat: int = 5) -> float:
@@ -193,6 +194,10 @@ def calibrate_host(save: bool = True, quick: bool = False, kernels: dict | None 
     base["launch_overhead_s"] = measure_call_overhead()
     base["launch_source"] = f"measured by calibrate_host {stamp}: trivial numpy call round trip"
     base["calibrated"] = stamp
+    base["host"] = this_host()   # which CPU these figures describe (reports elsewhere say uncalibrated)
+    host = base["host"]
+    base["description"] = (f"Calibrated on {host['cpu_model'] or 'this machine'} ({host['isa'] or 'unknown ISA'}, "
+                           f"{host['logical_cpus']} logical CPUs) by `attncc calibrate` {stamp}")
     spec = spec_from_dict(base, str(target))
     if kernels is not None:
         loads, n = kernels.get("loads") or [float("nan")], len(kernels["samples"])

@@ -141,6 +141,10 @@ class HardwareSpec:
     @property
     def provenance(self) -> str:
         """Where the figures come from, for report headers: "calibrated, FILE, DATE" or "default spec"."""
+        if self.extra.get("uncalibrated"):
+            from .host_match import UNCALIBRATED
+
+            return UNCALIBRATED
         stamp = self.extra.get("calibrated")
         if stamp:
             return f"calibrated, {self.path or 'not saved'}, {stamp}"
@@ -220,5 +224,18 @@ def get_hardware(name: str | HardwareSpec) -> HardwareSpec:
     if key == "host-cpu":
         calibrated = cache_dir() / "host-cpu.json"
         if calibrated.exists():
-            return spec_from_dict(json.loads(calibrated.read_text()), str(calibrated))
+            return _on_this_host(spec_from_dict(json.loads(calibrated.read_text()), str(calibrated)))
+        return _on_this_host(spec_from_dict(specs[key], str(catalog[key])))
     return spec_from_dict(specs[key], str(catalog[key]))
+
+
+def _on_this_host(spec: HardwareSpec) -> HardwareSpec:
+    """A host spec measured on another CPU: its description and provenance say it is uncalibrated here
+    instead of naming a CPU this machine is not (the measured host stays in `extra["host"]`)."""
+    from .host_match import UNCALIBRATED, host_mismatch
+
+    why = host_mismatch(spec.extra.get("host"))
+    if why is None:
+        return spec
+    return dataclasses.replace(spec, description=f"{UNCALIBRATED}: {why}",
+                               extra={**spec.extra, "calibrated": None, "uncalibrated": why})
