@@ -142,3 +142,21 @@ def test_symbolic_length_alibi_builds_once_for_every_length(tmp_path, monkeypatc
         np.testing.assert_allclose(ex(xs)[0], ir.run_graph(g, xs)[0], rtol=1e-4, atol=1e-5)
     program = ex.artifacts["program"]
     assert list(program.runners) == ["generic"] and program.builds == 1
+
+
+def test_generic_te_attention_computes_alibi_too(tmp_path, monkeypatch):
+    """options['attention'] == 'generic' (the TE fallback) reads the kept alibi from the spec as well."""
+    from attncc.backends.core.cache import CompileCache
+    from attncc.backends.cpu.backend import CpuBackend
+
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    model, x, g = _mpt_graph(6, False, 5)
+    ex = CpuBackend(cache=CompileCache()).lower(g, {"attention": "generic"})
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(ex([x.numpy()])[0], want, rtol=1e-4, atol=1e-5)
+    program = ex.artifacts["program"]
+    assert not _square_constants(program.graph, 5)
+    assert [m.kind for m in program.graph.attention_ops()[0].op.spec.score_mods] == ["alibi"]
+    steps = [s["op"] for r in program.runners.values() for s in r.plan.steps]
+    assert "Attention.attention_te" in steps, steps
