@@ -176,6 +176,13 @@ def _cmd_report(args) -> int:
     import attncc
     from attncc.cost_models import compare
 
+    if getattr(args, "system", None):  # a system of many devices (attncc/cli_systems.py)
+        from attncc.cli_systems import cmd_system_report
+
+        if len(args.model) != 1:
+            raise UsageError("--system prices one model at a time")
+        return cmd_system_report(args, *load_model(args.model[0]))
+
     options = {k: getattr(args, k) for k in ("phase", "seq", "batch", "past") if getattr(args, k) is not None}
     options.update({k: True for k in ("cuda_graphs", "per_op") if getattr(args, k, False)})
     if args.dims:
@@ -208,6 +215,11 @@ def _cmd_report(args) -> int:
 def _cmd_calibrate(args) -> int:
     from attncc.calibration import check_machine_load
     from attncc.cost_models import calibrate_host
+
+    if getattr(args, "loopback", False):
+        from attncc.cli_systems import cmd_calibrate_loopback
+
+        return cmd_calibrate_loopback(args)
 
     log = logging.getLogger("attncc")
     log.info(check_machine_load(force=args.force))  # refuses on a busy machine unless --force
@@ -323,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--html", metavar="PATH", help="also write an HTML report with a roofline plot")
     r.set_defaults(func=_cmd_report)
+    from attncc.cli_systems import add_plan_parser, add_system_options
+
+    add_system_options(r)
 
     t = sub.add_parser("targets", help="list compile targets and whether this machine can build and run each")
     t.set_defaults(func=_cmd_targets)
@@ -334,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quick", action="store_true", help="with --fit: a third of the kernels")
     k.add_argument("--force", action="store_true",
                    help="measure even when the machine is busy (load per core above 0.5: the figures will be low)")
+    k.add_argument("--loopback", action="store_true",
+                   help="measure a gloo all-reduce between 2 local processes as the host-loopback system's link")
     k.set_defaults(func=_cmd_calibrate)
+    add_plan_parser(sub, EPILOG)
     for command in (c, r, t, h, k):  # also accepted after the command; SUPPRESS keeps a flag given before it
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="progress on stderr, and the full traceback of an error")

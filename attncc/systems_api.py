@@ -242,7 +242,9 @@ def _price_rank(graph: Graph, hw, env_kw: dict, notes: list[str]):
         from .api import kernel_rules
 
         try:
-            return analyze_graph(graph, hardware=hw, kernels=kernel_rules("cuda"), target="cuda", **env_kw)
+            # decode steps replay CUDA graphs in serving engines (vLLM, SGLang): launches priced as graph replays
+            return analyze_graph(graph, hardware=hw, kernels=kernel_rules("cuda"), target="cuda",
+                                 cuda_graphs=env_kw.get("phase") == "decode", **env_kw)
         except Exception as e:  # noqa: BLE001 — priced op by op instead (noted)
             notes.append(f"kernel grouping failed on the rank graph ({type(e).__name__}: {str(e).splitlines()[0][:100]}); "
                          "priced op by op")
@@ -257,3 +259,28 @@ def _activation_bytes_per_token(graph: Graph, bind: Binder) -> float:
             out = n.outputs[0]
             return float(bind.dim(out.shape[-1], n.name) * DTYPE_BYTES[out.dtype])
     return 0.0
+
+
+def plan_system(model: Any, example_inputs: Any = None, system: str = "hgx-h800", nodes: range = range(1, 2),
+                phase: str = "decode", seq: int = 4096, tpot_slo_s: float | None = None, reference_batch: int = 64,
+                **options):
+    """Search (tp, ep, pp, dp, batch) for `model` on 1..N nodes of `system` (cost_models/planner.py).
+    Returns (profile, accepted plans best first, rejected plans with the reason)."""
+    from .cost_models.planner import ModelProfile, search
+
+    sysm = get_system(system)
+    graph = model if isinstance(model, Graph) else \
+        import_for_system(model, example_inputs, phase=phase, batch=reference_batch, seq=seq)
+    notes = list(graph.metadata.get("import_notes", []))
+    whole = graph.metadata.get("whole_model_weight_bytes")
+    full = run_pipeline(graph, pipelines.pipeline_for_hardware(sysm.device.name))
+    env_kw = dict(phase=phase, seq=seq, batch=reference_batch)
+    report = _price_rank(full, sysm.device, env_kw, notes)
+    env, _ = bind_dims(full, phase, seq, reference_batch, None, None)
+    reprice_grouped_experts(report, full, Binder(env), sysm.device)
+    batch = (graph.metadata.get("static_sizes") or {}).get("batch", reference_batch)
+    if whole is None:
+        whole = report.weights_bytes
+    profile = ModelProfile.from_report(report, full, batch, seq, phase, whole)
+    accepted, rejected = search(profile, sysm, nodes, tpot_slo_s, **options)
+    return profile, accepted, rejected, notes

@@ -157,7 +157,7 @@ class SystemReport:
         return [f"compute/communication overlap: {self.overlap} ("
                 + ("collective time added to op time" if self.overlap == "none" else "the larger of op and collective time")
                 + ")",
-                "tp/ep ranks symmetric (experts load-balanced); rank 0 priced",
+                "tp/ep ranks symmetric (experts load-balanced); rank 0 priced; GPU decode launches as CUDA-graph replays",
                 f"pp={self.parallel.pp}: {self.parallel.pp} micro-batches of {self.batch} in flight; latency = stages + sends",
                 f"dp={self.parallel.dp}: independent replicas"]
 
