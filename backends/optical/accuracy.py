@@ -86,7 +86,7 @@ def error_table(cm_or_executor: Any, inputs: Sequence[Any]) -> str:
              "carried: this op's output in the full run)", f"{'node':30} {'op':14} {'where':13} {'isolated':>9} {'carried':>9}"]
     last = 0.0
     for e in errs:
-        moved = last and abs(e.through - last) > 0.1 * last
+        moved = abs(e.through - last) > max(0.1 * last, 1e-3)   # float32 rounding alone is not a move
         if e.isolated is not None or moved or e is errs[-1]:
             iso = "" if e.isolated is None else f"{e.isolated:.4f}"
             lines.append(f"{e.node[:30]:30} {e.op[:14]:14} {e.where:13} {iso:>9} {e.through:9.4f}")
