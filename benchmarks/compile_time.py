@@ -1,0 +1,159 @@
+"""Compile time: attncc vs torch.compile (inductor), cold and warm caches, each compile in a fresh process.
+
+    python benchmarks/compile_time.py [--models block,vit,decoder12] [--rounds 1]
+
+For every model and engine, one fresh process compiles with an empty cache (cold), then another fresh
+process compiles again with the cache the first one filled (warm). Each child times, after torch and the
+model are built: importing the engine (attncc; inductor is imported inside torch.compile's first call),
+compiling, and the first call (torch.compile compiles lazily there), and checks the output against eager.
+attncc's row also gives torch.export's share (its "import" stage) and the distinct kernels it built.
+Models: the example block (examples/models.py, batch 2 x 128 x 256), timm ViT-tiny at 64 px (when timm
+imports), and a 12-layer decoder of identical example blocks (batch 1 x 64 x 256).
+The load average is printed: on a loaded machine the seconds mean little; the ratios, from one run, less so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_model(name: str):
+    """(model, inputs) for a benchmark model name."""
+    import torch
+
+    sys.path.insert(0, ROOT)
+    from examples.models import LlamaStyleBlock, llama_block
+
+    if name == "block":
+        return llama_block()
+    if name == "decoder12":
+        torch.manual_seed(0)
+        return torch.nn.Sequential(*[LlamaStyleBlock() for _ in range(12)]).eval(), (torch.randn(1, 64, 256),)
+    if name == "vit":
+        sys.path.insert(0, os.path.join(ROOT, "tests", "models"))
+        from timm_compat import import_timm
+
+        timm = import_timm()
+        torch.manual_seed(0)
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=10)
+        return model.eval(), (torch.randn(1, 3, 64, 64),)
+    raise SystemExit(f"unknown model {name!r}; models: block, vit, decoder12")
+
+
+def child(engine: str, model_name: str) -> dict:
+    """One compile in this (fresh) process; returns its seconds and the max error vs eager."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model, inputs = build_model(model_name)
+    with torch.no_grad():
+        want = model(*inputs)
+    row: dict = {}
+    start = time.perf_counter()
+    if engine == "attncc":
+        import attncc
+
+        row["import_engine_s"] = time.perf_counter() - start
+        compiled = attncc.compile(model, inputs, target="cpu")
+        first = time.perf_counter()
+        got = compiled(*inputs)
+        row["first_call_s"] = time.perf_counter() - first
+        row["stages"] = getattr(compiled, "compile_stages", {})
+        program = compiled.executable.artifacts.get("program")
+        if program is not None:
+            plans = [r.plan for r in program.runners.values()]
+            row["kernels"] = sum(len({s["func"] for s in p.steps if s.get("func")}) for p in plans)
+            row["calls"] = sum(sum(1 for s in p.steps if s.get("func")) for p in plans)
+            row["builds"] = program.builds
+        row["tvm_compiler_loaded"] = "tvm.relax" in sys.modules or "tvm.te" in sys.modules
+    else:
+        compiled = torch.compile(model, backend="inductor")
+        with torch.no_grad():
+            got = compiled(*inputs)
+    row["seconds"] = time.perf_counter() - start
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    row["max_abs_err"] = float(np.max(np.abs(np.asarray(got.detach() if hasattr(got, "detach") else got)
+                                             - want.detach().numpy())))
+    return row
+
+
+def run_child(engine: str, model: str, cache: str) -> dict:
+    env = {**os.environ, "ATTNCC_CACHE_DIR": os.path.join(cache, "attncc"),
+           "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "inductor"), "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
+    wall = time.perf_counter()
+    p = subprocess.run([sys.executable, __file__, "--child", engine, model], env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    row = json.loads(p.stdout.strip().splitlines()[-1])
+    row["process_s"] = time.perf_counter() - wall
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="block,vit,decoder12")
+    ap.add_argument("--engines", default="attncc,inductor")
+    ap.add_argument("--child", nargs=2, metavar=("ENGINE", "MODEL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child), default=str))
+        return 0
+    load_before = os.getloadavg()
+    print(f"host: {_cpu()}; {os.cpu_count()} logical CPUs; load average {load_before[0]:.2f} (1 min) at start")
+    results = {}
+    for model in args.models.split(","):
+        for engine in args.engines.split(","):
+            with tempfile.TemporaryDirectory(prefix=f"compile-{engine}-") as cache:
+                for kind in ("cold", "warm"):
+                    row = run_child(engine, model, cache)
+                    row["load"] = os.getloadavg()[0]
+                    results[(model, engine, kind)] = row
+                    _print_row(model, engine, kind, row)
+    print()
+    print(f"{'model':10} {'kind':5} {'attncc s':>9} {'inductor s':>10} {'attncc/inductor':>16}")
+    for model in args.models.split(","):
+        for kind in ("cold", "warm"):
+            a, i = results.get((model, "attncc", kind), {}), results.get((model, "inductor", kind), {})
+            ratio = f"{a['seconds'] / i['seconds']:.2f}x" if "seconds" in a and "seconds" in i else "-"
+            print(f"{model:10} {kind:5} {a.get('seconds', float('nan')):9.2f} {i.get('seconds', float('nan')):10.2f} "
+                  f"{ratio:>16}")
+    print(f"load average at end {os.getloadavg()[0]:.2f} (1 min); at start {load_before[0]:.2f}")
+    return 0
+
+
+def _print_row(model: str, engine: str, kind: str, row: dict) -> None:
+    if "error" in row:
+        print(f"{model:10} {engine:8} {kind:5} error: {row['error']}")
+        return
+    extra = ""
+    if engine == "attncc":
+        st = row.get("stages", {})
+        extra = (f" (import attncc {row['import_engine_s']:.2f} s, load backend {st.get('load backend', 0):.2f} s, "
+                 f"torch.export {st.get('import', 0):.2f} s, "
+                 f"passes {st.get('passes', 0):.2f} s, lower {sum(v for k, v in st.items() if k.startswith('lower')):.2f} s; "
+                 f"first call {row.get('first_call_s', 0):.2f} s; {row.get('kernels', '?')} kernels for {row.get('calls', '?')} calls, {row.get('builds', '?')} builds; "
+                 f"TVM compiler loaded: {row.get('tvm_compiler_loaded')})")
+    print(f"{model:10} {engine:8} {kind:5} {row['seconds']:7.2f} s  max|err| {row['max_abs_err']:.1e}  "
+          f"load {row['load']:.2f}{extra}", flush=True)
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
