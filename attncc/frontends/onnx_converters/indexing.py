@@ -13,7 +13,7 @@ import numpy as np
 from ...ir import dims as D
 from ...ir.ops import Binary, Gather, Reshape, Slice, Where
 from .context import ImportContext
-from .symbolic import dim_scalar
+from .symbolic import dim_arange, dim_scalar
 from .registry import converter
 
 
@@ -79,18 +79,18 @@ def convert_gather_nd(ctx: ImportContext, node):
 def convert_gather_elements(ctx: ImportContext, node):
     data = ctx.input(node, 0)
     axis = int(ctx.attr(node, "axis", 0)) % data.rank
-    shape = _static(ctx, data.shape, "data shape")
+    shape = tuple(data.shape)
     idx_shape = tuple(ctx.input_type(node, 1).shape)
-    # the gathered axis may be symbolic (BERT's token_type_ids buffer read at a dynamic seq's positions); the
-    # other axes set the position grid, so they must be static
+    # symbolic dims (BERT's token_type_ids buffer expanded to a dynamic batch, read at a dynamic seq's
+    # positions) give run-time strides and run-time position grids (symbolic.py)
     ctx.check(len(idx_shape) == len(shape), f"indices {idx_shape} do not fit data {shape}")
-    _static(ctx, [d for a, d in enumerate(idx_shape) if a != axis], "indices shape off the gathered axis")
-    ctx.check(all(i <= d for a, (i, d) in enumerate(zip(idx_shape, shape)) if a != axis),
+    ctx.check(all(D.equal(i, d) or (isinstance(i, int) and isinstance(d, int) and i <= d)
+                  for a, (i, d) in enumerate(zip(idx_shape, shape)) if a != axis),
               f"indices {idx_shape} do not fit data {shape} off axis {axis}")
     known = ctx.const(node, 1)
     idx = _wrapped(ctx, np.asarray(known).astype(np.int64) if known is not None else ctx.cast(ctx.input(node, 1), "int64"),
                    shape[axis])
-    strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(len(shape))]
+    strides = [D.product(shape[a + 1:]) for a in range(len(shape))]
     # every other axis contributes its own position: out[i, j] = data[i, idx[i, j]] (axis 1)
     linear = None
     for a in range(len(shape)):
@@ -99,6 +99,10 @@ def convert_gather_elements(ctx: ImportContext, node):
         else:
             if idx_shape[a] == 1:
                 continue  # position 0 on this axis
+            if isinstance(idx_shape[a], str):
+                pos = dim_arange(ctx, idx_shape[a], [-1 if b == a else 1 for b in range(len(shape))])
+                linear = _axpy(ctx, linear, pos, strides[a])
+                continue
             pos = np.arange(idx_shape[a], dtype=np.int64).reshape([-1 if b == a else 1 for b in range(len(shape))])
             if isinstance(idx, np.ndarray):
                 pos = np.broadcast_to(pos, idx_shape).copy()

@@ -33,6 +33,14 @@ def symbolic_tensor(ctx: ImportContext, arr: np.ndarray, dtype: str = "int64"):
     return ctx.add1(Reshape(tuple(np.shape(arr))), [v], name="dims_shaped")
 
 
+def dim_arange(ctx: ImportContext, d, shape: list, dtype: str = "int64"):
+    """[0, d) as a run-time tensor reshaped to `shape` (d symbolic; one -1 entry in `shape` takes it)."""
+    one = ctx.constant(np.array([1]), dtype=dtype, name="one")
+    ones = ctx.add1(Expand((D.canonical(d),)), [one], name="arange_ones")
+    idx = ctx.add1(Binary("sub"), [ctx.add1(CumSum(0), [ones], name="arange_count"), one], name="arange")
+    return ctx.add1(Reshape(tuple(D.canonical(d) if s == -1 else s for s in shape)), [idx], name="arange_shaped")
+
+
 def _scalar_dim(ctx: ImportContext, arr: np.ndarray | None, what: str):
     ctx.check(arr is not None, f"Range's {what} must be known at import (a constant or shape arithmetic)")
     return dims_of(np.asarray(arr).reshape(-1))[0]
