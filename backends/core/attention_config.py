@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 SUPPORTED_DTYPES = ("float32", "bfloat16", "float16")
-MASK_KINDS = ("none", "bool", "additive")
+MASK_KINDS = ("none", "bool", "additive", "table")   # table: a (1, Hq, 1, entries) fp32 per-head bias table
 ALIGNMENTS = ("bottom_right", "top_left")
 
 
@@ -35,6 +35,9 @@ class AttentionKernelConfig:
     softcap: float | None = None
     # ALiBi's max_bias: query head h adds slope_h * (k_pos - q_pos), the slopes in closed form (no input)
     alibi: float | None = None
+    # T5's bucketed relative bias (bidirectional, num_buckets, max_distance): head h adds
+    # table[h, bucket(k_pos - q_pos)], the table passed as the mask argument (mask_input "table")
+    t5_bias: tuple | None = None
     mask_input: str = "none"
     q_block: int | None = None
     kv_block: int | None = None
@@ -74,6 +77,10 @@ class AttentionKernelConfig:
         if self.alibi is not None and (not isinstance(self.alibi, (int, float)) or isinstance(self.alibi, bool)
                                        or not self.alibi > 0 or not math.isfinite(self.alibi)):
             raise ValueError(f"alibi (max_bias) must be None or a finite number > 0, got {self.alibi!r}")
+        if isinstance(self.t5_bias, list):
+            object.__setattr__(self, "t5_bias", tuple(self.t5_bias))  # from JSON
+        if (self.t5_bias is not None) != (self.mask_input == "table"):
+            raise ValueError(f"t5_bias {self.t5_bias!r} and mask_input 'table' go together (got {self.mask_input!r})")
         if self.mask_input not in MASK_KINDS:
             raise ValueError(f"mask_input must be one of {MASK_KINDS}, got {self.mask_input!r}")
         for name in ("q_block", "kv_block", "num_splits"):

@@ -122,7 +122,8 @@ class AttentionKernel:
         else:
             if mask is None:
                 raise ValueError(f"cfg.mask_input is {cfg.mask_input!r} but no mask was given")
-            args.append(_to_tvm(_aligned(self._prep_mask(mask, B, QL, KL))))
+            table = cfg.mask_input == "table"   # the (1, Hq, 1, entries) bias table, as given
+            args.append(_to_tvm(_aligned(_contig(mask) if table else self._prep_mask(mask, B, QL, KL))))
         oshape = (B, HQ, QL, DV)
         if out is None:
             if torch_mode:

@@ -182,7 +182,16 @@ def make_decode(cfg: AttentionKernelConfig, sched: DecodeSchedule | None = None,
             for d in T.vectorized(DV):
                 o[b, hk * G + r // QL, r % QL, d] = T.Cast(DT, mo[d])
 
-    if has_mask:
+    if cfg.mask_input == "table":   # a per-head bias table (score_mods: t5_bias), not a (.., Sq, Skv) mask
+        NT = cfg.t5_bias[1]
+
+        @T.prim_func
+        def decode(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
+                   v: T.Buffer((B, HKV, KL, DV), DT), table: T.Buffer((1, HQ, 1, NT), "float32"),
+                   o: T.Buffer((B, HQ, QL, DV), DT)):
+            T.func_attr({"tir.noalias": True})
+            body(q, k, v, table, o)
+    elif has_mask:
         @T.prim_func
         def decode(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
                    v: T.Buffer((B, HKV, KL, DV), DT), mask: T.handle,

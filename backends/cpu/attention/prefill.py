@@ -168,7 +168,16 @@ def make_prefill(cfg: AttentionKernelConfig, sched: PrefillSchedule | None = Non
                 for d in T.vectorized(DV):
                     o[b, h, q0 + i, d] = T.Cast(DT, acc[i, d] * sc[0])
 
-    if has_mask:
+    if cfg.mask_input == "table":   # a per-head bias table (score_mods: t5_bias), not a (.., Sq, Skv) mask
+        NT = cfg.t5_bias[1]
+
+        @T.prim_func
+        def prefill(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
+                    v: T.Buffer((B, HKV, KL, DV), DT), table: T.Buffer((1, HQ, 1, NT), "float32"),
+                    o: T.Buffer((B, HQ, QL, DV), DT)):
+            T.func_attr({"tir.noalias": True})
+            body(q, k, v, table, o)
+    elif has_mask:
         @T.prim_func
         def prefill(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
                     v: T.Buffer((B, HKV, KL, DV), DT), mask: T.handle,

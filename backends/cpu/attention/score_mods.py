@@ -88,6 +88,37 @@ def _alibi(ctx: ModContext, s):
     return s + alibi_slope(ctx.cfg.q_heads, ctx.cfg.alibi, ctx.h) * rel
 
 
+def t5_steps(bidirectional: bool, num_buckets: int, max_distance: int) -> tuple[int, int, list[int]]:
+    """(half, max_exact, distances where T5's log buckets step up): the bucket of distance a >= max_exact is
+    max_exact + #{steps <= a}. Read off the IR's rule (torch's float32 log), so the edges are the model's and the
+    kernel needs no log."""
+    import numpy as np
+
+    from ....ir.ops.attention_features.position_bias import t5_buckets
+
+    half = num_buckets // 2 if bidirectional else num_buckets
+    max_exact = half // 2
+    a = np.arange(0, 2 * max_distance + 2 * half + 2)
+    f = t5_buckets(-a, bidirectional, num_buckets, max_distance)     # rel = -a: no bidirectional offset
+    if not (np.all(np.diff(f) >= 0) and np.array_equal(f[:max_exact], a[:max_exact]) and f[-1] == half - 1):
+        raise ValueError(f"t5 buckets {(bidirectional, num_buckets, max_distance)} are not a monotone step rule")
+    return half, max_exact, [int(np.argmax(f >= b)) for b in range(max_exact + 1, half)]
+
+
+def _t5_bias(ctx: ModContext, s):
+    # table[h, bucket(k_pos - q_pos)]: the bucket from integer compares against the step distances
+    half, max_exact, steps = t5_steps(*ctx.cfg.t5_bias)
+    rel = ctx.kj - ctx.pos
+    if ctx.cfg.t5_bias[0]:
+        base, a = T.Select(rel > 0, half, 0), T.abs(rel)
+    else:
+        base, a = 0, T.max(-rel, 0)
+    logb = max_exact
+    for t in steps:
+        logb = logb + T.Cast("int32", a >= t)
+    return s + ctx.mask[0, ctx.h, 0, base + T.Select(a < max_exact, a, logb)]
+
+
 def _additive(ctx: ModContext, s):
     return s + T.Cast("float32", ctx.mask_value())
 
@@ -95,6 +126,7 @@ def _additive(ctx: ModContext, s):
 SCORE_MODS: list[ScoreMod] = [
     ScoreMod("softcap", lambda c: c.softcap is not None, _softcap),     # before masking
     ScoreMod("alibi", lambda c: c.alibi is not None, _alibi),           # where the spec's bias sits
+    ScoreMod("t5_bias", lambda c: c.t5_bias is not None, _t5_bias),     # reads the "table" mask argument
     ScoreMod("additive_mask", lambda c: c.mask_input == "additive", _additive),
 ]
 
