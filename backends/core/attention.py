@@ -129,6 +129,8 @@ class AttentionLowering:
         reason = kernel_blocker(spec, self.rules) if "attention_te" in parts else None
         if reason is None:
             reason = self._try_kernel(node, q, k, v, names.get("mask"), out, dtype)
+        if reason is not None and _t5(spec) is not None:   # the TE attention has no bucket rule: the reference
+            return self._reference(node, spec.features_list())
         if reason is not None:
             self.plan.notes.append(LoweringNote(node.name, FALLBACK, f"node '{node.name}' (Attention {spec.variant}): "
                                                 f"used the generic TE attention because {reason}", "generic TE attention"))
@@ -186,7 +188,7 @@ class AttentionLowering:
                     dynamic=dynamic,
                     scale=float(spec.scale), dtype=dtype, causal=spec.mask.causal, alignment=spec.mask.alignment,
                     window_left=spec.mask.window_left, window_right=spec.mask.window_right,
-                    softcap=spec.softcap, mask_input=mask_kind, alibi=_alibi(spec),
+                    softcap=spec.softcap, mask_input=mask_kind, alibi=_alibi(spec), t5_bias=_t5(spec),
                     v_from_k=self.groups.graph.metadata.get("kernel_hints", {}).get(node.name) == "v-from-k")
         blocks = {}
         if tiling is not None:
@@ -219,7 +221,11 @@ class AttentionLowering:
         return self.plan.arg(dst, full, want_dtype)
 
     def _try_kernel(self, node: Node, q: str, k: str, v: str, mask: str | None, out: str, dtype: str) -> str | None:
-        kind = node.op.spec.mask.input
+        kind = "table" if _t5(node.op.spec) is not None else node.op.spec.mask.input
+        if kind == "table":   # the kept bucketed_bias: its (H, buckets) table is the kernel's mask argument
+            table = dict(zip(node.op.spec.input_names(), node.inputs))["rel_table"]
+            if table.dtype != "float32":
+                return f"the bucketed_bias table is {table.dtype}; the flash kernel reads a float32 table"
         try:
             cfg = self._config(node, q, k, dtype, kind)
             func, meta = self.plugin.attention_primfunc(cfg, self.target)
@@ -233,7 +239,8 @@ class AttentionLowering:
         self.plan.funcs[name] = func.with_attr("global_symbol", name)   # built into the plan's one library
         step = {"kind": "attention", "func": name, "config": dataclasses.asdict(cfg), "kernel": meta,
                 "q": self.plan.arg(q), "k": self.plan.arg(k), "v": self.plan.arg(v),
-                "mask": self._mask_arg(node, mask, q, k, kind) if kind != "none" else None,
+                "mask": self.plan.arg(table.name, [1, cfg.q_heads, 1, cfg.t5_bias[1]], "float32") if kind == "table"
+                else self._mask_arg(node, mask, q, k, kind) if kind != "none" else None,
                 "out": self.plan.arg(out), "node": node.name, "op": "Attention"}
         self.plan.steps.append(step)
         return None
@@ -272,6 +279,12 @@ def _alibi(spec) -> float | None:
     """The ALiBi max_bias the kernel computes in place of a bias tensor (decompose-variants kept it), or None."""
     mods = [m for m in spec.score_mods if m.kind == "alibi"]
     return float(mods[0].max_bias) if mods else None
+
+
+def _t5(spec) -> tuple | None:
+    """(bidirectional, num_buckets, max_distance) of a kept bucketed_bias the kernel computes, or None."""
+    mods = [m for m in spec.score_mods if m.kind == "bucketed_bias"]
+    return (bool(mods[0].bidirectional), int(mods[0].num_buckets), int(mods[0].max_distance)) if mods else None
 
 
 def reference_callable(node: Node):

@@ -17,4 +17,4 @@ def cpu_capabilities() -> Capabilities:
     l1, l2 = host_caches()
     return Capabilities(vector_width_bits=vector_width_bits(), on_chip_bytes=l1, second_level_bytes=l2,
                         tensor_cores=False, dtypes=host_dtypes(), runs_here=True, tiles=CPU_TILES,
-                        kernel_score_mods=("alibi",))
+                        kernel_score_mods=("alibi", "bucketed_bias"))

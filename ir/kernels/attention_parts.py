@@ -26,10 +26,16 @@ def kernel_blocker(spec, rules: FusionRules) -> str | None:
     return None
 
 
+TE_SCORE_MODS = ("alibi",)   # kept score mods the generic TE attention computes as well as the flash kernel
+
+
 def host_features(spec, rules: FusionRules) -> list:
     """The spec's variant features no kernel computes (they run on the host reference); the score mods in
-    `rules.kernel_score_mods` (e.g. alibi on cpu) are the kernel's own."""
-    return [f for f in spec.features_list() if f.kind not in rules.kernel_score_mods]
+    `rules.kernel_score_mods` (e.g. alibi on cpu) are the kernel's own, and those in TE_SCORE_MODS also the
+    generic TE attention's (when the flash kernel cannot run)."""
+    blocked = kernel_blocker(spec, rules) is not None
+    return [f for f in spec.features_list()
+            if f.kind not in rules.kernel_score_mods or (blocked and f.kind not in TE_SCORE_MODS)]
 
 
 def _bhsd(shape) -> tuple:

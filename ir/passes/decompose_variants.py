@@ -32,8 +32,9 @@ def kernel_computes(spec, keep) -> bool:
     """True when every feature of `spec` is a score mod in `keep` and sits where the kernels apply it (before a
     softcap-after-mask, which the kernels do not run): the attention kernel computes it, nothing is rewritten."""
     feats = spec.features_list()
-    return bool(feats) and all(f.kind in keep for f in feats) and \
-        not (spec.softcap and spec.softcap_order == "after_mask")
+    # a bucketed_bias table takes the kernel's mask argument: only without a mask input of its own
+    return bool(feats) and all(f.kind in keep and (f.kind != "bucketed_bias" or spec.mask.input == "none")
+                               for f in feats) and not (spec.softcap and spec.softcap_order == "after_mask")
 
 
 def decompose_node(graph: Graph, node: Node) -> str | None:

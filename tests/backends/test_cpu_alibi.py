@@ -160,3 +160,64 @@ def test_generic_te_attention_computes_alibi_too(tmp_path, monkeypatch):
     assert [m.kind for m in program.graph.attention_ops()[0].op.spec.score_mods] == ["alibi"]
     steps = [s["op"] for r in program.runners.values() for s in r.plan.steps]
     assert "Attention.attention_te" in steps, steps
+
+
+# ---- T5's bucketed relative bias ---------------------------------------------------------------------------------
+def _t5_reference(q, k, v, table, rule, causal, offset=0, scale=1.0):
+    """SDPA with the dense bias table[h, bucket(j - i)] from transformers' T5Attention bucket rule."""
+    t5 = pytest.importorskip("transformers.models.t5.modeling_t5")
+    sq, skv = q.shape[2], k.shape[2]
+    rel = torch.arange(skv)[None, :] - (torch.arange(sq)[:, None] + offset)
+    bias = torch.as_tensor(table).double()[:, t5.T5Attention._relative_position_bucket(rel, *rule)]
+    if causal:
+        bias = bias.masked_fill(rel > 0, float("-inf"))
+    rep = q.shape[1] // k.shape[1]
+    return torch.nn.functional.scaled_dot_product_attention(
+        q.double(), k.double().repeat_interleave(rep, 1), v.double().repeat_interleave(rep, 1), attn_mask=bias[None],
+        scale=scale)
+
+
+@pytest.mark.parametrize("name,kw,rule", [
+    ("prefill_bidirectional", dict(q_heads=4, kv_heads=4, q_len=70, kv_len=300), (True, 32, 128)),
+    ("decode_causal_gqa", dict(q_heads=4, kv_heads=2, q_len=2, kv_len=300, causal=True), (False, 32, 128))])
+def test_kernel_t5_bias_matches_transformers_buckets(name, kw, rule):
+    cfg = AttentionKernelConfig(batch=2, head_dim=32, v_head_dim=32, scale=32 ** -0.5, mask_input="table",
+                                t5_bias=rule, **kw)
+    kern = build_attention_kernel(cfg)
+    assert kern.kind == name.split("_")[0]
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, cfg.q_heads, cfg.q_len, 32, generator=g)
+    k, v = (torch.randn(2, cfg.kv_heads, cfg.kv_len, 32, generator=g) for _ in range(2))
+    table = torch.randn(cfg.q_heads, rule[1], generator=g) * 3
+    got = kern(q, k, v, table.reshape(1, cfg.q_heads, 1, rule[1]))
+    want = _t5_reference(q, k, v, table, rule, cfg.causal, cfg.position_offset, cfg.scale)
+    np.testing.assert_allclose(got.double().numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_symbolic_length_t5_bias_builds_once_and_reads_only_the_table(tmp_path, monkeypatch):
+    from attncc.backends.core.cache import CompileCache
+    from attncc.backends.cpu.backend import CpuBackend
+    from attncc.ir.ops.attention_features.position_bias import BucketedBias
+
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    rule = (True, 32, 128)
+    spec = AttentionSpec(num_heads=4, num_kv_heads=4, head_dim=16, scale=0.25,
+                         score_mods=(BucketedBias(num_buckets=32, max_distance=128, bidirectional=True),))
+    table = np.random.default_rng(1).standard_normal((4, 32)).astype(np.float32) * 3
+    g = ir.Graph("t5_dyn")
+    ins = [g.add_input(n, "float32", (1, 4, "seq", 16)) for n in ("q", "k", "v")]
+    g.set_outputs(list(g.add(Attention(spec=spec), ins + [g.add_constant(table, "rel_table")], name="attn")))
+    assert "bucketed_bias" in target_capabilities("cpu").kernel_score_mods
+    ex = CpuBackend(cache=CompileCache()).lower(g, {})
+    rng = np.random.default_rng(0)
+    for n in (150, 9):
+        xs = [rng.standard_normal((1, 4, n, 16)).astype(np.float32) for _ in range(3)]
+        want = _t5_reference(*(torch.from_numpy(x) for x in xs), table, rule, False, scale=0.25)
+        np.testing.assert_allclose(ex(xs)[0], want.numpy(), rtol=1e-4, atol=1e-5)
+    program = ex.artifacts["program"]
+    assert list(program.runners) == ["generic"] and program.builds == 1
+    plan = program.runners["generic"].plan
+    (step,) = [s for s in plan.steps if s["kind"] == "attention"]
+    assert step["config"]["t5_bias"] == rule and step["mask"][1] == [1, 4, 1, 32], step
+    # a target without the capability materializes the bias (and, for a symbolic length, cannot: the reference)
+    assert decompose_variants(g).attention_ops()[0].op.spec.score_mods
