@@ -141,6 +141,9 @@ def _print_row(model: str, engine: str, kind: str, row: dict) -> None:
                  f"passes {st.get('passes', 0):.2f} s, lower {sum(v for k, v in st.items() if k.startswith('lower')):.2f} s; "
                  f"first call {row.get('first_call_s', 0):.2f} s; {row.get('kernels', '?')} kernels for {row.get('calls', '?')} calls, {row.get('builds', '?')} builds; "
                  f"TVM compiler loaded: {row.get('tvm_compiler_loaded')})")
+    if engine == "attncc" and kind == "warm" and row.get("builds"):
+        extra += (" NOT WARM: the cache key changed since the cold run (attncc's backend or IR sources were edited "
+                  "in between: the key includes their hash)")
     print(f"{model:10} {engine:8} {kind:5} {row['seconds']:7.2f} s  max|err| {row['max_abs_err']:.1e}  "
           f"load {row['load']:.2f}{extra}", flush=True)
 
