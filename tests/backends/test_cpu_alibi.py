@@ -88,7 +88,7 @@ def _square_constants(graph, n):
 
 def test_capability_decides_kept_or_materialized():
     _, x, g = _mpt_graph()
-    assert target_capabilities("cpu").kernel_score_mods == ("alibi",)
+    assert "alibi" in target_capabilities("cpu").kernel_score_mods
     assert "alibi" not in target_capabilities("cuda").kernel_score_mods
     kept = decompose_variants(g, ("alibi",))
     assert [m.kind for m in kept.attention_ops()[0].op.spec.score_mods] == ["alibi"] and not _square_constants(kept, 7)
