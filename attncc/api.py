@@ -123,6 +123,7 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
         source, whole_weights = _import_layers_once(model_or_graph, example_inputs, options, notes)
         graph = run_pipeline(source, pipelines.pipeline_for_hardware(get_hardware(hardware).name))
     report = analyze_graph(graph, hardware=hardware, **options)
+    _price_expert_matmuls_grouped(report, graph, options)
     report = scale_repeated_layers(report, graph.metadata, whole_weights)
     static = graph.metadata.get("static_sizes") or {}
     if static:  # exported at the requested sizes: they did bind, as static dims
@@ -131,6 +132,18 @@ def analyze(model_or_graph: Any, example_inputs: Any = None, hardware: str = "ho
         report.dims.update({k: v for k, v in static.items() if k != "seq" or options.get("phase") != "decode"})
     report.notes.extend(notes)
     return report
+
+
+def _price_expert_matmuls_grouped(report, graph: Graph, options: dict) -> None:
+    """Expert matmuls the frontend spelled densely (every row x every expert, then a select) priced as the grouped
+    GEMM a serving engine runs (cost_models/moe_cost.py); noted in the report."""
+    from .cost_models.analyze import Binder, bind_dims
+    from .cost_models.moe_cost import reprice_grouped_experts
+
+    env, _ = bind_dims(graph, options.get("phase"), options.get("seq"), options.get("batch"), options.get("past"),
+                       options.get("dims"))
+    if reprice_grouped_experts(report, graph, Binder(env), report.hardware):
+        report.notes.append("expert matmuls priced as grouped GEMMs (routed rows only; weights of the experts reached)")
 
 
 def _import_layers_once(model: Any, example_inputs: Any, options: dict, notes: list[str]) -> tuple[Graph, int | None]:

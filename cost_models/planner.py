@@ -93,7 +93,7 @@ class ModelProfile:
         dense = max(0.0, whole_weight_bytes - expert_w)
         return ModelProfile(rows, batch, kv_len, phase, hidden, layers, moe_mm // 2 if moe_mm else 0, experts,
                             routed / tokens if tokens else 0.0, kv_per_token, dense, expert_w, latent,
-                            kv_heads)
+                            kv_heads, _residual_bytes(graph))
 
 
 def _hidden(graph) -> int:
@@ -103,6 +103,17 @@ def _hidden(graph) -> int:
             d = n.outputs[0].shape[-1]
             return int(d) if isinstance(d, int) else 0
     return 0
+
+
+def _residual_bytes(graph) -> int:
+    """Bytes per element of the residual stream (the embedding's output dtype)."""
+    from attncc.ir.types import DTYPE_BYTES
+
+    for n in graph.topological():
+        if n.op.op_name == "Gather" and n.inputs and n.inputs[0].producer is not None \
+                and n.inputs[0].producer.op.op_name == "Constant":
+            return DTYPE_BYTES[n.outputs[0].dtype]
+    return 2
 
 
 def ep_exchange_time(tokens: float, experts_per_token: float, hidden: int, ranks: int, system: str | System,
