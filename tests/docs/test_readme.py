@@ -67,7 +67,9 @@ def _script(block: Block) -> str:
     prefix = block.items().get("skip-lines")
     if not prefix:
         return block.body
-    return "\n".join(l for l in block.body.splitlines() if not l.lstrip().startswith(prefix))
+    # a skipped command chained with `&&` keeps what follows it (`pip install ... && python x.py` runs x.py)
+    return "\n".join(l.split("&&", 1)[1].strip() if l.lstrip().startswith(prefix) and "&&" in l else l
+                     for l in block.body.splitlines() if not l.lstrip().startswith(prefix) or "&&" in l)
 
 
 def run_block(block: Block, workdir: Path, timeout: float = 1500) -> subprocess.CompletedProcess:
