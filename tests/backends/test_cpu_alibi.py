@@ -221,3 +221,26 @@ def test_symbolic_length_t5_bias_builds_once_and_reads_only_the_table(tmp_path, 
     assert step["config"]["t5_bias"] == rule and step["mask"][1] == [1, 4, 1, 32], step
     # a target without the capability materializes the bias (and, for a symbolic length, cannot: the reference)
     assert decompose_variants(g).attention_ops()[0].op.spec.score_mods
+
+
+@pytest.mark.slow   # ~20 s: a tiny Hugging Face T5 (2+2 layers) built for cpu
+def test_hf_t5_cpu_build_reads_bias_tables_not_matrices():
+    pytest.importorskip("transformers")
+    from tests.models.hf_zoo import make_t5
+
+    model, (ids, dec), _ = make_t5("sdpa")
+    cm = attncc.compile(model, (ids, dec), target="cpu")
+    got = cm(ids, dec)
+    with torch.no_grad():
+        want = model(ids, dec)
+    pick = (lambda o: o[0] if isinstance(o, (tuple, list)) else o)
+    np.testing.assert_allclose(np.asarray(pick(got)), pick(want).numpy(), rtol=1e-4, atol=1e-5)
+    s, t = ids.shape[1], dec.shape[1]
+    for runner in cm.executable.artifacts["program"].runners.values():
+        plan = runner.plan
+        steps = [st for st in plan.steps if st["kind"] == "attention"]
+        assert sum(st["config"]["t5_bias"] is not None for st in steps) == 4, steps   # enc + dec self attention
+        assert not [st for st in plan.steps if st["kind"] == "reference"]
+        square = [n for n, i in plan.values.items() if i["storage"] == "const" and list(i["shape"][-2:]) in ([s, s], [t, t])
+                  and "weight" not in n]
+        assert not square, square
