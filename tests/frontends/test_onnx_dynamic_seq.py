@@ -63,6 +63,14 @@ def test_range_and_shape_scalars_over_symbolic_dims_match_onnxruntime(batch, seq
 
 def _export(family: str, exporter: str, path: str):
     model, inputs, sites = HF_ZOO[family]("sdpa")
+    try:
+        _write(model, inputs, exporter, path)
+    except Exception as e:  # the exporter itself gives up: there is no ONNX file for attncc to read
+        pytest.skip(f"torch.onnx.export({exporter}) cannot export {family}: {type(e).__name__}: {str(e)[:160]}")
+    return model, inputs, sites
+
+
+def _write(model, inputs, exporter: str, path: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -74,7 +82,6 @@ def _export(family: str, exporter: str, path: str):
             names = [f"in{i}" for i in range(len(inputs))]
             torch.onnx.export(model, inputs, path, dynamo=False, opset_version=17, input_names=names,
                               output_names=["out"], dynamic_axes={n: {0: "batch", 1: "seq"} for n in names})
-    return model, inputs, sites
 
 
 def _ids(batch: int, seq: int) -> torch.Tensor:

@@ -143,9 +143,14 @@ def fold_symbolic(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] 
         for p, q in zip(a.reshape(-1), b.reshape(-1)):
             if D.equal(_dim(p), _dim(q)):
                 out.append(True)
+            elif (isinstance(p, str) and not isinstance(q, str) and int(q) < 0) or \
+                    (isinstance(q, str) and not isinstance(p, str) and int(p) < 0):
+                out.append(False)  # a dim is never negative (the legacy exporter's Equal(shape, -1) guards)
             elif isinstance(p, str) or isinstance(q, str):
                 return None  # symbols may still be equal at run time: not decidable now
             else:
                 out.append(False)
         return [np.array(out, dtype=bool).reshape(a.shape)]
+    if op == "Where" and ins[0].dtype == bool:
+        return [np.where(ins[0], ins[1].astype(object), ins[2].astype(object))]
     return None
