@@ -33,6 +33,7 @@ MODEL = textwrap.dedent('''
 exec(MODEL)  # defines Block here too
 
 
+@pytest.mark.slow
 def test_entry_point_compiles_each_subgraph_and_matches_eager():
     """In a fresh interpreter: backend="attncc" resolves without importing attncc; both subgraphs are attncc's."""
     script = MODEL + textwrap.dedent('''

@@ -105,6 +105,7 @@ def llama_dynamic(tmp_path_factory):
     return model, graph
 
 
+@pytest.mark.slow
 def test_dynamo_export_with_dynamic_batch_and_seq_imports_and_matches_at_other_lengths(llama_dynamic):
     model, graph = llama_dynamic
     assert all(v.shape[:2] == ("batch", "seq") for v in graph.inputs)
@@ -132,6 +133,7 @@ def test_zoo_dynamic_export(family, exporter, tmp_path):
     _check_at_other_lengths(model, graph, "bert" if len(inputs) > 1 else family)
 
 
+@pytest.mark.slow
 def test_report_binds_seq_and_prices_every_op_at_it(llama_dynamic):
     _, graph = llama_dynamic
     rows = {}

@@ -115,19 +115,31 @@ def _compiled_matches(graph, model, inputs, sites: int) -> None:
     _close(compiled(*inputs).numpy(), eager_outputs(model, inputs)[0])
 
 
-def test_small_levit_lifts_folds_batch_norm_and_compiles_for_cpu(tmp_path, monkeypatch):
+def _small_levit():
     """LeViT: conv stem + BN, Linear+BatchNorm1d, hard-swish, attention with a learned per-head bias."""
-    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
     import_timm()
     from timm.models.levit import Levit
 
     torch.manual_seed(0)
     model = Levit(img_size=32, num_classes=10, embed_dim=(32,), key_dim=8, depth=(1,), num_heads=(2,)).eval()
-    inputs = (torch.randn(1, 3, 32, 32),)
+    return model, (torch.randn(1, 3, 32, 32),)
+
+
+def test_small_levit_lifts_and_matches_eager():
+    model, inputs = _small_levit()
     graph = _imported(model, inputs, 1, 0)
     assert graph.find("BatchNorm")
     _close(run_graph(graph, [inputs[0].numpy()])[0], eager_outputs(model, inputs)[0])
-    _compiled_matches(graph, model, inputs, 1)
+    folded = attncc.optimize(graph, "cpu")
+    assert len(folded.attention_ops()) == 1 and len(folded.find("BatchNorm")) < len(graph.find("BatchNorm"))
+    _close(run_graph(folded, [inputs[0].numpy()])[0], eager_outputs(model, inputs)[0])
+
+
+@pytest.mark.slow
+def test_small_levit_compiles_for_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    model, inputs = _small_levit()
+    _compiled_matches(_imported(model, inputs, 1, 0), model, inputs, 1)
 
 
 @pytest.mark.slow
