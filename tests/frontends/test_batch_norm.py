@@ -132,3 +132,34 @@ def test_onnx_training_mode_batch_normalization_is_refused():
                               input_names=["x", "scale", "b", "mean", "var"], training_mode=1)
     with pytest.raises(ONNXImportError, match="training_mode"):
         run_ir(model, {"x": x})
+
+
+class AddBn(torch.nn.Module):
+    """A BatchNorm that nothing can fold (after an add): it runs as its own per-channel kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(4)
+        _randomize(self.bn)
+
+    def forward(self, x):
+        return torch.relu(self.bn(x + 1.0))
+
+
+@pytest.mark.parametrize("target", ["mobile-gpu", "optical"])
+def test_unfolded_batch_norm_runs_on_other_targets(target, tmp_path, monkeypatch):
+    """mobile-gpu: generated OpenCL run on PoCL; optical: the host part of the simulated machine (no optical op
+    here, so the result is exact)."""
+    if target == "mobile-gpu":
+        from attncc.backends.mobile.gpu.spec import opencl_problem
+
+        if opencl_problem() is not None:
+            pytest.skip(str(opencl_problem()))
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model, x = AddBn().eval(), torch.randn(2, 4, 5, 3)
+    compiled = attncc.compile(model, (x,), target=target)
+    assert len(compiled.graph.find("BatchNorm")) == 1
+    got = compiled(x)
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    np.testing.assert_allclose(np.asarray(got), eager_outputs(model, (x,))[0], rtol=1e-4, atol=1e-5)
