@@ -47,12 +47,10 @@ ZOO: dict[str, Family] = {
     "maxvit": Family("maxvit_nano_rw_256", 64, 14),
     "xcit": Family("xcit_nano_12_p16_224", 64, 14),
     "repvit": Family("repvit_m1", 64, 0, 0, "a pure convolutional network (no attention)"),
-    "cait": Family("cait_xxs24_224", 64, 2, 24, "the 24 self-attention layers mix heads before and after the "
-                   "softmax (talking heads, issue 26 item 4); the 2 class-attention layers are lifted"),
-    "convit": Family("convit_tiny", 64, 2, 10, "gated positional self-attention mixes a content and a positional "
-                     "softmax (issue 26 item 4); the 2 plain MHSA layers are lifted"),
-    "coat_lite": Family("coat_lite_tiny", 64, 0, 8, "factorized attention: softmax over keys, then Kᵀ·V before Q "
-                        "(issue 26 item 4)"),
+    # lifted as variant features (issue 26 item 4): talking heads, gated positional self-attention, factorized
+    "cait": Family("cait_xxs24_224", 64, 26),
+    "convit": Family("convit_tiny", 64, 12),
+    "coat_lite": Family("coat_lite_tiny", 64, 8),
     "mvitv2": Family("mvitv2_tiny", 64, 0, 10, "pooled K/V with decomposed relative-position terms (issue 26 "
                      "item 4)"),
     "swin": Family("swin_tiny_patch4_window7_224", 224, 7, 5, "shifted-window blocks: the shift mask "
