@@ -78,8 +78,8 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
                     g.verify()
                 except IRError as err:
                     raise IRError(f"shard: rank {len(rank_graphs)} graph is invalid: {err}") from err
-                if stage == 0 and e == 0 and t == 0:
-                    notes += rb.notes
+                if e == 0 and t == 0:
+                    notes += (rb.notes if stage == 0 else []) + _unsplit_heads(sg, g, tp, batch_group)
                 rank_graphs.append(g)
     tp_ep = tp * ep
     output_sources = [(stage * tp_ep, j) for stage, j in stage_outputs]
@@ -91,6 +91,17 @@ def shard_graph(graph: Graph, tp: int = 1, ep: int = 1, pp: int = 1, dp: int = 1
             output_shards[i] = (lays[0].axis, [(r, j, lay.start, lay.stop) for r, lay in zip(ranks, lays)])
     return ShardedProgram(plan, rank_graphs, [v.name for v in graph.inputs], output_sources, notes,
                           output_shards, input_slices)
+
+
+def _unsplit_heads(stage: Graph, rank: Graph, tp: int, batch_group: str | None) -> list[str]:
+    """Say so where an attention planned for a head split still runs every head on the rank (its query
+    could not be traced back to the projection weights): correct, but the planned heads note is not."""
+    if tp == 1 or batch_group is not None:
+        return []
+    got = {n.name: n.spec.num_heads for n in rank.attention_ops() if n.op.op_name == "Attention"}
+    return [f"'{n.name}': head split not applied, all {n.spec.num_heads} heads run replicated on every tp rank"
+            for n in stage.attention_ops() if n.op.op_name == "Attention" and got.get(n.name) == n.spec.num_heads
+            and not (n.spec.features_list() and getattr(n.spec.kv_source, "kind", None) != "mla")]
 
 
 @register_pass

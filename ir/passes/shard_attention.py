@@ -61,6 +61,8 @@ def plan_attention(graph: Graph, tp: int, slices: dict[str, WeightSlice]) -> lis
                          f"{tp // s.num_kv_heads} ranks")
         for name in ("key", "value"):
             _require_split(named[name], ax, kv, slices, "tp", pending)
+        notes.append(f"'{node.name}' ({'MHA' if s.num_kv_heads == s.num_heads else 'GQA'}): {per} of "
+                     f"{s.num_heads} query heads and {kv[0][1] - kv[0][0]} of {s.num_kv_heads} KV heads per rank")
     return notes + resolve_fused(pending, slices)
 
 
@@ -139,7 +141,8 @@ def _reshape_back(node, axis: int, ranges):
 
     src, dst = node.inputs[0].shape, node.outputs[0].shape
     for b in range(len(src)):
-        if not D.equal(D.product(src[:b]), D.product(dst[:axis])):
+        # a 1-sized axis (one decode token) leaves the product unchanged: the heads are further on
+        if not D.equal(D.product(src[:b]), D.product(dst[:axis])) or (src[b] == 1 and dst[axis] != 1):
             continue
         if not (isinstance(src[b], int) and isinstance(dst[axis], int)) or src[b] % dst[axis]:
             return None

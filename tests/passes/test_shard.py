@@ -291,6 +291,36 @@ def test_tp_mla_splits_heads_and_replicates_the_latent_cache():
     assert any("latent cache (16 + 4 per token) replicated" in n for n in program.notes)
 
 
+def test_tp_mla_decode_one_token_splits_heads():
+    """Regression: with one token per sequence the query reshape (B, 1, H*D) -> (B, 1, H, D) was traced back
+    to the 1-sized token axis, so no weight was sliced and every rank ran all heads under a "2 of 4" note."""
+    model, inputs, _ = deepseek_v3()
+    ids = (inputs[0][:, :1].contiguous(),)                 # a static decode export: (batch, 1) ids
+    graph = lifted(model, ids)
+    (whole,) = graph.attention_ops()
+    assert whole.spec.kv_source.kind == "mla" and whole.inputs[0].shape[2] == 1
+    program = assert_sharding_matches(model, ids, graph, tp=2)
+    for g in program.rank_graphs:
+        (attn,) = g.attention_ops()
+        assert attn.spec.num_heads == 2 and attn.inputs[0].shape[1] == 2
+    assert any("2 of 4 heads per rank" in n for n in program.notes)
+    assert not any("head split not applied" in n for n in program.notes), program.notes
+
+
+def test_tp_gqa_one_token_splits_heads_with_a_note(monkeypatch):
+    model, _, _ = llama_block()
+    x = (torch.randn(2, 1, 32),)
+    program = assert_sharding_matches(model, x, lifted(model, x), tp=2)
+    assert [a.spec.num_heads for g in program.rank_graphs for a in g.attention_ops()] == [2, 2]
+    assert any("(GQA): 2 of 4 query heads and 1 of 2 KV heads per rank" in n for n in program.notes), program.notes
+    # where the query cannot be traced to its weights the heads stay whole (still correct) and the notes say so
+    from attncc.ir.passes import shard_attention
+
+    monkeypatch.setattr(shard_attention, "_reshape_back", lambda *a: None)
+    program = assert_sharding_matches(model, x, lifted(model, x), tp=2)
+    assert any("head split not applied, all 4 heads run replicated" in n for n in program.notes), program.notes
+
+
 def test_data_parallel_mla_attention_serves_each_rank_its_own_requests():
     model, inputs, graph = deepseek_v3()
     program = assert_sharding_matches(model, inputs, graph, tp=2, data_parallel_attention=True)
