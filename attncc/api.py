@@ -179,7 +179,8 @@ def kernel_rules(target: str | None):
     from .backends import get_backend
     from .backends.core.fusion import fusion_rules
 
-    return fusion_rules(get_backend(target).plugin)
+    plugin = getattr(get_backend(target), "plugin", None)
+    return fusion_rules(plugin) if plugin is not None else None   # a backend off the core: priced op by op
 
 
 def _import_for_pricing(model: Any, example_inputs: Any, options: dict, notes: list[str]) -> Graph:

@@ -49,6 +49,7 @@ class _Spec:
     scale: float
     softcap: float | None
     softcap_order: str = "before_mask"   # the core never sends softcap-after-additive-mask to a kernel
+    score_mods: tuple = ()               # mobile-cpu keeps no score mod in its kernel (Capabilities.kernel_score_mods)
 
 
 def _spec(cfg: AttentionKernelConfig) -> _Spec:
