@@ -24,7 +24,11 @@ def _worker(rank: int, world_size: int, port: int, backend: str, timeout_s: floa
             results) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world_size)))
+    # the ranks share this machine's cores: one thread pool each of cores / ranks (TVM's and torch's), not
+    # world_size pools of every core fighting for them
+    share = str(max(1, (os.cpu_count() or 1) // world_size))
+    os.environ.setdefault("OMP_NUM_THREADS", share)
+    os.environ.setdefault("TVM_NUM_THREADS", share)
     import torch.distributed as dist
 
     try:
