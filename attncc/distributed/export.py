@@ -4,23 +4,15 @@ run_distributed.py, which `torchrun --nproc-per-node N` starts; a rank's folder 
 numpy and torch.distributed - no attncc."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import uuid
 
+from ..backends.core.folder_checks import sha256_file as _sha256
 from .errors import DistributedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _rank_steps(model) -> list[dict]:
@@ -50,6 +42,13 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def _checks_source() -> str:
+    """The exported runtime's file checks (standard library only), shared with every exported folder."""
+    from ..backends.core import folder_checks
+
+    return folder_checks.__file__
 
 
 def export_sharded(model, directory: str) -> list[str]:
@@ -88,13 +87,15 @@ def export_sharded(model, directory: str) -> list[str]:
                 for name in sorted(names):
                     full = os.path.join(folder, name)
                     manifest["files"][os.path.relpath(full, directory)] = _sha256(full)
-        for name, source in (("run_distributed.py", "run_distributed_template.py"),
-                             ("attncc_collectives.py", "collectives.py")):
-            shutil.copyfile(os.path.join(HERE, source), os.path.join(directory, name))
+        for name, source in (("run_distributed.py", os.path.join(HERE, "run_distributed_template.py")),
+                             ("attncc_collectives.py", os.path.join(HERE, "collectives.py")),
+                             ("attncc_checks.py", _checks_source())):
+            shutil.copyfile(source, os.path.join(directory, name))
             manifest["files"][name] = _sha256(os.path.join(directory, name))
         with open(os.path.join(directory, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
-        files += [os.path.join(directory, n) for n in ("manifest.json", "run_distributed.py", "attncc_collectives.py")]
+        files += [os.path.join(directory, n) for n in ("manifest.json", "run_distributed.py", "attncc_collectives.py",
+                                                        "attncc_checks.py")]
     if dist.get_world_size() > 1:
         dist.barrier()
     return files

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import importlib.util
 import json
 import os
@@ -15,18 +14,12 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from attncc_checks import sha256_file as _sha256  # noqa: E402  (written beside this script by the export)
 
 
 class ShardedExportError(RuntimeError):
     """The folder set, the world size or a file does not match the export's manifest."""
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _module(name: str, path: str):
