@@ -34,16 +34,24 @@ def parse_plan(parallel: dict) -> dict[str, int]:
     return plan
 
 
-def compile_segment(graph: Graph, target: str, options: dict, strict: bool):
-    """One collective-free segment through the target's default pipeline and backend: a CompiledModel."""
+def split_pipeline_at_shard(target: str, options: dict) -> tuple[str, str]:
+    """The target's default pipeline cut before fuse-qkv: the lifting half runs on the whole graph before the
+    shard pass (which splits unpacked projections and lifted MLA), the rest on each rank's segments."""
     from .. import pipelines
+
+    passes = pipelines.split_pipeline(pipelines.default_pipeline(target, options))
+    i = passes.index("fuse-qkv") if "fuse-qkv" in passes else len(passes)
+    return ",".join(passes[:i]), ",".join(passes[i:])
+
+
+def compile_segment(graph: Graph, target: str, options: dict, strict: bool, pipeline: str):
+    """One collective-free segment through `pipeline` and the target's backend: a CompiledModel."""
     from ..api import analyze
     from ..backends import get_backend
     from ..compiled import CompiledModel
 
     backend = get_backend(target)
-    pipeline = pipelines.default_pipeline(target, options)
-    optimized = run_pipeline(graph, pipeline)
+    optimized = run_pipeline(graph, pipeline) if pipeline else graph
     executable = backend.lower(optimized, dict(options or {}))
     cm = CompiledModel(optimized, executable, target, pipeline, backend.hardware, source_graph=graph, strict=strict,
                        price=analyze)
@@ -72,15 +80,17 @@ def compile_sharded(model: Any, example_inputs: Any = None, target: str = "cpu",
     kwargs = {"dynamic_shapes": dynamic_shapes} if dynamic_shapes is not None else {}
     source = import_model(model, example_inputs, **kwargs)
     extra = {k: bool(parallel[k]) for k in ("sequence_parallel", "data_parallel_attention") if parallel and k in parallel}
-    program = shard_graph(source, plan["tp"], plan["ep"], plan["pp"], 1, **extra)
+    lifting, rest = split_pipeline_at_shard(target, dict(options or {}))
+    program = shard_graph(run_pipeline(source, lifting) if lifting else source, plan["tp"], plan["ep"], plan["pp"], 1,
+                          **extra)
     steps = split_at_collectives(program.rank_graphs[me])
     groups = PlanGroups(program, dist)
     clock = time.perf_counter()
     # rank 0 first, then the rest: identical shards hit the cache instead of building the same kernels twice
     for turn in (0, 1):
         if (me == 0) == (turn == 0):
-            built = [compile_segment(s.graph, target, dict(options or {}), strict) if isinstance(s, ComputeSegment)
-                     else None for s in steps]
+            built = [compile_segment(s.graph, target, dict(options or {}), strict, rest)
+                     if isinstance(s, ComputeSegment) else None for s in steps]
         dist.barrier()
     model_ = ShardedModel(program, me, steps, built, dist, groups, target)
     model_.compile_seconds = time.perf_counter() - clock

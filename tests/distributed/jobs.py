@@ -38,6 +38,30 @@ def llama_tp_and_decoder_pp() -> dict:
             "pp2_decoder": _check(decoder, dec_inputs, {"pp": 2}), "tp2_builds": builds}
 
 
+def moe_ep_and_mla_decode_tp() -> dict:
+    """EP=2 Mixtral-style MoE block (top-2 router, grouped expert matmuls) and TP=2 DeepSeek-V3-style MLA
+    decode step (one token; the cpu pipeline's mla-absorb picks the absorbed form), in one 2-rank job."""
+    from tests.passes.test_shard import deepseek_v3, moe_block
+
+    moe, moe_inputs, _ = moe_block()
+    mla, mla_inputs, _ = deepseek_v3()
+    ids = (mla_inputs[0][:, :1].contiguous(),)
+    import torch.distributed as dist
+
+    cm = attncc.compile(mla, ids, target="cpu", parallel={"tp": 2})
+    absorbed = [n.spec.kv_source.absorbed for c in cm.compiled if c is not None
+                for n in c.graph.attention_ops() if n.spec.kv_source is not None]
+    heads = [n.spec.num_heads for c in cm.compiled if c is not None for n in c.graph.attention_ops()]
+    got = cm(*ids)
+    with torch.no_grad():
+        want = mla(*ids)
+    got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, (tuple, list)) else (want,))
+    mla_err = max(float((g - w).abs().max()) for g, w in zip(got, want))
+    del dist
+    return {"ep2_moe": _check(moe, moe_inputs, {"ep": 2}), "tp2_mla_decode": mla_err, "mla_heads": heads,
+            "mla_absorbed": absorbed}
+
+
 def mixtral_ep() -> float:
     from tests.passes.test_shard import mixtral
 

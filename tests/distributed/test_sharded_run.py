@@ -22,6 +22,15 @@ def test_tp2_gqa_block_and_pp2_decoder_equal_eager_on_two_ranks(tmp_path, monkey
     assert first > 0 and second == 0, errors["tp2_builds"]
 
 
+def test_ep2_moe_block_and_tp2_absorbed_mla_decode_equal_eager_on_two_ranks(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path))
+    got = launch(jobs.moe_ep_and_mla_decode_tp, 2)
+    assert got["ep2_moe"] < TOL and got["tp2_mla_decode"] < TOL, got
+    # each rank runs 2 of DeepSeek-V3's 4 heads, in the absorbed (decode) order mla-absorb picks
+    assert got["mla_heads"] == [2] and got["mla_absorbed"] == [True], got
+
+
 @pytest.mark.slow  # ~1 min each: transformers models built, imported and compiled on every rank
 @pytest.mark.parametrize("job", ["mixtral_ep", "deepseek_mla_tp"])
 def test_ep2_mixtral_and_tp2_deepseek_mla_equal_eager(job, tmp_path, monkeypatch):
