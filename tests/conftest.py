@@ -85,5 +85,9 @@ def pytest_collection_modifyitems(config, items) -> None:
         if item.nodeid in SLOW_FOR_BUDGET:
             item.add_marker(pytest.mark.slow)
     stale = sorted(SLOW_FOR_BUDGET - known)
-    if stale and not config.getoption("file_or_dir"):   # a renamed test would silently come back to the default run
-        raise pytest.UsageError(f"tests/conftest.py SLOW_FOR_BUDGET names tests that no longer exist: {stale}")
+    if stale and not config.getoption("file_or_dir"):
+        # a renamed test would silently come back to the default run; a module skipped on this machine (a missing
+        # optional tool) collects nothing, so this warns rather than stopping the run
+        import warnings
+
+        warnings.warn(f"tests/conftest.py SLOW_FOR_BUDGET names tests not collected here: {stale}")
