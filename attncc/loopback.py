@@ -10,58 +10,40 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
-import tempfile
 from typing import Any
 
 SIZES = (1 << 12, 1 << 16, 1 << 20, 1 << 22, 1 << 24)   # bytes of float32 per all-reduce
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_main(rank: int, world: int, port: int, sizes: tuple[int, ...], reps: int, out: str) -> None:
+def _time_allreduces(sizes: tuple[int, ...], reps: int) -> dict[int, float]:
+    """On every rank of a 2-rank group: best-of-`reps` seconds of a gloo all-reduce of each size."""
     import time
 
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        best = {}
-        for size in sizes:
-            x = torch.ones(size // 4, dtype=torch.float32)
-            for _ in range(2):  # warm up the connection and buffers
-                dist.all_reduce(x)
-            times = []
-            for _ in range(reps):
-                dist.barrier()
-                t0 = time.perf_counter()
-                dist.all_reduce(x)
-                times.append(time.perf_counter() - t0)
-            best[size] = min(times)
-        if rank == 0:
-            with open(out, "w") as f:
-                json.dump(best, f)
-    finally:
-        dist.destroy_process_group()
+    best = {}
+    for size in sizes:
+        x = torch.ones(size // 4, dtype=torch.float32)
+        for _ in range(2):  # warm up the connection and buffers
+            dist.all_reduce(x)
+        times = []
+        for _ in range(reps):
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(x)
+            times.append(time.perf_counter() - t0)
+        best[size] = min(times)
+    return best
 
 
 def measure_loopback_allreduce(sizes: tuple[int, ...] = SIZES, reps: int = 10) -> dict[str, Any]:
     """Best-of-`reps` time of a gloo all-reduce of each size between 2 local processes, and the fitted link:
     {"times_s": {bytes: s}, "latency_s", "bandwidth_bytes_per_s", "date"}."""
-    import torch.multiprocessing as mp
+    from .distributed import launch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "times.json")
-        mp.start_processes(_rank_main, args=(2, _free_port(), tuple(sizes), reps, out), nprocs=2, join=True,
-                           start_method="spawn")
-        with open(out) as f:
-            times = {int(k): float(v) for k, v in json.load(f).items()}
+    times = {int(k): float(v) for k, v in launch(_time_allreduces, 2, tuple(sizes), reps).items()}
     small, large = min(times), sorted(times)[-2:]
     # time = latency + bytes * 1.0 / bandwidth (2 ranks: the all-reduce bus factor 2(n-1)/n is 1): the latency is
     # the smallest message's time, the bandwidth the slope between the two largest

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime
 import os
 import queue
-import socket
+import shutil
+import tempfile
 import traceback
 from typing import Any, Callable
 
@@ -14,16 +15,9 @@ from .errors import DistributedError
 from .process_group import DEFAULT_TIMEOUT_S
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world_size: int, port: int, backend: str, timeout_s: float, fn: Callable, args: tuple,
+def _worker(rank: int, world_size: int, rendezvous: str, backend: str, timeout_s: float, fn: Callable, args: tuple,
             results) -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size)})
     # the ranks share this machine's cores: one thread pool each of cores / ranks (TVM's and torch's), not
     # world_size pools of every core fighting for them
     share = str(max(1, (os.cpu_count() or 1) // world_size))
@@ -32,7 +26,8 @@ def _worker(rank: int, world_size: int, port: int, backend: str, timeout_s: floa
     import torch.distributed as dist
 
     try:
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
+        # torch.distributed's file rendezvous: the ranks meet through a file in a private folder (no port to pick)
+        dist.init_process_group(backend, init_method=f"file://{rendezvous}", rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         value = fn(*args)
         results.put((rank, "ok", value if rank == 0 else None))
@@ -58,8 +53,9 @@ def launch(fn: Callable, world_size: int, *args: Any, backend: str = "gloo",
         raise DistributedError(f"world_size must be an integer >= 1, got {world_size!r}")
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, timeout_s, fn, args, results),
+    folder = tempfile.mkdtemp(prefix="attncc-launch-")
+    rendezvous = os.path.join(folder, "rendezvous")
+    procs = [ctx.Process(target=_worker, args=(r, world_size, rendezvous, backend, timeout_s, fn, args, results),
                          daemon=False) for r in range(world_size)]
     for p in procs:
         p.start()
@@ -102,3 +98,4 @@ def launch(fn: Callable, world_size: int, *args: Any, backend: str = "gloo",
             if p.is_alive():
                 p.terminate()
                 p.join(5)
+        shutil.rmtree(folder, ignore_errors=True)
