@@ -149,3 +149,20 @@ def check_inputs(specs: Sequence[dict], ranges: dict, inputs: Sequence[Any], all
                                  f"static ({d}) in this compiled model")
         shapes.append(shape)
     check_ranges(specs, ranges, shapes)
+
+
+def read_checked_index(folder: str, verify: bool = True) -> tuple[dict | None, dict]:
+    """(manifest.json or None, plans.json) of an exported folder. With `verify`, every file is first checked
+    against the manifest's sha256, and plans.json and each plan, library and constants file it names must be
+    listed there; `verify=False` (a folder written without a manifest) skips that, but a manifest that exists is
+    still read, so inputs are checked against it."""
+    has_manifest = os.path.exists(os.path.join(folder, "manifest.json"))
+    manifest = read_manifest(folder) if verify or has_manifest else None
+    if verify:
+        verify_files(folder, manifest)
+        require_listed(folder, manifest, ["plans.json"])
+    index = read_json(os.path.join(folder, "plans.json"))
+    if verify:
+        require_listed(folder, manifest, [e[k] for e in index["plans"] for k in ("plan", "library", "constants")
+                                          if e.get(k)])
+    return manifest, index

@@ -40,11 +40,9 @@ def _import_tvm_without_torch():
 tvm = _import_tvm_without_torch()
 
 try:    # inside attncc
-    from .folder_checks import FolderError, InputError, check_inputs, read_json, read_manifest, require_listed, \
-        verify_files
+    from .folder_checks import FolderError, InputError, check_inputs, read_checked_index, read_json
 except ImportError:   # in an exported folder: the copy written beside this file
-    from attncc_checks import FolderError, InputError, check_inputs, read_json, read_manifest, require_listed, \
-        verify_files
+    from attncc_checks import FolderError, InputError, check_inputs, read_checked_index, read_json
 
 # what a folder built for each TVM target kind needs on the machine that runs it
 NEEDS = {"cuda": ("CUDA", "an NVIDIA GPU with its driver, and an apache-tvm runtime built with CUDA (USE_CUDA=ON)"),
@@ -312,17 +310,7 @@ class FolderModel:
 
     def __init__(self, folder: str, device=None, allow_cast: bool = False, verify: bool = True):
         self.allow_cast = allow_cast
-        # verify=False skips the sha256 checks (a folder written without a manifest); the inputs are still checked
-        # against the manifest where there is one
-        has_manifest = os.path.exists(os.path.join(folder, "manifest.json"))
-        self.manifest = read_manifest(folder) if verify or has_manifest else None
-        if verify:
-            verify_files(folder, self.manifest)
-            require_listed(folder, self.manifest, ["plans.json"])
-        self.index = read_json(os.path.join(folder, "plans.json"))
-        if verify:
-            require_listed(folder, self.manifest, [e[k] for e in self.index["plans"]
-                                                   for k in ("plan", "library", "constants") if e.get(k)])
+        self.manifest, self.index = read_checked_index(folder, verify)
         self.inputs, self.outputs = self.index["inputs"], self.index["outputs"]
         target = self.index.get("target")
         self._entries = [(e["shapes"], _load_entry(folder, e, device, target)) for e in self.index["plans"]]

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...core.folder_checks import check_inputs, read_json, read_manifest, require_listed, verify_files
+from ...core.folder_checks import check_inputs, read_checked_index, read_json
 from ...core.runtime import PlanExecutor, tvm
 
 
@@ -65,17 +65,7 @@ class RemoteModel:
 
     def __init__(self, folder: str, session, device: str = "cpu", allow_cast: bool = False, verify: bool = True):
         self.session, self.dev, self.allow_cast = session, session.device(device), allow_cast
-        # verify=False skips the sha256 checks (a folder written without a manifest); the inputs are still checked
-        # against the manifest where there is one
-        has_manifest = os.path.exists(os.path.join(folder, "manifest.json"))
-        self.manifest = read_manifest(folder) if verify or has_manifest else None
-        if verify:
-            verify_files(folder, self.manifest)
-            require_listed(folder, self.manifest, ["plans.json"])
-        index = read_json(os.path.join(folder, "plans.json"))
-        if verify:
-            require_listed(folder, self.manifest, [e[k] for e in index["plans"]
-                                                   for k in ("plan", "library", "constants") if e.get(k)])
+        self.manifest, index = read_checked_index(folder, verify)
         self.inputs, self.outputs = index["inputs"], index["outputs"]
         self._entries = []
         for entry in index["plans"]:

@@ -6,10 +6,10 @@ staged tiles <= local memory; a tile that cannot fit is a compile-time error nam
 """
 from __future__ import annotations
 
-import numpy as np
 from tvm import s_tir, te, tirx
 
 from ...core.errors import LoweringError
+from ...core.matmul import PlainMatmul
 from ...core.symbolic import static_int
 from .schedules import _inline_spatial
 from .spec import OpenClLimits, opencl_limits
@@ -118,20 +118,9 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, limits: OpenClLimi
     sch.decompose_reduction(blk, ko)
 
 
-class GpuMatmul:
-    """MatmulStrategy of mobile-gpu: plain (K, N) weights (no repacking), local-memory tiled schedule."""
-
-    gate_cols = 0     # no gated (interleaved SwiGLU) matmul on this target: gate and up run as two matmuls
-    panel = 0
-
-    def packed_shape(self, k: int, n: int) -> tuple[int, ...]:
-        return (k, n)
-
-    def pack_weight(self, w: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(w)
-
-    def pack_gated(self, w_gate: np.ndarray, w_up: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("mobile-gpu has no gated matmul (gate_cols = 0)")
+class GpuMatmul(PlainMatmul):
+    """MatmulStrategy of mobile-gpu: the core's plain (K, N) weights (no repacking, no gated panels), a compute
+    that also broadcasts a batch-1 left operand, and the local-memory tiled schedule."""
 
     def compute(self, a, b, n, packed: bool, name: str):
         return matmul_compute(a, b, n, packed, name)
