@@ -16,6 +16,16 @@ def _truthy(x: tirx.PrimExpr) -> tirx.PrimExpr:
     return x if x.dtype == "bool" else x != tirx.const(0, x.dtype)
 
 
+def within_window(ok, key_pos, query_pos, left, right, both=tirx.And):
+    """`ok` and key_pos in [query_pos - left, query_pos + right] (a None bound is open): the sliding-window /
+    causal visibility every attention kernel applies, combined with `both` (the caller's conjunction)."""
+    if left is not None:
+        ok = both(ok, key_pos >= query_pos - left)
+    if right is not None:
+        ok = both(ok, key_pos <= query_pos + right)
+    return ok
+
+
 def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.Tensor | None,
                       kv_lengths: te.Tensor | None, out_dtype: str, name: str = "out") -> te.Tensor:
     """softmax(mask(softcap(scale q kᵀ))) v on bhsd tensors (RoPE and the KV cache already applied)."""
@@ -46,12 +56,8 @@ def attention_compute(spec, q: te.Tensor, k: te.Tensor, v: te.Tensor, mask: te.T
             s = s + load(mask, (b, h, i, j), full).astype(f32)
         if spec.softcap and spec.softcap_order == "after_mask":
             s = cap * te.tanh(s / cap)
-        keep = tirx.const(True, "bool")
         pos = i + offset
-        if left is not None:
-            keep = tirx.And(keep, j >= pos - left)
-        if right is not None:
-            keep = tirx.And(keep, j <= pos + right)
+        keep = within_window(tirx.const(True, "bool"), j, pos, left, right)
         if m.input == "bool":
             keep = tirx.And(keep, _truthy(load(mask, (b, h, i, j), full)))
         if kv_lengths is not None:

@@ -19,6 +19,7 @@ import math
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ...core.te_attention import within_window
 from .resources import FlashTile, pad
 
 LOG2E = math.log2(math.e)
@@ -69,12 +70,7 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
         return s
 
     def visible(M, b, hq, pos, kp, k_hi, row_ok):
-        ok = tirx.all(row_ok, kp < k_hi)
-        apos = pos + OFF
-        if WL is not None:
-            ok = tirx.all(ok, kp >= apos - WL)
-        if WR is not None:
-            ok = tirx.all(ok, kp <= apos + WR)
+        ok = within_window(tirx.all(row_ok, kp < k_hi), kp, pos + OFF, WL, WR, both=tirx.all)
         if MASK == "bool":
             ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
         return ok

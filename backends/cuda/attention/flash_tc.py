@@ -29,6 +29,7 @@ import math
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ...core.te_attention import within_window
 from ..arch import CudaArch
 from .flash import sizes
 
@@ -122,11 +123,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
         return s
 
     def visible(M, b, hq, pos, kp, k_hi, row_ok):
-        ok = tirx.all(row_ok, kp < k_hi)
-        if WL is not None:
-            ok = tirx.all(ok, kp >= pos + OFF - WL)
-        if WR is not None:
-            ok = tirx.all(ok, kp <= pos + OFF + WR)
+        ok = within_window(tirx.all(row_ok, kp < k_hi), kp, pos + OFF, WL, WR, both=tirx.all)
         if MASK == "bool":
             ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
         return ok
