@@ -54,7 +54,44 @@ def run_collective(op, x: torch.Tensor, dist, group, peer: int | None = None) ->
     raise NotImplementedError(f"no torch.distributed rule for collective {name}")
 
 
+_DTYPES = ["float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool"]
+
+
 def _torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64,
-            "int64": torch.int64, "int32": torch.int32, "bool": torch.bool, "int8": torch.int8,
-            "uint8": torch.uint8}[name]
+    return getattr(torch, name)
+
+
+def broadcast_from(x: torch.Tensor | None, src: int, dist) -> torch.Tensor:
+    """Every rank gets rank `src`'s tensor `x` (None on the other ranks): rank, shape and dtype first, then data."""
+    nd = torch.tensor([x.dim() if x is not None else 0], dtype=torch.int64)
+    dist.broadcast(nd, src=src)
+    shape = torch.tensor(list(x.shape) if x is not None else [0] * int(nd.item()), dtype=torch.int64)
+    dist.broadcast(shape, src=src)
+    kind = torch.tensor([_DTYPES.index(str(x.dtype).replace("torch.", "")) if x is not None else 0],
+                        dtype=torch.int64)
+    dist.broadcast(kind, src=src)
+    x = x.contiguous() if x is not None else torch.empty(tuple(shape.tolist()),
+                                                         dtype=_torch_dtype(_DTYPES[int(kind.item())]))
+    dist.broadcast(x, src=src)
+    return x
+
+
+def gather_outputs(sources: list, shards: dict, local: list, rank: int, dist) -> list[torch.Tensor]:
+    """Every rank gets every full output of a sharded program: output i is rank r's output j for
+    (r, j) = sources[i], or, for i in `shards` ({i: (axis, [(rank, j, start, stop), ...])}), the blocks the
+    ranks hold, concatenated along axis (a block replicated on several ranks is taken once)."""
+    if dist.get_world_size() == 1:
+        return [local[j] for _, j in sources]
+    outs = []
+    for i, (src, j) in enumerate(sources):
+        if i in shards:
+            axis, blocks = shards[i]
+            parts, covered = [], 0
+            for r, jj, start, stop in sorted(blocks, key=lambda b: b[2]):
+                if start == covered:
+                    parts.append(broadcast_from(local[jj] if r == rank else None, r, dist))
+                    covered = stop
+            outs.append(torch.cat(parts, dim=axis))
+        else:
+            outs.append(broadcast_from(local[j] if src == rank else None, src, dist))
+    return outs

@@ -106,40 +106,6 @@ def _np(x):
     return np.asarray(x)
 
 
-def assemble(manifest: dict, local: list, rank: int, dist) -> list:
-    """Every rank gets every full output (broadcast from the rank holding it; split outputs block by block)."""
-    import torch
-
-    def bcast(x, src):
-        nd = torch.tensor([x.ndim if x is not None else 0], dtype=torch.int64)
-        dist.broadcast(nd, src=src)
-        shape = torch.tensor(list(x.shape) if x is not None else [0] * int(nd.item()), dtype=torch.int64)
-        dist.broadcast(shape, src=src)
-        kind = torch.tensor([_DTYPES.index(str(x.dtype)) if x is not None else 0], dtype=torch.int64)
-        dist.broadcast(kind, src=src)
-        t = torch.from_numpy(np.ascontiguousarray(x)) if x is not None else \
-            torch.empty(tuple(shape.tolist()), dtype=getattr(torch, _DTYPES[int(kind.item())]))
-        dist.broadcast(t, src=src)
-        return t.numpy()
-
-    outs = []
-    for i, where in enumerate(manifest["outputs"]):
-        shards = manifest["output_shards"].get(str(i))
-        if shards:
-            blocks, covered = [], 0
-            for r, j, start, stop in sorted(shards["blocks"], key=lambda b: b[2]):
-                if start == covered:
-                    blocks.append(bcast(local[j] if r == rank else None, r))
-                    covered = stop
-            outs.append(np.concatenate(blocks, axis=shards["axis"]))
-        else:
-            outs.append(bcast(local[where["index"]] if where["rank"] == rank else None, where["rank"]))
-    return outs
-
-
-_DTYPES = ["float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool"]
-
-
 def main(argv=None) -> int:
     import torch.distributed as dist
 
@@ -162,8 +128,13 @@ def main(argv=None) -> int:
     else:
         raise SystemExit("run_distributed.py: error: --inputs in.npz is required (the model's inputs by name: "
                          f"{program.manifest['inputs']})")
-    local = program.run(dist, groups, inputs)
-    outs = assemble(program.manifest, local, rank, dist)
+    import torch
+
+    local = [torch.from_numpy(np.ascontiguousarray(a)) for a in program.run(dist, groups, inputs)]
+    m = program.manifest
+    shards = {int(i): (s["axis"], s["blocks"]) for i, s in m["output_shards"].items()}
+    outs = [o.numpy() for o in program.collectives.gather_outputs([(o["rank"], o["index"]) for o in m["outputs"]],
+                                                                 shards, local, rank, dist)]
     status = 0
     if rank == 0:
         if args.out:

@@ -11,7 +11,7 @@ from ..ir import Graph
 from ..ir.passes import run_pipeline
 from ..ir.passes.shard import shard_graph
 from ..ir.segments import CollectiveStep, ComputeSegment, split_at_collectives
-from .collectives import _torch_dtype, run_collective
+from .collectives import gather_outputs, run_collective
 from .errors import DistributedError
 from .process_group import PlanGroups, ensure_process_group
 
@@ -136,8 +136,8 @@ class ShardedModel:
                 outs = self.compiled[i](*[_contiguous(env[n]) for n in step.inputs])
                 outs = outs if isinstance(outs, tuple) else (outs,)
                 env.update(zip(step.outputs, outs))
-        local = [env[v.name] for v in self.graph.outputs]
-        result = self._assemble(local)
+        local = [_contiguous(env[v.name]) for v in self.graph.outputs]
+        result = gather_outputs(self.program.output_sources, self.program.output_shards, local, self.rank, self.dist)
         return result[0] if len(result) == 1 else tuple(result)
 
     def _collective(self, step: CollectiveStep, env: dict):
@@ -153,43 +153,6 @@ class ShardedModel:
         except Exception as e:  # noqa: BLE001 - name the rank and the collective (a timeout says a peer died)
             raise DistributedError(f"rank {self.rank}: collective {op.op_name} '{node.name}' (group {op.group}) "
                                    f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-
-    def _assemble(self, local: list) -> list:
-        """Every rank gets every full output: each is broadcast from the rank that holds it (split outputs
-        from each rank holding a block, concatenated)."""
-        import torch
-
-        dist = self.dist
-        outs = []
-        for i, (src, j) in enumerate(self.program.output_sources):
-            if i in self.program.output_shards:
-                axis, shards = self.program.output_shards[i]
-                blocks, covered = [], 0
-                for r, jj, start, stop in sorted(shards, key=lambda s: s[2]):
-                    if start == covered:
-                        blocks.append(self._broadcast(local[jj] if r == self.rank else None, r, self.program
-                                                      .rank_graphs[r].outputs[jj]))
-                        covered = stop
-                outs.append(torch.cat(blocks, dim=axis))
-            else:
-                outs.append(self._broadcast(local[j] if src == self.rank else None, src,
-                                            self.program.rank_graphs[src].outputs[j]))
-        return outs
-
-    def _broadcast(self, x, src: int, value):
-        import torch
-
-        dist = self.dist
-        if dist.get_world_size() == 1:
-            return x
-        shape = torch.tensor(list(x.shape) if x is not None else [0] * value.rank, dtype=torch.int64)
-        dist.broadcast(shape, src=src)
-        if x is None:
-            x = torch.empty(tuple(int(s) for s in shape.tolist()), dtype=_torch_dtype(value.dtype))
-        else:
-            x = _contiguous(x)
-        dist.broadcast(x, src=src)
-        return x
 
     def export(self, directory: str) -> list[str]:
         """Every rank writes `directory/rank<r>/`; rank 0 adds manifest.json (plan, world size, export id,

@@ -46,8 +46,6 @@ def moe_ep_and_mla_decode_tp() -> dict:
     moe, moe_inputs, _ = moe_block()
     mla, mla_inputs, _ = deepseek_v3()
     ids = (mla_inputs[0][:, :1].contiguous(),)
-    import torch.distributed as dist
-
     cm = attncc.compile(mla, ids, target="cpu", parallel={"tp": 2})
     absorbed = [n.spec.kv_source.absorbed for c in cm.compiled if c is not None
                 for n in c.graph.attention_ops() if n.spec.kv_source is not None]
@@ -57,7 +55,6 @@ def moe_ep_and_mla_decode_tp() -> dict:
         want = mla(*ids)
     got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, (tuple, list)) else (want,))
     mla_err = max(float((g - w).abs().max()) for g, w in zip(got, want))
-    del dist
     return {"ep2_moe": _check(moe, moe_inputs, {"ep": 2}), "tp2_mla_decode": mla_err, "mla_heads": heads,
             "mla_absorbed": absorbed}
 
