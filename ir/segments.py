@@ -98,11 +98,11 @@ def _segment(graph: Graph, nodes: list[Node], idx: int, consumers_after: dict[st
     """A standalone graph of `nodes` (plus the constants they read) with inputs for every value from outside."""
     # named by position only: segment k of every rank of a stage prints alike (one cached build)
     g = Graph(f"segment{number}", metadata={k: v for k, v in graph.metadata.items() if k != "parallel"})
-    members = {id(n) for n in nodes}
     vmap: dict[int, Value] = {}
     inputs: list[str] = []
 
-    def outside(v: Value) -> Value:
+    def value_of(v: Value) -> Value:
+        """The segment's value for `v`: its own node's output, a copied constant, or a new segment input."""
         if id(v) in vmap:
             return vmap[id(v)]
         if v.producer is not None and v.producer.op.op_name == "Constant":
@@ -126,8 +126,7 @@ def _segment(graph: Graph, nodes: list[Node], idx: int, consumers_after: dict[st
         return nv
 
     for n in nodes:
-        ins = [None if v is None else (vmap[id(v)] if id(v) in vmap and v.producer is not None
-                                       and id(v.producer) in members else outside(v)) for v in n.inputs]
+        ins = [None if v is None else value_of(v) for v in n.inputs]
         nn = Node(n.name, n.op, ins, [], n.source)
         g._names.add(n.name)
         for v in n.outputs:

@@ -60,8 +60,7 @@ def compile_segment(graph: Graph, target: str, options: dict, strict: bool, pipe
 
 
 def compile_sharded(model: Any, example_inputs: Any = None, target: str = "cpu", parallel: dict | None = None,
-                    options: dict | None = None, dynamic_shapes: Any = None, strict: bool = False,
-                    rank: int | None = None) -> "ShardedModel":
+                    options: dict | None = None, dynamic_shapes: Any = None, strict: bool = False) -> "ShardedModel":
     """Compile this rank's shard of `model` (every rank of the job calls this with the same arguments: SPMD).
 
     The process group is the one initialised, or one initialised from torchrun's environment (gloo for cpu,
@@ -76,7 +75,7 @@ def compile_sharded(model: Any, example_inputs: Any = None, target: str = "cpu",
     if world != needed:
         raise DistributedError(f"parallel={plan} needs {needed} ranks (tp*ep*pp) but the process group has {world}: "
                                f"start the job with --nproc-per-node {needed}")
-    me = dist.get_rank() if rank is None else rank
+    me = dist.get_rank()
     kwargs = {"dynamic_shapes": dynamic_shapes} if dynamic_shapes is not None else {}
     source = import_model(model, example_inputs, **kwargs)
     extra = {k: bool(parallel[k]) for k in ("sequence_parallel", "data_parallel_attention") if parallel and k in parallel}
@@ -87,10 +86,11 @@ def compile_sharded(model: Any, example_inputs: Any = None, target: str = "cpu",
     groups = PlanGroups(program, dist)
     clock = time.perf_counter()
     # rank 0 first, then the rest: identical shards hit the cache instead of building the same kernels twice
-    for turn in (0, 1):
-        if (me == 0) == (turn == 0):
-            built = [compile_segment(s.graph, target, dict(options or {}), strict, rest)
-                     if isinstance(s, ComputeSegment) else None for s in steps]
+    if me != 0:
+        dist.barrier()
+    built = [compile_segment(s.graph, target, dict(options or {}), strict, rest) if isinstance(s, ComputeSegment)
+             else None for s in steps]
+    if me == 0:
         dist.barrier()
     model_ = ShardedModel(program, me, steps, built, dist, groups, target)
     model_.compile_seconds = time.perf_counter() - clock
