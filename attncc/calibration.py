@@ -4,8 +4,9 @@
 MHA/GQA/MQA, causal, sliding window, softcap) and scheduled matmuls (packed weights as a Linear
 uses them, and unpacked activation products), times each one and returns `KernelSample`s that
 `attncc.cost_models.fit` turns into efficiency factors. It lives here, not in cost_models, because it
-runs TVM kernels; the cpu backend builds them (`attncc.backends.cpu.kernel_suite`, its public timing API), so
-this module imports neither TVM nor backend internals (tests/api/test_layering.py).
+runs TVM kernels; the cpu backend builds them (`attncc.backends.cpu.kernel_suite`, its public timing API) and the
+caller passes that suite in (`measure_kernels(suite)`), so this module imports neither TVM nor any backend
+(tests/api/test_layering.py).
 
 Timing protocol (the cost model prices a kernel whose operands come from main memory, as in a
 model where each layer's weights and KV cache have been evicted by the others):
@@ -23,7 +24,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -115,32 +116,42 @@ def attention_configs(quick: bool = False) -> list[dict]:
     return cfgs[::3] if quick else cfgs
 
 
-def _suite():
-    """The cpu backend's timing suite (its public API; the kernels and TVM stay in the backend)."""
-    from attncc.backends.cpu import kernel_suite
+class KernelSuite(Protocol):
+    """What a backend's timing suite provides (`attncc.backends.cpu.kernel_suite` is one): kernels built and
+    ready to call, each a case with `.label`, `.job` (what the cost model prices) and `.run()`."""
 
-    return kernel_suite
+    def attention_case(self, batch: int, q_heads: int, kv_heads: int, q_len: int, kv_len: int, head_dim: int,
+                       **kw: Any) -> Any: ...
+
+    def matmul_case(self, m: int, n: int, k: int, packed: bool, rng: Any = None) -> Any: ...
+
+    def tiny_case(self, kind: str) -> Any: ...
 
 
 def _timed(case) -> tuple[KernelSample, Callable[[], None]]:
     return KernelSample(case.label, case.job), case.run
 
 
-def measure_matmul_peak(n: int = 2048, runs: int = 10) -> dict[str, Any]:
-    """Practical fp32 peak: FLOP/s of attncc's own packed-weight TVM matmul (an n x n x n Linear), best
-    of `runs` warm calls (it is compute-bound, so caches do not matter). numpy's sgemm is slower than
-    this kernel on this machine, so a peak taken from numpy alone puts fitted compute factors above 1.
+def measure_matmul_peak(build: Callable[[], Any], runs: int = 10) -> dict[str, Any]:
+    """Practical fp32 peak: FLOP/s of attncc's own packed-weight TVM matmul, best of `runs` warm calls (it
+    is compute-bound, so caches do not matter). numpy's sgemm is slower than this kernel on this machine,
+    so a peak taken from numpy alone puts fitted compute factors above 1.
 
-    Returns {"name", "flops", "source", "load", "date", "runs_s"} for `calibrate_host(fp32_probes=...)`.
+    `build`: makes the matmul case, e.g. `lambda: kernel_suite.matmul_case(2048, 2048, 2048, True)` (the
+    backend's suite is passed in: this module imports no backend). Returns {"name", "flops", "source",
+    "load", "date", "runs_s"} for `calibrate_host(fp32_probes=...)`.
     """
-    run = _suite().matmul_case(n, n, n, True, np.random.default_rng(0)).run   # checks the result against numpy
+    case = build()                                       # the suite checks the result against numpy
+    _, m, n, k, _ = case.job
+    run = case.run
     run()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return {"name": "tvm-packed-matmul", "flops": 2 * n ** 3 / min(times), "source": f"TVM packed matmul {n}^3 best of {runs}",
+    shape = f"{n}^3" if m == n == k else f"{m}x{n}x{k}"
+    return {"name": "tvm-packed-matmul", "flops": 2 * m * n * k / min(times), "source": f"TVM packed matmul {shape} best of {runs}",
             "load": load_average(), "date": time.strftime("%Y-%m-%d %H:%M"), "runs_s": times}
 
 
@@ -160,11 +171,10 @@ def measure_torch_gemm(dtype: str = "bfloat16", n: int = 1024, runs: int = 5) ->
             "load": load_average()}
 
 
-def tiny_kernel_cases(rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]:
+def tiny_kernel_cases(suite: KernelSuite, rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]:
     """Kernels doing almost nothing; their time (cold, like the others) is the fixed cost of a call:
     "launch" (the smallest possible kernel) and one per kernel class (its code, workspace, two
     parallel stages), each with real head dims so the code is as large as a real kernel's."""
-    suite = _suite()
     return {"launch": _timed(suite.attention_case(1, 1, 1, 1, 16, 16, scale=0.25, rng=rng)),
             "attention.prefill": _timed(suite.attention_case(1, 1, 1, 16, 32, 64, scale=0.125, rng=rng)),
             "attention.decode": _timed(suite.attention_case(1, 1, 1, 1, 32, 64, scale=0.125, rng=rng)),
@@ -173,20 +183,20 @@ def tiny_kernel_cases(rng) -> dict[str, tuple[KernelSample, Callable[[], None]]]
             "elementwise": _timed(suite.tiny_case("elementwise")), "layout": _timed(suite.tiny_case("layout"))}
 
 
-def measure_kernels(quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,
+def measure_kernels(suite: KernelSuite, quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,
                     wait_s: float = 60.0, log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Build and time the suite. Returns {"samples", "launch_s" ({"launch" or a
+    """Build and time the kernels of `suite` (the backend's timing suite, e.g. `attncc.backends.cpu.kernel_suite`,
+    passed in: this module imports no backend). Returns {"samples", "launch_s" ({"launch" or a
     kernel class: seconds of a tiny kernel}), "loads", "date"}.
 
     Before each round, waits up to `wait_s` for the load average to drop below `max_load`
     (other sessions' tests), then goes on anyway; the loads seen are returned.
     """
     rng = np.random.default_rng(0)
-    suite = _suite()
     cases = [_timed(suite.attention_case(**cfg, rng=rng)) for cfg in attention_configs(quick)]
     for m, n, k, packed in (MATMUL[::3] if quick else MATMUL):
         cases.append(_timed(suite.matmul_case(m, n, k, packed, rng)))
-    tiny = tiny_kernel_cases(rng)
+    tiny = tiny_kernel_cases(suite, rng)
     flush = np.ones(FLUSH_BYTES // 4, np.float32)
     loads = []
     for r in range(rounds):

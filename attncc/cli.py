@@ -225,15 +225,22 @@ def _cmd_calibrate(args) -> int:
     log.info(check_machine_load(force=args.force))  # refuses on a busy machine unless --force
     kernels = None
     if args.fit:  # time attncc's own kernels and refit the efficiency factors on them
+        from attncc.backends.cpu import kernel_suite   # the cpu backend's kernels, passed to calibration
         from attncc.calibration import measure_kernels
         log.info("timing attncc's CPU kernels (--fit%s): builds and times each one, minutes",
                  " --quick" if args.quick else "")
-        kernels = measure_kernels(quick=args.quick, log=log.info)
+        kernels = measure_kernels(kernel_suite, quick=args.quick, log=log.info)
     probes = []
     try:  # attncc's own TVM matmul beats numpy's sgemm here: the fp32 peak is the best of both
         from attncc.calibration import measure_matmul_peak
+        n = 512 if args.quick else 2048
+
+        def build_peak_matmul():
+            from attncc.backends.cpu import kernel_suite
+            return kernel_suite.matmul_case(n, n, n, True)
+
         log.info("measuring the fp32 peak of attncc's TVM matmul")
-        probes.append(measure_matmul_peak(512 if args.quick else 2048))
+        probes.append(measure_matmul_peak(build_peak_matmul))
     except ImportError as e:
         print(f"fp32 peak from numpy only: TVM kernels unavailable ({e})")
     dtype_probes = {}

@@ -157,9 +157,8 @@ def test_back_edge_scan_names_the_forbidden_import(tmp_path, monkeypatch):
     assert imports_into(builder, ("attncc",), ("attncc.ir", "attncc.backends")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 23, left: attncc/calibration.py still builds its timing kernels through "
-                   "attncc.backends.cpu.kernel_suite; the callers (CLI, benchmarks) should pass the suite in")
 def test_calibration_imports_no_backend():
+    """The callers (CLI, benchmarks, tests) pass the backend's kernel suite in."""
     bad = imports_into([ROOT / "attncc" / "calibration.py"], ("attncc.backends",))
     assert not bad, "\n".join(bad)
 

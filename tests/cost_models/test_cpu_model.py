@@ -164,9 +164,10 @@ def test_tiny_kernels_of_every_launch_class_run():
 def test_shipped_spec_predicts_this_machine(host):
     """Times a third of the benchmark's kernels here and prices them with the shipped spec (no refit)."""
     pytest.importorskip("tvm")
+    from attncc.backends.cpu import kernel_suite
     from attncc.calibration import measure_kernels
 
-    res = measure_kernels(quick=True, rounds=2, reps=3, wait_s=0, log=None)
+    res = measure_kernels(kernel_suite, quick=True, rounds=2, reps=3, wait_s=0, log=None)
     pred, meas, ape = percent_errors(res["samples"], host)
     assert spearman(pred, meas) >= 0.9
     assert np.median(ape) <= 0.3, f"median error {np.median(ape):.0%} at load {res['loads']}"
