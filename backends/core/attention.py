@@ -25,6 +25,7 @@ from ...ir.kernels.attention_parts import host_features
 from ...ir.ops import Rotary
 from . import te_layout
 from .attention_config import AttentionKernelConfig
+from .dedupe import attention_primfunc_once
 from .errors import LoweringError
 from .notes import FALLBACK, TILE, LoweringNote
 from .symbolic import SymbolTable, static_int
@@ -228,7 +229,7 @@ class AttentionLowering:
                 return f"the bucketed_bias table is {table.dtype}; the flash kernel reads a float32 table"
         try:
             cfg = self._config(node, q, k, dtype, kind)
-            func, meta = self.plugin.attention_primfunc(cfg, self.target)
+            func, meta = attention_primfunc_once(self.plugin, cfg, self.target)   # once per distinct kernel
         except LoweringError as e:
             if getattr(e, "fatal", False):   # e.g. a tile over the device's limits: an error naming this node
                 raise LoweringError(node.name, "Attention", getattr(e, "what", str(e)), target=self.plugin.name) from e

@@ -8,7 +8,7 @@ import tvm
 from ... import ir
 from ...ir.interpreter import bind_dims
 from .attention import AttentionLowering, reference_callable
-from .dedupe import dedupe_funcs
+from .dedupe import dedupe_funcs, one_build
 from .errors import LoweringError
 from .fusion import classify, folded_slices, fusion_rules, plan_groups
 from .groups import GroupBuilder
@@ -61,6 +61,12 @@ def build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, opt
     """Lower `graph` on `plugin`'s target, for these input shapes or (generic) for every size of the graph's
     symbolic dims, `input_shapes` then only giving the nominal sizes that pick schedules.
     Returns (plan, reference callables); the plan's funcs (attention kernels included) build into one library."""
+    with one_build():   # each distinct attention kernel is generated once (identical layers ask again)
+        return _build_plan(graph, input_shapes, target, options, plugin, generic)
+
+
+def _build_plan(graph: ir.Graph, input_shapes: Sequence[tuple], target: dict, options: dict[str, Any], plugin,
+                generic: bool):
     concrete, nominal = concrete_shapes(graph, input_shapes)
     plan = Plan()
     if generic:
