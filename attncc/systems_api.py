@@ -10,21 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from . import pipelines
-from .cost_models.analyze import OP_COST_RULES, Binder, analyze_graph, bind_dims
+from .cost_models.analyze import Binder, analyze_graph, bind_dims
 from .cost_models.collectives import collective_time
 from .cost_models.moe_cost import reprice_grouped_experts
 from .cost_models.pricing import price
 from .cost_models.repeated import row_layers, scale_repeated_layers
-from .cost_models.system_report import COLLECTIVE_KINDS, Parallel, SystemReport, collective_cost_rule, \
+from .cost_models.system_report import COLLECTIVE_KINDS, Parallel, SystemReport, \
     graph_collectives
 from .cost_models.systems import get_system
 from .ir import Graph
 from .ir.errors import IRError
 from .ir.passes import run_pipeline
 from .ir.types import DTYPE_BYTES
-
-for _kind in COLLECTIVE_KINDS:   # collectives take no device time in a per-device report; the system prices them
-    OP_COST_RULES.setdefault(_kind, collective_cost_rule)
 
 # bytes per element of the low-precision formats a report may ask for (FP8 E4M3/E5M2, INT8)
 LOW_PRECISION = {"bf16": 2, "bfloat16": 2, "fp16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "int8": 1}

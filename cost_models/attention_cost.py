@@ -1,7 +1,7 @@
 """Counting one attention op: FLOPs, bytes per memory level for a tiling, KV-cache size.
 
 The variant is data: `AttentionWork` starts as plain attention (MHA/GQA/MQA by head ratio,
-masks from MaskSpec) and each spec feature's rule in `ATTENTION_COST_RULES[kind]` rewrites
+masks from MaskSpec) and each spec feature's rule in `rules.ATTENTION_COST_RULES[kind]` rewrites
 it (MLA shrinks the cached token to latent+rope, MTLA divides the KV length by the stride,
 grouped attention trades length for width, ...). Then one counter prices every variant:
 
@@ -77,16 +77,8 @@ class AttentionWork:
         return max(1, self.q_heads // self.kv_heads)
 
 
+# how one feature rewrites the work: (work, the feature as attention_rules.FeatureFields, spec) -> None
 AttentionCostRule = Callable[[AttentionWork, Any, AttentionSpec], None]
-ATTENTION_COST_RULES: dict[str, AttentionCostRule] = {}
-
-
-def attention_cost_rule(kind: str):
-    """Decorator: register how feature `kind` changes the counted work."""
-    def deco(fn: AttentionCostRule) -> AttentionCostRule:
-        ATTENTION_COST_RULES[kind] = fn
-        return fn
-    return deco
 
 
 # ---- masks ----------------------------------------------------------------------------
@@ -221,8 +213,10 @@ def plain_work(spec: AttentionSpec, batch: int, q_len: int, kv_len: int, dtype: 
 
 
 def apply_feature_rules(work: AttentionWork, spec: AttentionSpec) -> AttentionWork:
-    """Let every feature of `spec` rewrite the work through its registered rule."""
-    from . import attention_rules  # noqa: F401  (registers the shipped rules)
+    """Let every feature of `spec` rewrite the work through its rule in `rules.ATTENTION_COST_RULES`; a rule
+    reads only the fields its feature declares (attention_rules.FeatureFields)."""
+    from .attention_rules import FeatureFields   # here, not above: both modules build on AttentionWork
+    from .rules import ATTENTION_COST_RULES
 
     for feat in spec.features_list():
         rule = ATTENTION_COST_RULES.get(feat.kind)
@@ -230,7 +224,7 @@ def apply_feature_rules(work: AttentionWork, spec: AttentionSpec) -> AttentionWo
             work.notes.append(f"no cost rule for feature {feat.kind!r}: counted as plain attention "
                               f"(rules: {', '.join(sorted(ATTENTION_COST_RULES))})")
             continue
-        rule(work, feat, spec)
+        rule(work, FeatureFields(feat, rule.__name__), spec)
     return work
 
 

@@ -1,4 +1,5 @@
-"""Cost rules of the attention variant features, one per `kind` (fields as in docs/variants.md).
+"""Cost rules of the attention variant features, one per `kind` (fields as in docs/variants.md); which kind
+uses which rule is the table in rules.py (nothing here registers itself).
 
 Each rule rewrites an `AttentionWork` the way the published method changes the work:
 what a cached token holds, how many keys each query sees, which heads compute. Formulas:
@@ -23,7 +24,7 @@ what a cached token holds, how many keys each query sees, which heads compute. F
   head_blocks  MW-MHA: per-head non-overlapping blocks (b keys per query, or the wrapped block's segment with
                shift; 0 = global) + the additive bias mask.
   multi_window / blocked_local / topk_sparse / block_sparse  keys seen per query: min(L, window),
-               block + 2·halo, top_k, density·L.
+               block + 2·halo, top_k, all (block_sparse: its mask is data).
   linear       recurrent state: 4·S·d·dv FLOPs per head, no L² term.
   conv_share   attention over the (h-kh+1)(w-kw+1) valid-convolution tokens plus the shared convs.
 """
@@ -36,56 +37,38 @@ import numpy as np
 
 from attncc.ir.ops.attention_spec import MaskSpec
 
-from .attention_cost import AttentionWork, attention_cost_rule, visible_key_range, visible_pairs
+from .attention_cost import AttentionWork, visible_key_range, visible_pairs
 
 
 class FeatureFieldError(AttributeError):
     """A cost rule read a field its feature does not declare (a rule/feature mismatch, never silently defaulted)."""
 
 
-def _fields(feat) -> set[str] | None:
-    """What a feature dataclass declares: its fields and its properties (None: not a dataclass, read duck-typed)."""
-    if not dataclasses.is_dataclass(feat):
-        return None
-    return {f.name for f in dataclasses.fields(feat)} | {
-        n for n in dir(type(feat)) if isinstance(getattr(type(feat), n, None), property)}
+class FeatureFields:
+    """A variant feature as one cost rule reads it: the fields, properties and methods its class declares and
+    nothing else (no alias spellings, no defaults). Reading anything else raises FeatureFieldError naming the
+    rule, the field and what the feature does declare. `attention_cost.apply_feature_rules` hands every rule
+    its feature through this view."""
+
+    __slots__ = ("_feature", "_rule")
+
+    def __init__(self, feature, rule: str):
+        self._feature = feature
+        self._rule = rule
+
+    def __getattr__(self, name: str):
+        feat = self._feature
+        cls = type(feat)
+        fields = {f.name for f in dataclasses.fields(feat)} if dataclasses.is_dataclass(feat) else set()
+        if name in fields or (not name.startswith("_") and hasattr(cls, name)):
+            return getattr(feat, name)
+        shown = sorted(fields | {n for n in dir(cls) if isinstance(getattr(cls, n, None), property)})
+        raise FeatureFieldError(f"cost rule {self._rule!r} reads field {name!r}, which {cls.__name__} (attention "
+                                f"feature {feat.kind!r}) does not declare; it declares {shown}")
 
 
-def _declares(feat, *names) -> bool:
-    """Whether the feature has any of `names` (an optional part of a feature, e.g. MTLA's latent)."""
-    declared = _fields(feat)
-    return any(n in declared if declared is not None else hasattr(feat, n) for n in names)
-
-
-def _get(feat, *names, default=None):
-    """The feature's field `names[0]` (or the first of `names` it declares: the spellings other frontends use);
-    `default` only for a declared field left None. A feature declaring none of `names` is a FeatureFieldError."""
-    declared = _fields(feat)
-    if declared is not None:
-        known = [n for n in names if n in declared]
-        if not known:
-            raise FeatureFieldError(f"cost rule for attention feature {feat.kind!r} reads {list(names)}; "
-                                    f"{type(feat).__name__} declares {sorted(declared)}")
-        names = tuple(known)
-    for n in names:
-        v = getattr(feat, n, None)
-        if v is not None:
-            return v
-    return default
-
-
-def _need(feat, *names):
-    v = _get(feat, *names)
-    if v is None:
-        raise ValueError(f"attention feature {feat.kind!r} has none of the fields {names} the cost rule needs")
-    return v
-
-
-@attention_cost_rule("mla")
 def mla_rule(w: AttentionWork, feat, spec) -> None:
-    latent = int(_need(feat, "latent_dim", "kv_lora_rank"))
-    rope = int(_get(feat, "rope_dim", "rope_head_dim", "qk_rope_head_dim", default=0))
-    absorbed = bool(_get(feat, "absorbed", default=False))
+    latent, rope, absorbed = int(feat.latent_dim), int(feat.rope_dim), bool(feat.absorbed)
     nope = spec.head_dim - rope           # per-head no-position part of q/k
     dv = spec.v_head_dim
     H, b = w.q_heads, w.elem_bytes
@@ -107,11 +90,8 @@ def mla_rule(w: AttentionWork, feat, spec) -> None:
         w.notes.append("MLA naive: latent up-projected to per-head K/V for every cached token and materialized")
 
 
-@attention_cost_rule("mtla")
 def mtla_rule(w: AttentionWork, feat, spec) -> None:
-    s = int(_need(feat, "stride", "temporal_stride"))
-    if _declares(feat, "latent_dim", "kv_lora_rank") and _get(feat, "latent_dim", "kv_lora_rank") is not None:
-        mla_rule(w, feat, spec)   # a latent (MLA-style) temporal cache, where the feature has one
+    s = int(feat.stride)
     merged = math.ceil(w.kv_len / s)
     base_cache = w.cache_bytes_per_token if w.cache_bytes_per_token is not None else w.kv_heads * (w.qk_dim + w.v_dim) * w.elem_bytes
     w.cache_bytes_per_token = base_cache / s     # per original token
@@ -121,23 +101,19 @@ def mtla_rule(w: AttentionWork, feat, spec) -> None:
     w.extra_vector_flops += 2 * w.batch * w.kv_heads * w.kv_len * (w.qk_dim + w.v_dim)  # weighted temporal merge
 
 
-@attention_cost_rule("grouped")
 def grouped_rule(w: AttentionWork, feat, spec) -> None:
-    g = int(_need(feat, "group_size"))
+    g = int(feat.group_size)
     w.q_len, w.kv_len = math.ceil(w.q_len / g), math.ceil(w.kv_len / g)
     w.qk_dim, w.v_dim = w.qk_dim * g, w.v_dim * g
 
 
-@attention_cost_rule("strided")
 def strided_rule(w: AttentionWork, feat, spec) -> None:
-    w.q_len = math.ceil(w.q_len / int(_need(feat, "stride")))
+    w.q_len = math.ceil(w.q_len / int(feat.stride))
 
 
-@attention_cost_rule("hilo")
 def hilo_rule(w: AttentionWork, feat, spec) -> None:
-    win = _need(feat, "window")
-    win = int(win[0]) * int(win[1]) if isinstance(win, (tuple, list)) else int(win) ** 2
-    local = int(_get(feat, "local_heads", default=w.q_heads // 2))
+    win = int(feat.window[0]) * int(feat.window[1])      # (wh, ww) keys per window
+    local = int(feat.local_heads)
     glob = w.q_heads - local
     pooled = math.ceil(w.kv_len / win)
     w.pairs_per_head = (local * w.q_len * min(win, w.kv_len) + glob * w.q_len * pooled) / w.q_heads
@@ -147,29 +123,27 @@ def hilo_rule(w: AttentionWork, feat, spec) -> None:
     w.extra_vector_flops += w.batch * glob * w.kv_len * (w.qk_dim + w.v_dim)
 
 
-@attention_cost_rule("moh")
 def moh_rule(w: AttentionWork, feat, spec) -> None:
-    active = min(w.q_heads, int(_need(feat, "top_k")) + int(_get(feat, "shared_heads", default=0)))
+    active = min(w.q_heads, int(feat.top_k) + int(feat.shared_heads))
     frac = active / w.q_heads
     w.qk_fraction *= frac
     w.pv_fraction *= frac
     if w.q_len == 1:  # decode: KV heads of unrouted query heads are not read (MHA: one KV head per head)
         w.kv_read_scale *= min(1.0, math.ceil(active / w.group) / w.kv_heads)
     w.extra_bytes += w.batch * w.q_len * w.q_heads * w.elem_bytes     # head logits
-    if _get(feat, "balanced", default=False):   # the authors' shared-vs-routed balancing router: 2 logits per token
+    if feat.balanced:   # the authors' shared-vs-routed balancing router: 2 logits per token
         w.extra_bytes += w.batch * w.q_len * 2 * w.elem_bytes
         w.extra_vector_flops += w.batch * w.q_len * (4 * w.q_heads + 8)   # gate softmaxes and scales
     w.extra_vector_flops += w.batch * w.q_len * w.q_heads * (4 + w.v_dim)  # top-k softmax, output weighting
 
 
-@attention_cost_rule("chai")
 def chai_rule(w: AttentionWork, feat, spec) -> None:
-    clusters = len(set(_need(feat, "clusters")))
+    clusters = len(set(feat.clusters))
     w.qk_fraction *= clusters / w.q_heads
     # only the representatives' keys are read and cached (CHAI's K-cache saving); every head keeps its V
     w.kv_token_bytes = (w.qk_dim * clusters / w.kv_heads + w.v_dim) * w.elem_bytes
     w.cache_bytes_per_token = (clusters * w.qk_dim + w.kv_heads * w.v_dim) * w.elem_bytes
-    p = int(_get(feat, "online_probe", default=0))
+    p = int(feat.online_probe)
     if p and w.q_len > 1:   # online: the prompt call clusters the heads; decode steps reuse the assignment
         p = min(p, w.q_len, w.kv_len)
         H = w.q_heads
@@ -182,9 +156,8 @@ def chai_rule(w: AttentionWork, feat, spec) -> None:
                        "(a device->host sync; batch 1)")
 
 
-@attention_cost_rule("knocking_heads")
 def knocking_heads_rule(w: AttentionWork, feat, spec) -> None:
-    targets = tuple(_get(feat, "targets", default=("q", "k", "v")))
+    targets = tuple(feat.targets)
     if "q" in targets:
         w.extra_flops += 2 * w.batch * w.q_len * w.q_heads ** 2 * w.qk_dim
     for t, dim in (("k", w.qk_dim), ("v", w.v_dim)):
@@ -192,14 +165,13 @@ def knocking_heads_rule(w: AttentionWork, feat, spec) -> None:
             w.extra_flops += 2 * w.batch * w.kv_len * w.kv_heads ** 2 * dim
 
 
-@attention_cost_rule("head_blocks")
 def head_blocks_rule(w: AttentionWork, feat, spec) -> None:
     """MW-MHA: a blocked head's query sees the keys of its b-token block that spec.mask leaves visible, a global
     head all visible keys (exact counts). The relative bias is an additive (H, S, S) mask gathered from the table:
     written once and read once per call. The TVM decomposition runs dense S² scores under that mask; the pairs
     here are the method's work (what a block-skipping kernel does), said in a note."""
-    sizes = tuple(_need(feat, "block_sizes"))
-    shift = bool(_get(feat, "shift", default=False))
+    sizes = tuple(feat.block_sizes)
+    shift = bool(feat.shift)
     n = w.q_len
     rows = np.arange(n, dtype=np.int64)
     lo, hi = visible_key_range(w.mask, n, w.kv_len, rows)
@@ -215,15 +187,14 @@ def head_blocks_rule(w: AttentionWork, feat, spec) -> None:
         start = (start_r + s) % n
         total += int(np.maximum(0, np.minimum(hi, start + length - 1) - np.maximum(lo, start) + 1).sum())
     w.pairs_per_head = total / len(sizes)
-    if _get(feat, "rel_bias", default=False):
+    if feat.rel_bias:
         w.extra_bytes += 2 * w.q_heads * w.q_len * w.kv_len * w.elem_bytes
     w.notes.append("head_blocks: priced as blocked work; the cpu/cuda decomposition computes dense S² scores "
                    "under an (H, S, S) additive mask")
 
 
-@attention_cost_rule("multi_window")
 def multi_window_rule(w: AttentionWork, feat, spec) -> None:
-    windows = tuple(_need(feat, "windows"))
+    windows = tuple(feat.windows)
     total = 0
     for win in windows:
         m = w.mask if win is None else _and_window(w.mask, int(win))
@@ -238,42 +209,32 @@ def _and_window(mask: MaskSpec, win: int) -> MaskSpec:
     return MaskSpec(causal=False, alignment=mask.alignment, window_left=left, window_right=right)
 
 
-@attention_cost_rule("blocked_local")
 def blocked_local_rule(w: AttentionWork, feat, spec) -> None:
-    block, halo = int(_need(feat, "block_size")), int(_get(feat, "halo", default=0))
+    block, halo = int(feat.block_size), int(feat.halo)
     w.pairs_per_head = w.q_len * min(w.kv_len, block + 2 * halo)
 
 
-@attention_cost_rule("topk_sparse")
 def topk_sparse_rule(w: AttentionWork, feat, spec) -> None:
-    w.pairs_per_head = w.q_len * min(w.kv_len, int(_need(feat, "top_k")))
+    w.pairs_per_head = w.q_len * min(w.kv_len, int(feat.top_k))
     w.extra_bytes += w.batch * w.q_heads * w.q_len * w.kv_len * w.elem_bytes  # connectivity scores input
     w.extra_vector_flops += w.batch * w.q_heads * w.q_len * w.kv_len * math.log2(max(2, w.kv_len))  # top-k select
 
 
-@attention_cost_rule("block_sparse")
 def block_sparse_rule(w: AttentionWork, feat, spec) -> None:
-    density = _get(feat, "density") if _declares(feat, "density") else None   # the mask is an input
-    if density is None:
-        w.notes.append("block_sparse: block density is data-dependent; priced dense (an upper bound)")
-        return
-    w.pairs_per_head = visible_pairs(w.mask, w.q_len, w.kv_len) * float(density)
-    w.kv_read_scale *= float(density)
+    # the block mask is a run-time input, so the spec carries no density to price with
+    w.notes.append("block_sparse: block density is data-dependent; priced dense (an upper bound)")
 
 
-@attention_cost_rule("uniform")
 def uniform_rule(w: AttentionWork, feat, spec) -> None:
     w.extra_vector_flops += 2 * w.batch * w.q_heads * w.q_len * w.v_dim + w.batch * w.kv_heads * w.kv_len * w.v_dim
 
 
-@attention_cost_rule("global_query")
 def global_query_rule(w: AttentionWork, feat, spec) -> None:
-    rank = int(_get(feat, "key_rank", default=0))
+    rank = int(feat.key_rank)
     if rank:
         w.extra_flops += 2 * w.batch * w.kv_heads * w.kv_len * w.qk_dim * rank
 
 
-@attention_cost_rule("linear")
 def linear_rule(w: AttentionWork, feat, spec) -> None:
     # state S (d×dv) per head: update k vᵀ and read qᵀS per token, 2 FLOP per MAC each
     w.flops_override = 4.0 * w.batch * w.q_heads * w.q_len * w.qk_dim * w.v_dim
@@ -283,9 +244,8 @@ def linear_rule(w: AttentionWork, feat, spec) -> None:
     w.notes.append("linear attention: recurrent state instead of a KV cache (state bytes counted as extra)")
 
 
-@attention_cost_rule("conv_share")
 def conv_share_rule(w: AttentionWork, feat, spec) -> None:
-    (h, wd), (kh, kw) = _need(feat, "image_size"), _need(feat, "kernel_size")
+    (h, wd), (kh, kw) = feat.image_size, feat.kernel_size
     tokens = (int(h) - int(kh) + 1) * (int(wd) - int(kw) + 1)
     w.extra_flops += 2 * 3 * w.batch * w.q_heads * w.qk_dim * tokens * int(kh) * int(kw)
     w.q_len = w.kv_len = tokens
@@ -299,11 +259,11 @@ def conv_share_rule(w: AttentionWork, feat, spec) -> None:
 POSITION_BIAS_OPS_PER_SCORE = {"alibi": 2, "bucketed_bias": 11, "window_bias": 5}
 
 
-def _position_bias_rule(w: AttentionWork, feat, spec) -> None:
+def position_bias_rule(w: AttentionWork, feat, spec) -> None:
     pairs = w.batch * w.q_heads * visible_pairs(w.mask, w.q_len, w.kv_len)
     w.extra_vector_flops += POSITION_BIAS_OPS_PER_SCORE[feat.kind] * pairs
     if feat.kind != "alibi":
-        entries = feat.entries() if hasattr(feat, "entries") else 0
+        entries = feat.entries()
         w.extra_bytes += w.q_heads * entries * 4      # the float32 per-head table, read once
     w.notes.append(f"{feat.kind}: bias computed per score from positions"
                    + ("" if feat.kind == "alibi" else " and a per-head table") +
@@ -311,24 +271,18 @@ def _position_bias_rule(w: AttentionWork, feat, spec) -> None:
                    "additive mask at build time)")
 
 
-for _kind in POSITION_BIAS_OPS_PER_SCORE:
-    attention_cost_rule(_kind)(_position_bias_rule)
-
-
-@attention_cost_rule("talking_heads")
 def talking_heads_rule(w: AttentionWork, feat, spec) -> None:
     """Talking-heads (Shazeer et al. 2020, Sec. 3): each mix is an (H, H) matmul per score position,
     2·B·Sq·Skv·H² FLOPs + the bias add; the mixes need every head of a score at once, so the (B, H, Sq, Skv) scores
     are written and read once per mix (what the decomposition runs; no per-head flash kernel)."""
     pairs = w.batch * w.q_len * w.kv_len
-    mixes = int(bool(_get(feat, "pre", default=True))) + int(bool(_get(feat, "post", default=True)))
+    mixes = int(bool(feat.pre)) + int(bool(feat.post))
     w.extra_flops += mixes * 2 * pairs * w.q_heads ** 2
     w.extra_vector_flops += mixes * pairs * w.q_heads
     w.extra_bytes += mixes * (2 * pairs * w.q_heads * w.elem_bytes + (w.q_heads ** 2 + w.q_heads) * w.elem_bytes)
     w.notes.append("talking_heads: scores materialized around the head mixes (B·H·Sq·Skv written and read per mix)")
 
 
-@attention_cost_rule("gated_positional")
 def gated_positional_rule(w: AttentionWork, feat, spec) -> None:
     """ConViT GPSA (d'Ascoli et al. 2021, eq. 5): the positional map times V is a second (Sq x Skv)·(Skv x Dv) matmul
     per head, 2·B·H·Sq·Skv·Dv FLOPs, over the dense (1|B, H, Sq, Skv) map read once; the blend and the row
