@@ -66,6 +66,18 @@ class CpuPlugin(TargetPlugin):
         func, schedule, kind = make_primfunc(cfg, None, threads)
         return func, {"kind": kind, "schedule": dataclasses.asdict(schedule)}
 
+    def build_library(self, plan, target: dict):
+        """Every kernel of the plan in one shared library, compiled by parallel workers, linked and loaded."""
+        from ..core.host_build import build_host_library
+
+        return build_host_library(plan, target)
+
+    def save_library(self, lib, path: str) -> None:
+        """A copy of the built library's file (or TVM's export of a module built elsewhere)."""
+        from ..core.host_build import save_host_library
+
+        save_host_library(lib, path)
+
     def load_attention_kernel(self, path: str, cfg, target: dict, metadata: dict):
         from .attention import load_attention_kernel
 
