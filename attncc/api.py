@@ -165,10 +165,11 @@ def _import_layers_once(model: Any, example_inputs: Any, options: dict, notes: l
 
 
 def default_target(hardware: str) -> str | None:
-    """The target whose build a catalog device's report prices (None: priced op by op)."""
-    from .backends.core.fusion import HARDWARE_TARGET
+    """The target whose build a catalog device's report prices, read from the Target records' `devices` (None:
+    priced op by op)."""
+    from .cost_models.target import target_for_device
 
-    return HARDWARE_TARGET.get(hardware)
+    return target_for_device(hardware)
 
 
 def kernel_rules(target: str | None):

@@ -233,14 +233,16 @@ def _without_collectives(graph: Graph) -> Graph:
 
 
 def _price_rank(graph: Graph, hw, env_kw: dict, notes: list[str]):
-    """Rank graph priced per kernel of the cuda build (GPU devices) or per op, without its collectives."""
-    graph = _without_collectives(graph)
-    if hw.kind == "gpu":
-        from .api import kernel_rules
+    """Rank graph priced per kernel of the build of the device's target (GPU devices; the Target records say
+    which, e.g. h800-sxm -> cuda) or per op, without its collectives."""
+    from .api import default_target, kernel_rules
 
+    graph = _without_collectives(graph)
+    target = default_target(hw.name)
+    if hw.kind == "gpu" and target is not None:
         try:
             # decode steps replay CUDA graphs in serving engines (vLLM, SGLang): launches priced as graph replays
-            return analyze_graph(graph, hardware=hw, kernels=kernel_rules("cuda"), target="cuda",
+            return analyze_graph(graph, hardware=hw, kernels=kernel_rules(target), target=target,
                                  cuda_graphs=env_kw.get("phase") == "decode", **env_kw)
         except Exception as e:  # noqa: BLE001 — priced op by op instead (noted)
             notes.append(f"kernel grouping failed on the rank graph ({type(e).__name__}: {str(e).splitlines()[0][:100]}); "

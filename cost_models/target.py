@@ -4,7 +4,8 @@ Each target declares it in one file, `backends/<target>/record.py` (a function o
 backends package registers those functions here, so the target-aware passes (tile, mla-absorb) receive
 the record by name without importing a backend. A record says: the target's name, its TVM target, its
 parsed options, its `Capabilities`, the catalog device it is priced as (cost_models/specs), that device's
-parallel units, its default pipeline and the backend class that lowers for it.
+parallel units, its default pipeline, the backend class that lowers for it, and the catalog devices whose
+reports price its build (`target_for_device`: no table elsewhere maps devices to targets).
 """
 from __future__ import annotations
 
@@ -69,9 +70,15 @@ class Target:
     device: str                        # the cost_models/specs catalog entry it is priced as
     parallel_units: int                # cores / SMs the decode split-KV plan fills (read from the device)
     pipeline: str                      # its default pass pipeline
+    # the catalog devices whose reports price this target's build (`analyze(hardware=d)` groups kernels as this
+    # target does; see target_for_device): `device` under every option value. () : none (the reference)
+    devices: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "tvm_target", MappingProxyType(dict(self.tvm_target)))   # frozen all the way
+        object.__setattr__(self, "devices", tuple(self.devices))
+        if self.devices and self.device not in self.devices:
+            raise TargetError(f"target {self.name!r}: device {self.device!r} is not among its devices {self.devices}")
 
     @property
     def spec(self) -> str:
@@ -116,6 +123,15 @@ def target_record(spec: str, options: Mapping[str, Any] | None = None) -> Target
     if name not in _FACTORIES:
         raise TargetError(f"unknown target {name!r}; targets: {', '.join(_FACTORIES) or '(none registered)'}")
     return _FACTORIES[name]({**opts, **(options or {})})
+
+
+def target_for_device(device: str) -> str | None:
+    """The registered target whose build a report on catalog device `device` prices (the first record, at its
+    default options, listing it in `devices`), or None: the device is priced op by op."""
+    for name, factory in _FACTORIES.items():
+        if device in factory({}).devices:
+            return name
+    return None
 
 
 def device_record(device: str, units: int | None = None) -> Target:

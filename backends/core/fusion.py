@@ -14,10 +14,4 @@ def fusion_rules(plugin, options: dict | None = None) -> FusionRules:
                        kernel_score_mods=tuple(getattr(plugin.capabilities, "kernel_score_mods", ())))
 
 
-# the target whose build a catalog device's cost report prices (its kernel grouping and launches); devices
-# not listed (and optical, which runs its own 4f program) are priced op by op
-HARDWARE_TARGET = {"host-cpu": "cpu", "h100-sxm": "cuda", "h200": "cuda", "a100-80gb": "cuda",
-                   "mobile-cpu": "mobile-cpu", "mobile-gpu": "mobile-gpu"}
-
-
-__all__ = ["FusionRules", "Group", "classify", "plan_groups", "fusion_rules", "HARDWARE_TARGET"]
+__all__ = ["FusionRules", "Group", "classify", "plan_groups", "fusion_rules"]

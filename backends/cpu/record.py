@@ -32,4 +32,5 @@ def cpu_record(options: Mapping[str, Any] | None = None) -> Target:
     spec = NAME + (":" + ";".join(opts.spec_items()) if opts.spec_items() else "")
     return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.cpu.backend:CpuBackend",
                   options=opts, tvm_target=host_target(opts.mcpu, opts.num_cores), capabilities=cpu_capabilities(),
-                  device=DEVICE, parallel_units=units, pipeline=target_pipeline(spec, units))
+                  device=DEVICE, parallel_units=units, pipeline=target_pipeline(spec, units),
+                  devices=(DEVICE,))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GUIDE = "CUDA C++ Programming Guide, Technical Specifications per Compute Capability"
+CC_LIST = "NVIDIA CUDA GPUs compute capability table (https://developer.nvidia.com/cuda-gpus)"
 PTX = "PTX ISA, warp-level matrix instructions mma.sync (https://docs.nvidia.com/cuda/parallel-thread-execution/)"
 
 
@@ -20,6 +21,7 @@ class CudaArch:
     arch: str                        # nvcc -arch name
     compute_capability: str
     hardware: str                    # cost_models/specs entry priced for this arch
+    devices: tuple[str, ...]         # every catalog entry of this compute capability (reports price them as this build)
     max_threads_per_block: int
     max_threads_per_sm: int
     warp_size: int
@@ -47,7 +49,7 @@ _COMMON_SOURCES = {
 
 ARCHES: dict[str, CudaArch] = {
     "sm_80": CudaArch(
-        arch="sm_80", compute_capability="8.0", hardware="a100-80gb",
+        arch="sm_80", compute_capability="8.0", hardware="a100-80gb", devices=("a100-80gb",),
         max_threads_per_block=1024, max_threads_per_sm=2048, warp_size=32,
         registers_per_sm=65536, registers_per_block=65536, max_registers_per_thread=255,
         static_shared_per_block=48 * 1024, max_shared_per_block=163 * 1024, shared_per_sm=164 * 1024,
@@ -59,9 +61,11 @@ ARCHES: dict[str, CudaArch] = {
                                           "per SM, up to 164 KB shared",
                  "tensor_core_shapes": PTX + ": m16n8k16 f16/bf16 from sm_80; A100 whitepaper: third-generation "
                                              "tensor cores with FP16, BF16, TF32, INT8",
-                 "tensor_core_dtypes": "A100 whitepaper (third-generation Tensor Cores)"}),
+                 "tensor_core_dtypes": "A100 whitepaper (third-generation Tensor Cores)",
+                 "devices": CC_LIST + ": A100 is compute capability 8.0"}),
     "sm_90a": CudaArch(
         arch="sm_90a", compute_capability="9.0", hardware="h100-sxm",
+        devices=("h100-sxm", "h100-pcie", "h200", "h800-sxm"),
         max_threads_per_block=1024, max_threads_per_sm=2048, warp_size=32,
         registers_per_sm=65536, registers_per_block=65536, max_registers_per_thread=255,
         static_shared_per_block=48 * 1024, max_shared_per_block=227 * 1024, shared_per_sm=228 * 1024,
@@ -73,7 +77,8 @@ ARCHES: dict[str, CudaArch] = {
                                           "per SM, up to 228 KB shared",
                  "tensor_core_shapes": PTX + "; wgmma.mma_async needs the sm_90a target (PTX ISA 8.0); H100 "
                                              "whitepaper: fourth-generation tensor cores",
-                 "tensor_core_dtypes": "H100 whitepaper (fourth-generation Tensor Cores add FP8)"}),
+                 "tensor_core_dtypes": "H100 whitepaper (fourth-generation Tensor Cores add FP8)",
+                 "devices": CC_LIST + ": H100 (SXM, PCIe), H200 and H800 are compute capability 9.0"}),
 }
 ALIASES = {"sm_90": "sm_90a", "a100": "sm_80", "h100": "sm_90a", "h200": "sm_90a"}
 DEFAULT_ARCH = "sm_90a"

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from ...cost_models.hardware import get_hardware
 from ...cost_models.target import Options, Target
 from ...ir.passes.pipelines import target_pipeline
-from .arch import DEFAULT_ARCH, cuda_arch
+from .arch import ARCHES, DEFAULT_ARCH, cuda_arch
 from .capabilities import cuda_capabilities
 from .target import cuda_target
 
@@ -42,4 +42,5 @@ def cuda_record(options: Mapping[str, Any] | None = None) -> Target:
     return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.cuda.backend:CudaBackend",
                   options=opts, tvm_target=cuda_target({"arch": opts.arch}), capabilities=cuda_capabilities(opts.arch),
                   device=hw.name, parallel_units=units,
-                  pipeline=target_pipeline(NAME + (":" + ";".join(items) if items else ""), units, forced))
+                  pipeline=target_pipeline(NAME + (":" + ";".join(items) if items else ""), units, forced),
+                  devices=tuple(d for a in ARCHES.values() for d in a.devices))

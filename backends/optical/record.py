@@ -24,4 +24,5 @@ def optical_record(options: Mapping[str, Any] | None = None) -> Target:
     opts = OpticalOptions.parse(NAME, options)
     return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.optical.backend:OpticalBackend",
                   options=opts, tvm_target={}, capabilities=Capabilities(dtypes=("float32", "float64")),
-                  device=opts.hardware, parallel_units=1, pipeline=target_pipeline(NAME, 1))
+                  device=opts.hardware, parallel_units=1, pipeline=target_pipeline(NAME, 1),
+                  devices=tuple(dict.fromkeys((DEVICE, opts.hardware))))

@@ -7,6 +7,7 @@ import pytest
 import attncc
 from attncc import pipelines
 from attncc.backends import TARGETS, target_record
+from attncc.backends.cuda.arch import ARCHES
 from attncc.cost_models import get_hardware
 from attncc.ir import Graph
 from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
@@ -32,6 +33,20 @@ def test_every_target_has_one_record_with_its_device_units_and_pipeline(name):
         assert f"decode-split-kv{{parallel_units={rec.parallel_units}}}" in rec.pipeline
     if name != "reference":
         assert f"tile{{target={rec.spec}}}" in rec.pipeline
+
+
+def test_reports_price_a_device_as_the_target_whose_record_lists_it():
+    """No device -> target table outside the records: analyze(hardware=d) groups kernels as the target whose record
+    lists d in `devices` (cuda: every catalog entry of an arch it builds for, cuda/arch.py)."""
+    from attncc.api import default_target
+
+    assert {d: default_target(d) for d in ("host-cpu", "a100-80gb", "h100-sxm", "h200", "h800-sxm", "mobile-cpu",
+                                           "mobile-gpu", "optical-4f")} == {
+        "host-cpu": "cpu", "a100-80gb": "cuda", "h100-sxm": "cuda", "h200": "cuda", "h800-sxm": "cuda",
+        "mobile-cpu": "mobile-cpu", "mobile-gpu": "mobile-gpu", "optical-4f": "optical"}
+    assert set(target_record("cuda").devices) == {d for a in ARCHES.values() for d in a.devices}
+    report = attncc.analyze(_graph("float16"), hardware="h800-sxm")
+    assert report.grouping == "kernels of target cuda"
 
 
 def test_cuda_arch_option_picks_the_device_its_sms_and_the_tile_rules():

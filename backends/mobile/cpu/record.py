@@ -33,4 +33,4 @@ def mobile_cpu_record(options: Mapping[str, Any] | None = None) -> Target:
     units = opts.num_cores or hw.parallel_units
     return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.mobile.cpu:MobileCpuBackend",
                   options=opts, tvm_target=tvm_target, capabilities=mobile_cpu_capabilities(), device=SPEC,
-                  parallel_units=units, pipeline=target_pipeline(NAME, units))
+                  parallel_units=units, pipeline=target_pipeline(NAME, units), devices=(SPEC,))

@@ -40,4 +40,4 @@ def mobile_gpu_record(options: Mapping[str, Any] | None = None) -> Target:
     return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.mobile.gpu.backend:MobileGpuBackend",
                   options=MobileGpuOptions.parse(NAME, options), tvm_target=opencl_target(),
                   capabilities=mobile_gpu_capabilities(), device=hw.name, parallel_units=units,
-                  pipeline=target_pipeline(NAME, units))
+                  pipeline=target_pipeline(NAME, units), devices=(DEVICE,))
