@@ -6,44 +6,52 @@ target is used.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from functools import cached_property
 
 from ..cost_models.target import Target, register_target
 from ..cost_models.target import target_record as _target_record
 from .base import Backend, Capabilities, Executable
 
 
-@dataclass(frozen=True)
 class TargetInfo:
-    name: str
-    module: str           # "package.module:Class" that implements the Backend protocol
-    description: str
-    status: str           # "available" | "planned"
-    capabilities: str = ""  # "package.module:function" returning its Capabilities without importing TVM
-    record: str = ""      # "package.module:function" options -> its Target record (TVM-free; one file per target)
+    """One registered target. A target with a record (backends/<target>/record.py: everything the target is) is
+    named here by that record alone; its backend class, description and capabilities are read from the record
+    (at default options, when first asked). A planned target without a record names them here."""
+
+    def __init__(self, name: str, module: str = "", description: str = "", status: str = "available",
+                 capabilities: str = "", record: str = ""):
+        self.name, self.status, self.record = name, status, record   # record: "package.module:function"
+        self._module, self._description, self._capabilities = module, description, capabilities
+
+    @cached_property
+    def default_record(self) -> Target | None:
+        """The target's record at default options (None: no record)."""
+        return _load(self.record)({}) if self.record else None
+
+    @property
+    def module(self) -> str:
+        """"package.module:Class" implementing the Backend protocol."""
+        return self.default_record.backend if self.record else self._module
+
+    @property
+    def description(self) -> str:
+        return self.default_record.description if self.record else self._description
+
+    def capabilities(self) -> Capabilities | None:
+        """Its Capabilities without importing TVM (None where it declares none)."""
+        if self.record:
+            return self.default_record.capabilities
+        return _load(self._capabilities)() if self._capabilities else None
 
 
+# name -> the function (options -> Target) in the target's one file; nothing else about a target is said here
 TARGETS: dict[str, TargetInfo] = {
-    "reference": TargetInfo("reference", "attncc.backends.reference:ReferenceBackend",
-                            "numpy reference interpreter (numerics oracle)", "available",
-                            record="attncc.backends.reference:reference_record"),
-    "cpu": TargetInfo("cpu", "attncc.backends.cpu.backend:CpuBackend",
-                      "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)", "available",
-                      "attncc.backends.cpu.capabilities:cpu_capabilities", "attncc.backends.cpu.record:cpu_record"),
-    "cuda": TargetInfo("cuda", "attncc.backends.cuda.backend:CudaBackend",
-                       "NVIDIA GPU sm_80/sm_90a through TVM CUDA codegen, kernels AOT-compiled by nvcc", "available",
-                       "attncc.backends.cuda.capabilities:cuda_capabilities", "attncc.backends.cuda.record:cuda_record"),
-    "mobile-cpu": TargetInfo("mobile-cpu", "attncc.backends.mobile.cpu:MobileCpuBackend",
-                             "aarch64 NEON (Cortex-A76 baseline, fp16, dotprod), cross-compiled", "available",
-                             "attncc.backends.mobile.cpu.capabilities:mobile_cpu_capabilities",
-                             "attncc.backends.mobile.cpu.record:mobile_cpu_record"),
-    "mobile-gpu": TargetInfo("mobile-gpu", "attncc.backends.mobile.gpu.backend:MobileGpuBackend",
-                             "OpenCL GPU (Adreno 640 / Mali-G76 class limits), run here through pyopencl", "available",
-                             "attncc.backends.mobile.gpu.spec:mobile_gpu_capabilities",
-                             "attncc.backends.mobile.gpu.record:mobile_gpu_record"),
-    "optical": TargetInfo("optical", "attncc.backends.optical.backend:OpticalBackend",
-                          "simulated free-space 4f optical accelerator", "available",
-                          record="attncc.backends.optical.record:optical_record"),
+    "reference": TargetInfo("reference", record="attncc.backends.reference:reference_record"),
+    "cpu": TargetInfo("cpu", record="attncc.backends.cpu.record:cpu_record"),
+    "cuda": TargetInfo("cuda", record="attncc.backends.cuda.record:cuda_record"),
+    "mobile-cpu": TargetInfo("mobile-cpu", record="attncc.backends.mobile.cpu.record:mobile_cpu_record"),
+    "mobile-gpu": TargetInfo("mobile-gpu", record="attncc.backends.mobile.gpu.record:mobile_gpu_record"),
+    "optical": TargetInfo("optical", record="attncc.backends.optical.record:optical_record"),
 }
 
 
@@ -72,9 +80,7 @@ class UnknownTargetError(ValueError):
 def target_capabilities(name: str) -> Capabilities | None:
     """A target's Capabilities without importing TVM (None for targets that declare none)."""
     info = TARGETS.get(name)
-    if info is None or not info.capabilities:
-        return None
-    return _load(info.capabilities)()
+    return None if info is None else info.capabilities()
 
 
 def get_backend(name: str) -> Backend:

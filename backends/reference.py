@@ -8,13 +8,19 @@ from ..ir import Graph, graph_to_json, run_graph
 from .base import Capabilities, Executable
 
 
+NAME = "reference"
+DESCRIPTION = "numpy reference interpreter (exact float64 math, slow; the numerics oracle)"
+DEVICE = "host-cpu"   # reports of a reference build price the ops on the host, op by op (no kernels)
+CAPABILITIES = Capabilities(dtypes=("float32", "float16", "bfloat16", "float64"))
+
+
 class ReferenceBackend:
     """Runs graphs with the numpy reference interpreter; the oracle for every other backend."""
 
-    name = "reference"
-    description = "numpy reference interpreter (exact float64 math, slow; the numerics oracle)"
-    hardware = "host-cpu"
-    capabilities = Capabilities(dtypes=("float32", "float16", "bfloat16", "float64"))
+    name = NAME      # the rest of what the target is: reference_record below
+    description = DESCRIPTION
+    hardware = DEVICE
+    capabilities = CAPABILITIES
 
     def lower(self, graph: Graph, options: dict[str, Any]) -> Executable:
         g = graph
@@ -34,7 +40,6 @@ def reference_record(options=None):
     from ..cost_models.target import Options, Target
     from ..ir.passes.pipelines import REFERENCE
 
-    return Target(name="reference", description=ReferenceBackend.description,
-                  backend="attncc.backends.reference:ReferenceBackend", options=Options(), tvm_target={},
-                  capabilities=ReferenceBackend.capabilities, device=ReferenceBackend.hardware, parallel_units=1,
-                  pipeline=REFERENCE)
+    return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.reference:ReferenceBackend",
+                  options=Options.parse(NAME, options), tvm_target={}, capabilities=CAPABILITIES, device=DEVICE,
+                  parallel_units=1, pipeline=REFERENCE, devices=())

@@ -57,8 +57,7 @@ class TargetPlugin:
     6. export extras  `export_extras(program, directory, files)` adds or replaces files of the core's folder
     """
 
-    name: str = ""
-    description: str = ""
+    name: str = ""                # the target's name (its record's NAME); everything else it is: the record
     matmul: MatmulStrategy        # default (__init__ of this class): weights [K, N], fp32 accumulator, unscheduled
     conv_schedule: Schedule | None = None   # direct (grouped/depthwise) convolutions; None: the "generic" schedule
     per_shape_reason: str | None = None   # why this target never makes shape-generic builds (None: it does)
@@ -75,6 +74,11 @@ class TargetPlugin:
         from ...cost_models.target import target_record
 
         return target_record(self.name, options)
+
+    @property
+    def description(self) -> str:
+        """One line for `attncc targets` (the record's)."""
+        return self.record().description
 
     @property
     def hardware(self) -> str:

@@ -8,6 +8,7 @@ from . import conv as _conv
 from . import matmul as _mm
 from . import schedules as _sched
 from ..core.plugin import TargetPlugin
+from .record import NAME
 from .target import ensure_thread_pool
 
 
@@ -41,8 +42,7 @@ class CpuPlugin(TargetPlugin):
     mcpu / num_cores), capabilities and device are its record's (record.py); the core's stages build, save,
     load and run its libraries."""
 
-    name = "cpu"
-    description = "host CPU through TVM/LLVM (x86-64 AVX2/AVX-512)"
+    name = NAME
 
     def __init__(self):
         self.matmul = CpuMatmul()

@@ -15,6 +15,7 @@ from ..core.errors import LoweringError
 from ..core.plugin import TargetPlugin
 from .arch import DEFAULT_ARCH, cuda_arch
 from .matmul import CudaMatmul
+from .record import NAME
 from .schedules import make_schedule
 
 FOLDER_NOTE = """CUDA kernels of this model, for inspection (the libraries kernels_<i>.so already carry them compiled):
@@ -28,8 +29,7 @@ Running needs an NVIDIA GPU of that arch, its driver, and TVM's runtime with CUD
 class CudaPlugin(TargetPlugin):
     """NVIDIA sm_80 / sm_90a through TVM's CUDA codegen; kernels compiled ahead of time by nvcc."""
 
-    name = "cuda"
-    description = "NVIDIA GPU sm_80 (A100) / sm_90a (H100, H200) through TVM CUDA codegen + nvcc"
+    name = NAME
 
     def __init__(self):
         self.options = self.record().options        # of the last tvm_target(): the arch the schedules size for

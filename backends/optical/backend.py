@@ -12,18 +12,19 @@ import os
 from typing import Any
 
 from ...ir import Graph, graph_to_json
-from ..base import Capabilities, Executable
+from ..base import Executable
 from .config import config_from_options
 from .executor import OpticalExecutor, placement
+from .record import CAPABILITIES, DESCRIPTION, DEVICE, NAME
 
 
 class OpticalBackend:
     """Lowers a graph to an `OpticalExecutor` (the simulated 4f machine plus the numpy host)."""
 
-    name = "optical"
-    description = "simulated free-space 4f optical accelerator (DMD/SLM input, Fourier filter, camera; numpy host)"
-    hardware = "optical-4f"
-    capabilities = Capabilities(dtypes=("float32", "float64"))
+    name = NAME      # the rest of what the target is: record.py
+    description = DESCRIPTION
+    hardware = DEVICE
+    capabilities = CAPABILITIES
 
     def lower(self, graph: Graph, options: dict[str, Any]) -> Executable:
         cfg, dev = config_from_options(options)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ...cost_models.hardware import get_hardware
 from ...cost_models.optical4f import Optical4fDevice
+from .record import DEVICE
 
 INPUT_MODES = ("amplitude", "bitplanes")          # grey-level amplitude SLM | binary DMD, one frame per bit
 FILTER_MODES = ("complex", "amplitude", "phase")  # Fourier-plane filter modulation
@@ -66,7 +67,7 @@ def config_from_options(options: dict[str, Any] | None) -> tuple[OpticalConfig, 
     unknown = sorted(set(opts) - _OPTION_KEYS)
     if unknown:
         raise OpticalOptionError(f"target 'optical': unknown option(s) {unknown}; known: {sorted(_OPTION_KEYS)}")
-    hw = get_hardware(opts.pop("hardware", "optical-4f"))
+    hw = get_hardware(opts.pop("hardware", DEVICE))
     dev = Optical4fDevice.from_spec(hw, filter=opts.pop("filter", None))
     phys = hw.extra["optical"].get("physics", {})
     cam = hw.extra["optical"]["camera"]

@@ -10,8 +10,9 @@ from ...cost_models.target import Options, Target
 from ...ir.passes.pipelines import target_pipeline
 
 NAME = "optical"
-DESCRIPTION = "simulated free-space 4f optical accelerator"
+DESCRIPTION = "simulated free-space 4f optical accelerator (DMD/SLM input, Fourier filter, camera; numpy host)"
 DEVICE = "optical-4f"
+CAPABILITIES = Capabilities(dtypes=("float32", "float64"))
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,6 @@ def optical_record(options: Mapping[str, Any] | None = None) -> Target:
     """The `optical` Target (the simulator's own options are checked by config.py at lowering)."""
     opts = OpticalOptions.parse(NAME, options)
     return Target(name=NAME, description=DESCRIPTION, backend="attncc.backends.optical.backend:OpticalBackend",
-                  options=opts, tvm_target={}, capabilities=Capabilities(dtypes=("float32", "float64")),
+                  options=opts, tvm_target={}, capabilities=CAPABILITIES,
                   device=opts.hardware, parallel_units=1, pipeline=target_pipeline(NAME, 1),
                   devices=tuple(dict.fromkeys((DEVICE, opts.hardware))))

@@ -2,13 +2,19 @@
 the generated kernel uses (read back from the kernel's metadata in the build's plan)."""
 from __future__ import annotations
 
+import dataclasses
+import importlib
+
 import pytest
 
 import attncc
 from attncc import pipelines
-from attncc.backends import TARGETS, target_record
+from attncc.backends import TARGETS, get_backend, target_record
+from attncc.backends.core.backend import TvmBackend
 from attncc.backends.cuda.arch import ARCHES
-from attncc.cost_models import get_hardware
+from attncc.cost_models import get_hardware, list_hardware
+from attncc.cost_models.capabilities import Capabilities
+from attncc.cost_models.target import registered_targets, target_for_device
 from attncc.ir import Graph
 from attncc.ir.ops import Attention, AttentionSpec, MaskSpec
 
@@ -33,6 +39,30 @@ def test_every_target_has_one_record_with_its_device_units_and_pipeline(name):
         assert f"decode-split-kv{{parallel_units={rec.parallel_units}}}" in rec.pipeline
     if name != "reference":
         assert f"tile{{target={rec.spec}}}" in rec.pipeline
+
+
+def test_each_record_says_everything_its_target_is_and_the_backend_uses_it():
+    """Issue 23 acceptance: from one file per target (backends/<target>/record.py) a reader lists everything the
+    target is, and that is what get_backend(target) runs with (no second table says otherwise)."""
+    assert set(registered_targets()) == {t for t, i in TARGETS.items() if i.record}
+    for name in registered_targets():
+        rec = target_record(name)
+        backend = get_backend(name)
+        assert rec.name == name == backend.name and rec.description and rec.description == backend.description
+        module, cls = rec.backend.split(":")
+        assert type(backend) is getattr(importlib.import_module(module), cls)
+        assert dataclasses.is_dataclass(rec.options) and rec.options.__dataclass_params__.frozen
+        assert isinstance(rec.capabilities, Capabilities) and rec.capabilities == backend.capabilities
+        assert get_hardware(rec.device).name == rec.device == backend.hardware
+        assert isinstance(rec.parallel_units, int) and rec.parallel_units >= 1
+        assert rec.pipeline == pipelines.default_pipeline(name)
+        if isinstance(backend, TvmBackend):   # code-generating targets: the TVM target the core builds for
+            assert rec.tvm_target and backend.target({}) == dict(rec.tvm_target)
+        for device in rec.devices:            # reports on these devices price this target's build
+            assert get_hardware(device).name == device and target_for_device(device) == name
+    # every catalog device a code-generating target builds for is priced as that target (no table elsewhere)
+    assert {d for t in registered_targets() for d in target_record(t).devices} == \
+        {d for d in list_hardware() if target_for_device(d) is not None}
 
 
 def test_reports_price_a_device_as_the_target_whose_record_lists_it():

@@ -6,14 +6,14 @@ from .attention import attention_primfunc as _attention_primfunc
 from ...core.plugin import TargetPlugin
 from .emulate import EmulatedRunner
 from .matmul import NeonMatmul
+from .record import NAME
 from .schedules import SCHEDULES
 
 
 class MobileCpuPlugin(TargetPlugin):
     """aarch64 (Cortex-A76 baseline, NEON + fp16 + dotprod) through TVM/LLVM, linked with aarch64-linux-gnu-gcc."""
 
-    name = "mobile-cpu"
-    description = "aarch64 NEON (Cortex-A76 baseline: fp16, dotprod), cross-compiled"
+    name = NAME
 
     def __init__(self):   # options, TVM target (aarch64 LLVM from the spec), capabilities: record.py
         self.matmul = NeonMatmul()

@@ -8,6 +8,7 @@ from ...core.backend import PLANS_INDEX
 from ...core.plugin import TargetPlugin
 from . import schedules
 from .matmul import GpuMatmul
+from .record import NAME
 from .spec import opencl_limits
 
 
@@ -16,8 +17,7 @@ class MobileGpuPlugin(TargetPlugin):
     Options, TVM target, capabilities and device: record.py. Builds are OpenCL libraries (compile.py) run by
     pyopencl (executor.py), one per input shape; exports carry OpenCL C and a launch table."""
 
-    name = "mobile-gpu"
-    description = "OpenCL GPU (Adreno/Mali class), run here through pyopencl"
+    name = NAME
     attention_mask_full = True   # the flash kernel reads the mask at (b, h): the core expands broadcast masks
     per_shape_reason = "mobile-gpu builds once per input shape (kernel launch sizes are fixed at compile time)"
 
