@@ -88,11 +88,35 @@ def schedule_rows(sch: s_tir.Schedule, root: str) -> None:
     if len(loops) < 2:
         return schedule_generic(sch, root)
     row = sch.fuse(*loops[:-1])
+    partials = [_vector_partials(sch, b) for b in sch.get_child_blocks(sch.get_sblock("root")) if _is_reduction(sch, b)]
     reductions = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if _is_reduction(sch, b)]
     for r in reversed(reductions):  # consumers first, so each producer lands ahead of its reader
         sch.compute_at(r, row)
+    for r in filter(None, partials):   # compute_at left its loops (lanes, row chunks): lanes innermost
+        lanes, chunks = sch.get_loops(r)[-2:]
+        try:
+            sch.reorder(chunks, lanes)
+            sch.vectorize(lanes)
+        except s_tir.ScheduleError:
+            pass   # e.g. a reduction over several axes: the partials stay scalar (still correct)
     sch.parallel(row)
     _vectorize_tail(sch, sch.get_loops(blk)[-1])
+
+
+def _vector_partials(sch: s_tir.Schedule, block):
+    """Split a row reduction into VECTOR partial results (sums, maxima) updated one vector at a time, then
+    combined: a scalar loop over the row is one chain of dependent adds (5-10x slower on 512-1024 wide rows).
+    Returns the partials' block, or None when the row is symbolic, short or not a multiple of VECTOR."""
+    loop = sch.get_loops(block)[-1]
+    n = _extent(sch, loop)
+    if n is None or n % VECTOR or n < 2 * VECTOR:
+        return None
+    _, lanes = sch.split(loop, [None, VECTOR])
+    spatial = sum(1 for iv in sch.get(block).iter_vars if iv.iter_type != tirx.IterVar.CommReduce)
+    try:
+        return sch.rfactor(lanes, spatial)   # the lanes axis last: each row's partials are one contiguous vector
+    except s_tir.ScheduleError:
+        return None   # not an rfactor-able reduction: stays a scalar loop (split, same order)
 
 
 def schedule_generic(sch: s_tir.Schedule, root: str) -> None:
