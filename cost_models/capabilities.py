@@ -17,6 +17,10 @@ class TileRules:
     kv_block_multiple: int = 1
     q_block_max: int = 1 << 30
     kv_block_max: int = 1 << 30
+    # matmul register tile (cost_models/register_tile.py): output columns per tile = the packed weight panel's
+    # width, and a cap on its rows; 0 = the target's matmul kernels take no register tile from the tile pass
+    matmul_cols: int = 0
+    matmul_rows_max: int = 0
 
     def accepts(self, q_block: int, kv_block: int) -> bool:
         return (q_block % self.q_block_multiple == 0 and kv_block % self.kv_block_multiple == 0
@@ -28,6 +32,7 @@ class Capabilities:
     """What a target offers codegen and the tiling pass."""
 
     vector_width_bits: int = 0
+    vector_registers: int = 0       # SIMD registers a kernel may keep accumulators in (x86: 32 zmm / 16 ymm)
     on_chip_bytes: int = 0          # L1/shared memory per compute unit
     second_level_bytes: int = 0     # L2 per core / per SM
     tensor_cores: bool = False

@@ -8,11 +8,13 @@ shared memory per SM on GPUs, the SLM frame on the optical system); it prices ea
 its split count refitted to the target's parallel units. The choice is written to
 `op.tiling` (target = the hardware name), so codegen and the cost report read the same numbers.
 
-MatMul / Linear ops are tiled the same way with `matmul_cost` (output tile m_block x n_block,
-K panel min(k, 256)); their choice lives in `graph.metadata["tiling"][node_name]` as
-{"m_block", "n_block", "k_block", "target", "predicted_s"} (`matmul_tiling(graph, node)` turns it
-back into the `Tiling` that `matmul_cost` takes). Attention entries are mirrored there with
-their predicted time too.
+MatMul / Linear ops: on a target whose Capabilities declare a matmul register tile (cpu: tiles.matmul_cols,
+vector_registers) the tile is that register tile, rows x cols from `cost_models.register_tile` (the tile the
+cpu kernel builds; k_block = k: it walks the whole K per tile); elsewhere they are tiled the same way as
+attention with `matmul_cost` (output tile m_block x n_block, K panel min(k, 256)). Their choice lives in
+`graph.metadata["tiling"][node_name]` as {"m_block", "n_block", "k_block", "target", "predicted_s"}
+(`matmul_tiling(graph, node)` turns it back into the `Tiling` that `matmul_cost` takes). Attention entries
+are mirrored there with their predicted time too.
 
 Options: target (a registered target, with options: cpu, cuda, cuda:arch=sm_80, mobile-cpu, mobile-gpu, optical
 -- its Target record gives the device priced and the kernels' tile rules -- or a catalog device: h100, a100, ...);
@@ -32,6 +34,7 @@ from typing import ClassVar
 from attncc.cost_models.attention_cost import attention_cost, attention_tile_footprint
 from attncc.cost_models.hardware import HardwareSpec
 from attncc.cost_models.matmul_cost import matmul_cost
+from attncc.cost_models.register_tile import register_tile
 from attncc.ir import dims as D
 from attncc.ir.graph import Graph, Node
 from attncc.ir.ops import Tiling
@@ -145,7 +148,7 @@ class Tile(Pass):
             if node.op.op_name in ATTENTION_OPS:
                 self._tile_attention(graph, node, hw, rules, env, record)
             elif node.op.op_name in ("MatMul", "Linear"):
-                self._tile_matmul(node, hw, env, record)
+                self._tile_matmul(node, hw, env, record, target.capabilities)
         return graph
 
     def _tile_attention(self, graph: Graph, node: Node, hw: HardwareSpec, rules, env, record) -> None:
@@ -174,7 +177,7 @@ class Tile(Pass):
         node.op = dataclasses.replace(node.op, tiling=tiling)  # attributes only: types unchanged
         record[node.name] = {**tiling.to_dict(), "predicted_s": cost.time_s}
 
-    def _tile_matmul(self, node: Node, hw: HardwareSpec, env, record) -> None:
+    def _tile_matmul(self, node: Node, hw: HardwareSpec, env, record, caps=None) -> None:
         a, b = node.inputs[0], node.inputs[1]
         if node.op.op_name == "Linear":
             batch, m = 1, math.prod(_eval(d, env, self.default_dim) for d in a.shape[:-1])
@@ -184,6 +187,14 @@ class Tile(Pass):
         k, n = _eval(b.shape[-2], env, self.default_dim), _eval(b.shape[-1], env, self.default_dim)
         if 0 in (batch, m, n, k):
             return  # a zero-size matmul (e.g. an empty rotary pass-through): nothing to tile
+        if caps is not None and caps.tiles.matmul_cols and caps.vector_registers:
+            rows_dims = a.shape[:-1] if node.op.op_name == "Linear" else a.shape[-2:-1]
+            static = all(isinstance(d, int) for d in rows_dims)   # a symbolic M builds the tallest tile, padded
+            tm, tn = register_tile(m if static else None, n, caps)
+            cost = matmul_cost(m, n, k, batch, a.dtype, hw, Tiling(q_block=tm, kv_block=tn, target=hw.name))
+            record[node.name] = {"m_block": tm, "n_block": tn, "k_block": k, "register_tile": True,
+                                 "target": hw.name, "predicted_s": cost.time_s}
+            return
         (tm, tn), cost = choose_matmul_tiling(m, n, k, batch, a.dtype, hw)
         record[node.name] = {"m_block": tm, "n_block": tn, "k_block": min(k, K_PANEL), "target": hw.name,
                              "predicted_s": cost.time_s}
