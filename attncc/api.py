@@ -59,7 +59,9 @@ def compile(model: Any, example_inputs: Any = None, target: str = "cpu", passes:
 
     stages: dict[str, float] = {}
     clock = time.perf_counter()
-    backend = get_backend(target)   # loads TVM (its compiler library) for TVM targets: ~2 s once per process
+    # the backend's modules and TVM's runtime library only: TVM's compiler (~2-4 s to import) is imported by a
+    # build, so a compile whose every build is in the cache (~/.cache/attncc) never loads it
+    backend = get_backend(target)
     stages["load backend"] = time.perf_counter() - clock
     pipeline = passes if passes is not None else pipelines.default_pipeline(target, options)
     pipelines.validate(pipeline)  # fail on a typo before the (slow) import

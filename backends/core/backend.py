@@ -11,7 +11,6 @@ import shutil
 from typing import Any
 
 import numpy as np
-import tvm
 
 from ...ir import Graph, graph_from_json, graph_to_json
 from ..base import Executable

@@ -1,4 +1,6 @@
-"""Compile cache: a lowered plan + its built library, keyed by graph text, target, options and shapes.
+"""Compile cache: a lowered plan + its built library, keyed by graph text, target, options and shapes
+(plus the backend/IR sources, the TVM version and, for host code, the CPU's SIMD flags), all computed
+without TVM, so a process whose every build is cached loads them with TVM's runtime alone.
 
 In memory for the process, and on disk under $ATTNCC_CACHE_DIR/<target> (default ~/.cache/attncc/<target>)
 as `<key>/plan.json` + `<key>/kernels.so` (every kernel of the plan, attention included, in one library),
@@ -7,9 +9,11 @@ Constants are not part of the key: weights are bound at load, not compiled in.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -55,11 +59,50 @@ def cache_dir(target_name: str = "cpu") -> str:
     return os.path.join(os.environ.get("ATTNCC_CACHE_DIR") or os.path.expanduser("~/.cache/attncc"), target_name)
 
 
+@functools.lru_cache(maxsize=None)
+def toolchain_version() -> str:
+    """apache-tvm and apache-tvm-ffi versions (read from their package metadata: no TVM import)."""
+    from importlib import metadata
+
+    versions = []
+    for dist in ("apache-tvm", "apache-tvm-ffi"):
+        try:
+            versions.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:   # a source build of TVM: its sources are not hashed, say so
+            versions.append(f"{dist}==unknown")
+    return ";".join(versions)
+
+
+_SIMD_FLAG = re.compile(r"^(sse\w*|ssse3|avx\w*|fma\w*|f16c|amx\w*|vaes|vpclmulqdq|asimd\w*|sve\w*|fp16|bf16|i8mm)$")
+
+
+@functools.lru_cache(maxsize=None)
+def host_isa() -> str:
+    """This machine's architecture and SIMD flags (/proc/cpuinfo): host code built on one CPU may use
+    instructions another lacks even when both are given the same LLVM -mcpu."""
+    import platform
+
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    flags = {w for w in val.split() if _SIMD_FLAG.match(w)}
+                    break
+    except OSError:
+        pass
+    return platform.machine() + ":" + ",".join(sorted(flags))
+
+
 def cache_key(graph: Graph, target: dict, options: dict, input_shapes, target_name: str = "cpu") -> str:
-    """sha256 over the code version, the printed graph, the target, the options and the input shapes
-    (concrete sizes, or the symbolic signature of a shape-generic build)."""
+    """sha256 over the code version (backend + IR sources, TVM's version), the printed graph, the target,
+    the options, the input shapes (concrete sizes, or the symbolic signature of a shape-generic build) and,
+    for code that runs on this host (an llvm target without a cross triple), the host's SIMD flags."""
+    host = target.get("kind") == "llvm" and not target.get("mtriple")
     h = hashlib.sha256()
-    for part in (CACHE_VERSION, target_name, code_fingerprint(), print_ir(graph), json.dumps(target, sort_keys=True),
+    for part in (CACHE_VERSION, target_name, code_fingerprint(), toolchain_version(), host_isa() if host else "",
+                 print_ir(graph), json.dumps(target, sort_keys=True),
                  json.dumps({k: v for k, v in options.items() if k != "cache"}, sort_keys=True, default=str),
                  json.dumps([list(s) for s in input_shapes])):
         h.update(part.encode())
@@ -109,15 +152,21 @@ class CompileCache:
             return None
         problem = verify_folder(path, CHECKSUMS)
         if problem is not None:
-            warnings.warn(f"attncc: compile cache entry {path} is unusable ({problem}); rebuilding it",
-                          CacheWarning, stacklevel=3)
-            shutil.rmtree(path, ignore_errors=True)
-            self.stats.corrupt += 1
+            self.discard(key, target_name, problem)
             return None
         with open(os.path.join(path, "plan.json")) as f:
             text = f.read()
         lib = os.path.join(path, "kernels.so")
         return text, (lib if os.path.exists(lib) else None)
+
+    def discard(self, key: str, target_name: str, reason: str) -> None:
+        """Warn that entry `key` cannot be used (`reason`) and remove it; the caller rebuilds it."""
+        path = self.disk_path(key, target_name)
+        warnings.warn(f"attncc: compile cache entry {path} is unusable ({reason}); rebuilding it",
+                      CacheWarning, stacklevel=4)
+        shutil.rmtree(path, ignore_errors=True)
+        self.memory.pop(key, None)
+        self.stats.corrupt += 1
 
     def save_disk(self, key: str, plan_json: str, lib, target_name: str = "cpu", write=None) -> None:
         """Write atomically (temp dir + rename) so concurrent compiles never see half an entry.

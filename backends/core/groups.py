@@ -264,17 +264,6 @@ class GroupBuilder:
         return func, [x for _, x in args] + [self.plan.arg(out_v.name)]
 
 
-def materialize_constant(plan: Plan, constants: dict, name: str, matmul):
-    """The array behind a const plan value (weights repacked by the target's `matmul` strategy)."""
-    info = plan.values[name]
-    arr = constants[info["source"]]
-    if info.get("pack") == "panels":
-        return matmul.pack_weight(arr)
-    if info.get("pack") == "gated":
-        return matmul.pack_gated(arr, constants[info["source_up"]])
-    return arr
-
-
 def _try_eval(d, env: dict):
     """An IR dim evaluated with `env` when every symbol is known (static plans), else left symbolic."""
     try:

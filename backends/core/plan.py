@@ -94,6 +94,17 @@ class Plan:
         return bool(self.dims)
 
 
+def materialize_constant(plan: Plan, constants: dict, name: str, matmul):
+    """The array behind a const plan value (weights repacked by the target's `matmul` strategy: numpy, no TVM)."""
+    info = plan.values[name]
+    arr = constants[info["source"]]
+    if info.get("pack") == "panels":
+        return matmul.pack_weight(arr)
+    if info.get("pack") == "gated":
+        return matmul.pack_gated(arr, constants[info["source_up"]])
+    return arr
+
+
 def _dim(d):
     """A plan dim: an int, or the IR's canonical text of a symbolic dim."""
     if isinstance(d, str):

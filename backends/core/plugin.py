@@ -119,10 +119,11 @@ class TargetPlugin:
         lib.export_library(path)
 
     def load_library(self, path: str):
-        """The library at `path` as this target's runners take it (default: loaded into this process)."""
-        import tvm
+        """The library at `path` as this target's runners take it (default: loaded into this process by TVM's
+        runtime, without its compiler)."""
+        from .runtime import load_module
 
-        return tvm.runtime.load_module(path)
+        return load_module(path)
 
     # 5. make runner
     def prepare_runtime(self, target: dict) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import LoweringError
 from .plan import Plan
-from .runtime import PlanExecutor
+from .runtime import PlanExecutor, create_view
 
 
 def to_numpy(t) -> np.ndarray:
@@ -22,7 +22,7 @@ def to_numpy(t) -> np.ndarray:
     if t.dtype == "bfloat16":
         import ml_dtypes
 
-        return np.from_dlpack(t._create_view(tuple(t.shape), "uint16")).view(ml_dtypes.bfloat16)
+        return np.from_dlpack(create_view(t, t.shape, "uint16")).view(ml_dtypes.bfloat16)
     return np.from_dlpack(t)
 
 

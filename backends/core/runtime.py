@@ -3,7 +3,9 @@
 This file is self-contained on purpose: `export` copies it into the exported folder as
 `attncc_runtime.py`, next to the one kernel library, the plan and the constants, so the folder runs
 in an environment holding only apache-tvm(-ffi) and numpy (`TVM_USE_RUNTIME_LIB=1` keeps the compiler
-library unloaded). Inside attncc, `runner.PlanRunner` extends `PlanExecutor`.
+library unloaded). Inside attncc, `runner.PlanRunner` extends `PlanExecutor`, and this file loads TVM's
+runtime library through tvm_ffi without the `tvm` package, so running a cached build never imports TVM's
+compiler (a build that needs it imports `tvm` itself).
 
 A plan (JSON) is a straight-line program over named values: inputs, outputs, intermediate buffers,
 constants and views (another value's memory under another shape/dtype); each step calls one function
@@ -13,36 +15,154 @@ read off the input shapes (`plan["dims"]`: name -> [input index, axis]) with `pl
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Any, Sequence
 
 import numpy as np
 
 
-def _import_tvm_without_torch():
-    """`import tvm` keeping torch out of the process: tvm-ffi 0.1.x imports torch eagerly when it is installed
+def _without_torch(load):
+    """`load()` keeping torch out of the process: tvm-ffi 0.1.x imports torch eagerly when it is installed
     (its workaround for a Windows symbol clash), which costs this runtime 0.6-3 s and hundreds of MB it never
     uses. A torch imported before stays; one imported later works (tensors still pass through DLPack)."""
     import sys
 
     if "torch" in sys.modules:
-        import tvm
-        return tvm
+        return load()
     sys.modules["torch"] = None     # makes `import torch` raise ImportError, which tvm-ffi catches
     try:
-        import tvm
+        return load()
     finally:
         if "torch" in sys.modules and sys.modules["torch"] is None:
             del sys.modules["torch"]
-    return tvm
 
 
-tvm = _import_tvm_without_torch()
+def _import_tvm_without_torch():
+    """`import tvm` (its compiler too unless TVM_USE_RUNTIME_LIB=1), keeping torch out (see `_without_torch`)."""
+    def load():
+        import tvm
+        return tvm
+    return _without_torch(load)
 
-try:    # inside attncc
+
+def _load_tvm_runtime():
+    """tvm_ffi with TVM's runtime library (libtvm_runtime.so, RTLD_GLOBAL as `import tvm` loads it) and nothing
+    else: no `tvm` Python package, no compiler library. A later `import tvm` still loads the compiler normally
+    (the runtime library is the same file, loaded once)."""
+    import sys
+
+    def load():
+        import tvm_ffi
+        if "tvm" not in sys.modules:
+            import importlib.util
+            from pathlib import Path
+
+            from tvm_ffi.libinfo import load_lib_ctypes
+
+            spec = importlib.util.find_spec("tvm")
+            folders = [Path(p) / "lib" for p in (spec.submodule_search_locations or [])] if spec else []
+            if os.environ.get("TVM_LIBRARY_PATH"):
+                folders.insert(0, Path(os.environ["TVM_LIBRARY_PATH"]))
+            load_lib_ctypes("tvm", "tvm_runtime", "RTLD_GLOBAL", extra_lib_paths=folders)
+        return tvm_ffi
+    return _without_torch(load)
+
+
+try:    # inside attncc: TVM's runtime through tvm_ffi only; `import tvm` (and its compiler) is left to builds
     from .folder_checks import FolderError, InputError, check_inputs, read_checked_index, read_json
-except ImportError:   # in an exported folder: the copy written beside this file
+    tvm_ffi = _load_tvm_runtime()
+except ImportError:   # in an exported folder: the copy written beside this file; outputs are tvm.runtime.Tensors
     from attncc_checks import FolderError, InputError, check_inputs, read_checked_index, read_json
+    tvm = _import_tvm_without_torch()
+    import tvm_ffi
+
+
+def __getattr__(name: str):
+    if name == "tvm":   # `from .runtime import tvm` (a caller that builds, so imports TVM anyway)
+        return _import_tvm_without_torch()
+    raise AttributeError(name)
+
+
+# ---- TVM's runtime through tvm_ffi: each works whether or not the `tvm` package is imported --------------
+def cpu():
+    return tvm_ffi.device("cpu", 0)
+
+
+def empty(shape, dtype: str, device):
+    """An uninitialized tensor (TVM's allocator: 64-byte aligned)."""
+    return tvm_ffi.get_global_func("runtime.TVMTensorAllocWithScope")(
+        tvm_ffi.Shape([int(d) for d in shape]), tvm_ffi.dtype(str(dtype)), device, None)
+
+
+def copy_from(dst, src) -> None:
+    """Copy a numpy array (or a tensor) into tensor `dst` of the same shape."""
+    if isinstance(src, tvm_ffi.Tensor):
+        tvm_ffi.get_global_func("runtime.TVMTensorCopyFromTo")(src, dst)
+        return
+    src = np.asarray(src)
+    if tuple(src.shape) != tuple(dst.shape):
+        raise ValueError(f"cannot copy an array of shape {src.shape} into a tensor of shape {tuple(dst.shape)}")
+    if str(dst.dtype) == "bfloat16":   # its 16-bit pattern (ml_dtypes arrays and uint16 bits alike)
+        if src.dtype.itemsize != 2:
+            raise TypeError(f"a bfloat16 tensor takes a bfloat16 (ml_dtypes) or uint16 array, not {src.dtype}")
+        src = np.ascontiguousarray(src).view("uint16")
+    elif src.dtype.name != str(dst.dtype):
+        src = src.astype(str(dst.dtype))
+    src = np.ascontiguousarray(src)
+    tvm_ffi.get_global_func("runtime.TVMTensorCopyFromBytes")(dst, src.ctypes.data_as(ctypes.c_void_p), src.nbytes)
+
+
+def tensor(arr, device):
+    """A tensor on `device` holding a copy of numpy array `arr`."""
+    arr = np.asarray(arr)
+    t = empty(arr.shape, arr.dtype.name, device)
+    copy_from(t, arr)
+    return t
+
+
+def from_dlpack(x):
+    """A zero-copy tensor over `x` (TVM's kernels need 64-byte aligned, contiguous memory)."""
+    return tvm_ffi.from_dlpack(x, require_alignment=64, require_contiguous=True)
+
+
+def create_view(t, shape, dtype: str):
+    """`t`'s memory under another shape/dtype (no copy)."""
+    return tvm_ffi.get_global_func("runtime.TVMTensorCreateView")(
+        t, tvm_ffi.Shape([int(d) for d in shape]), tvm_ffi.dtype(str(dtype)), 0)
+
+
+def load_module(path: str):
+    """The compiled library at `path` (a .so TVM exported), loaded into this process."""
+    if not os.path.isfile(path):
+        raise ValueError(f"cannot find file {path}")
+    return tvm_ffi.load_module(os.path.realpath(path))
+
+
+def host_array(t) -> np.ndarray:
+    """A host numpy copy of tensor `t` (bfloat16 through ml_dtypes)."""
+    if t.device.dlpack_device_type() != 1:   # not kDLCPU: TVM's own copy to the host
+        return t.numpy()
+    if str(t.dtype) == "bfloat16":
+        import ml_dtypes
+
+        return np.from_dlpack(create_view(t, t.shape, "uint16")).view(ml_dtypes.bfloat16).copy()
+    return np.from_dlpack(t).copy()
+
+
+class Tensor(tvm_ffi.core.Tensor):
+    """The tensors TVM's runtime hands out while the `tvm` package is not imported, with the `.numpy()` that
+    `tvm.runtime.Tensor` has (importing `tvm` later replaces this class with TVM's own)."""
+
+    __slots__ = ()   # tvm_ffi requires the base wrapper's layout
+
+    def numpy(self) -> np.ndarray:
+        return host_array(self)
+
+
+if "tvm" not in __import__("sys").modules:
+    tvm_ffi.core._set_class_tensor(Tensor)
+
 
 # what a folder built for each TVM target kind needs on the machine that runs it
 NEEDS = {"cuda": ("CUDA", "an NVIDIA GPU with its driver, and an apache-tvm runtime built with CUDA (USE_CUDA=ON)"),
@@ -66,10 +186,10 @@ def size_thread_pool(threads: int | None = None) -> int:
     """Give TVM's CPU pool `threads` workers (default: every core this process may use; TVM alone takes half).
 
     Must run before the pool first starts. Returns the pool's size."""
-    count = tvm.get_global_func("runtime.NumThreads")
+    count = tvm_ffi.get_global_func("runtime.NumThreads")
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     want = int(os.environ.get("TVM_NUM_THREADS") or threads or len(cpus))
-    tvm.get_global_func("runtime.config_threadpool")(2, want, [str(c) for c in cpus])  # 2: share all cores
+    tvm_ffi.get_global_func("runtime.config_threadpool")(2, want, [str(c) for c in cpus])  # 2: share all cores
     return int(count())
 
 
@@ -82,16 +202,16 @@ class PlanExecutor:
 
     def __init__(self, plan: dict, lib, constants: dict[str, np.ndarray], device=None):
         self.spec, self.lib = plan, lib
-        self.dev = device or tvm.cpu()
+        self.dev = device or cpu()
         self.values, self.steps = plan["values"], plan["steps"]
         self._polys = {k: [(c, tuple(s)) for c, s in v] for k, v in plan.get("dim_polys", {}).items()}
         self._funcs = {s["func"]: lib[s["func"]] for s in self.steps if s.get("func")}
         self._persistent: dict[str, Any] = {}
         for name, info in self.values.items():
             if info["storage"] == "const" and name in constants:
-                self._persistent[name] = tvm.runtime.tensor(np.ascontiguousarray(constants[name]), self.dev)
+                self._persistent[name] = tensor(np.ascontiguousarray(constants[name]), self.dev)
             elif info["storage"] == "buffer" and _static(info["shape"]):
-                self._persistent[name] = tvm.runtime.empty(info["shape"], info["dtype"], self.dev)
+                self._persistent[name] = empty(info["shape"], info["dtype"], self.dev)
         for name, info in self.values.items():
             if info["storage"] == "view" and info["base"] in self._persistent and _static(info["shape"]):
                 self._persistent[name] = self._view(self._persistent, info["base"], info["shape"], info["dtype"])
@@ -126,7 +246,7 @@ class PlanExecutor:
             shape = self.shape(shape, dims)
         if list(t.shape) == list(shape) and t.dtype == dtype:
             return t
-        return t._create_view(tuple(shape), dtype)
+        return create_view(t, shape, dtype)
 
     @staticmethod
     def _tensor_args(step: dict) -> list:
@@ -137,37 +257,37 @@ class PlanExecutor:
     def to_tensor(self, x: Any, name: str, dtype: str):
         """A TVM tensor over `x` (zero-copy when TVM accepts its memory as is)."""
         if self.dev.dlpack_device_type() != 1:   # not kDLCPU (a GPU build): host memory is copied to the device
-            if isinstance(x, tvm.runtime.Tensor) and x.device == self.dev and x.dtype == dtype:
+            if isinstance(x, tvm_ffi.Tensor) and x.device == self.dev and x.dtype == dtype:
                 return x
-            a = np.asarray(x.numpy() if isinstance(x, tvm.runtime.Tensor) else x)
-            return tvm.runtime.tensor(np.ascontiguousarray(a if str(a.dtype) == dtype else a.astype(dtype)), self.dev)
+            a = np.asarray(host_array(x) if isinstance(x, tvm_ffi.Tensor) else x)
+            return tensor(np.ascontiguousarray(a if str(a.dtype) == dtype else a.astype(dtype)), self.dev)
         if isinstance(x, np.ndarray):
             if x.dtype.name == dtype != "bfloat16" and x.flags.c_contiguous and x.ctypes.data % 64 == 0:  # numpy has no bf16 DLPack
-                return tvm.runtime.from_dlpack(x)
+                return from_dlpack(x)
             # misaligned (numpy aligns to 16 bytes), strided or another dtype: one copy into a staging
             # tensor kept for this input (no allocation per call; outputs never alias it)
             stage = self._staging.get(name)
             if stage is None or tuple(stage.shape) != x.shape:
-                stage = self._staging[name] = tvm.runtime.empty(x.shape, dtype, self.dev)
-            stage.copyfrom(x if x.dtype.name == dtype else x.astype(dtype))
+                stage = self._staging[name] = empty(x.shape, dtype, self.dev)
+            copy_from(stage, x if x.dtype.name == dtype else x.astype(dtype))
             return stage
-        if isinstance(x, tvm.runtime.Tensor) and x.dtype == dtype:
+        if isinstance(x, tvm_ffi.Tensor) and x.dtype == dtype:
             return x
         if hasattr(x, "__dlpack__") and str(x.dtype).replace("torch.", "") == dtype:
             try:
-                return tvm.runtime.from_dlpack(x)
+                return from_dlpack(x)
             except Exception:  # noqa: BLE001 - strided or misaligned memory: copy below
                 pass
-        a = np.asarray(x.numpy() if isinstance(x, tvm.runtime.Tensor) else x)
+        a = np.asarray(host_array(x) if isinstance(x, tvm_ffi.Tensor) else x)
         if str(a.dtype) != dtype:
             a = a.astype(dtype)
-        return tvm.runtime.tensor(np.ascontiguousarray(a), self.dev)
+        return tensor(np.ascontiguousarray(a), self.dev)
 
     def _buffers_for(self, dims: dict[str, int]) -> dict[str, Any]:
         """Intermediates with symbolic shapes, allocated for these dims (kept while the dims repeat)."""
         key = tuple(sorted(dims.items()))
         if self._dyn[0] != key:
-            self._dyn = (key, {name: tvm.runtime.empty(self.shape(info["shape"], dims), info["dtype"], self.dev)
+            self._dyn = (key, {name: empty(self.shape(info["shape"], dims), info["dtype"], self.dev)
                                for name, info in self.values.items()
                                if info["storage"] == "buffer" and not _static(info["shape"])})
         return self._dyn[1]
@@ -190,7 +310,7 @@ class PlanExecutor:
             env[name] = t
         for name, info in self.values.items():
             if info["storage"] == "output":
-                env[name] = tvm.runtime.empty(self.shape(info["shape"], dims), info["dtype"], self.dev)
+                env[name] = empty(self.shape(info["shape"], dims), info["dtype"], self.dev)
         if dims:
             env.update(self._buffers_for(dims))
         for name, info in self.values.items():
@@ -215,8 +335,8 @@ class PlanExecutor:
                 outs.append(env[aliases[name]])
                 continue
             if self.values[name]["storage"] != "output":  # an input, constant, view or reused buffer: a private copy
-                fresh = tvm.runtime.empty(t.shape, t.dtype, self.dev)
-                fresh.copyfrom(t)
+                fresh = empty(t.shape, t.dtype, self.dev)
+                copy_from(fresh, t)
                 t = fresh
             outs.append(t)
         return outs
@@ -250,11 +370,11 @@ def target_device(folder: str, target):
     """The device a folder's kernels run on; FolderError saying which runtime and device it needs when absent."""
     kind = target_kind(target)
     if kind in ("llvm", "c", "cpu"):
-        return tvm.cpu()
+        return cpu()
     runtime, needs = NEEDS.get(kind, (kind, f"a {kind} device and an apache-tvm runtime built for it"))
     arch = f" ({target['arch']})" if isinstance(target, dict) and target.get("arch") else ""
     try:
-        dev = tvm.device(kind, 0)
+        dev = _import_tvm_without_torch().device(kind, 0)
         present = bool(dev.exist)
     except Exception:  # noqa: BLE001 - a TVM runtime without this device API: same answer as no device
         present = False
@@ -265,9 +385,9 @@ def target_device(folder: str, target):
 
 
 def load_library(path: str, target):
-    """tvm.runtime.load_module, a failure named by the file and, for device code, the runtime it needs."""
+    """TVM's runtime loading the library, a failure named by the file and, for device code, the runtime it needs."""
     try:
-        return tvm.runtime.load_module(path)
+        return load_module(path)
     except Exception as e:  # noqa: BLE001 - TVM raises RuntimeError/TVMError with a C++ trace
         last = (str(e).strip().splitlines() or [""])[-1]
         kind = target_kind(target)

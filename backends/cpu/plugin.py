@@ -4,37 +4,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import conv as _conv
-from . import matmul as _mm
-from . import schedules as _sched
+from . import packing as _pack
 from ..core.plugin import TargetPlugin
 from .record import NAME
 from .target import ensure_thread_pool
+
+# schedules, kernels and matmul computes import TVM (its compiler): only a build loads them, so a compile
+# whose builds are all cached runs on TVM's runtime alone
 
 
 class CpuMatmul:
     """Weights packed into 32-column panels; 8 x 32 register tiles (backends/cpu/matmul.py)."""
 
-    gate_cols = _mm.GATE_COLS
-    panel = _mm.PANEL
+    gate_cols = _pack.GATE_COLS
+    panel = _pack.PANEL
 
     def packed_shape(self, k: int, n: int) -> tuple[int, ...]:
-        return _mm.packed_shape(k, n)
+        return _pack.packed_shape(k, n)
 
     def pack_weight(self, w: np.ndarray) -> np.ndarray:
-        return _mm.pack_weight(w)
+        return _pack.pack_weight(w)
 
     def pack_gated(self, w_gate: np.ndarray, w_up: np.ndarray) -> np.ndarray:
-        return _mm.pack_gated(w_gate, w_up)
+        return _pack.pack_gated(w_gate, w_up)
 
     def compute(self, a, b, n: int, packed: bool, name: str):
+        from . import matmul as _mm
+
         return _mm.matmul_compute(a, b, n, packed, name)
 
     def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None:
-        _mm.schedule_matmul(sch, root, acc, max_cols or _mm.PANEL)
+        from . import matmul as _mm
+
+        _mm.schedule_matmul(sch, root, acc, max_cols or _pack.PANEL)
 
 
-_SCHEDULES = {"injective": _sched.schedule_injective, "rows": _sched.schedule_rows, "generic": _sched.schedule_generic}
+_SCHEDULES = {"injective": "schedule_injective", "rows": "schedule_rows", "generic": "schedule_generic"}
 
 
 class CpuPlugin(TargetPlugin):
@@ -46,10 +51,18 @@ class CpuPlugin(TargetPlugin):
 
     def __init__(self):
         self.matmul = CpuMatmul()
-        self.conv_schedule = _conv.schedule_conv_direct   # direct (grouped/depthwise) convolutions
+
+    @property
+    def conv_schedule(self):
+        """Direct (grouped/depthwise) convolutions."""
+        from . import conv as _conv
+
+        return _conv.schedule_conv_direct
 
     def schedule(self, kind: str):
-        return _SCHEDULES[kind]
+        from . import schedules as _sched
+
+        return getattr(_sched, _SCHEDULES[kind])
 
     def build_attention_kernel(self, cfg, target: dict):
         from .attention import build_attention_kernel

@@ -127,8 +127,7 @@ def ensure_thread_pool(cores: int | None = None) -> int:
     machine. Sized through TVM's own `runtime.config_threadpool` (no lasting change to os.environ);
     a TVM_NUM_THREADS the user set wins. Returns the pool's thread count.
     """
-    import tvm  # noqa: F401  (loads the runtime)
-    import tvm_ffi
+    from ..core.runtime import tvm_ffi   # TVM's runtime library (the compiler is not needed to run)
 
     global _CONFIGURED
     want = int(os.environ.get("TVM_NUM_THREADS") or cores or host_cores())
