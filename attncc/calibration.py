@@ -44,7 +44,9 @@ class KernelSample:
 
     @property
     def kind(self) -> str:
-        """Kernel class: 'attention.prefill', 'attention.decode' or 'matmul'."""
+        """Kernel class: 'attention.prefill', 'attention.decode', 'matmul', or a plan kernel's ('elementwise', ...)."""
+        if self.job[0] == "row":
+            return self.job[2]
         if self.job[0] == "attention":
             return "attention.decode" if self.job[5].num_splits else "attention.prefill"
         return "matmul"
@@ -184,19 +186,26 @@ def tiny_kernel_cases(suite: KernelSuite, rng) -> dict[str, tuple[KernelSample, 
 
 
 def measure_kernels(suite: KernelSuite, quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,
-                    wait_s: float = 60.0, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+                    wait_s: float = 60.0, log: Callable[[str], None] | None = print,
+                    plans: list | None = None, max_reps: int = 25, short_s: float = 0.02) -> dict[str, Any]:
     """Build and time the kernels of `suite` (the backend's timing suite, e.g. `attncc.backends.cpu.kernel_suite`,
     passed in: this module imports no backend). Returns {"samples", "launch_s" ({"launch" or a
     kernel class: seconds of a tiny kernel}), "loads", "date"}.
 
-    Before each round, waits up to `wait_s` for the load average to drop below `max_load`
-    (other sessions' tests), then goes on anyway; the loads seen are returned.
+    The suite's kernels are timed cold (see the module docstring): per round `reps` calls, and up to `max_reps`
+    while a kernel's calls add up to less than `short_s` (a short kernel on a loaded 2-core machine is often
+    stretched by a whole scheduler time slice when another process holds one of its two cores).
+    `plans`: whole built plans (`suite.plan_cases`, e.g. from `attncc.calibration_plans.plan_kernel_cases`) whose
+    kernels are timed as a model call runs them: each round calls the plan `max_reps` times back to back and keeps
+    each step's best time. Before each round, waits up to `wait_s` for the load average to drop below
+    `max_load` (other sessions' tests), then goes on anyway; the loads seen are returned.
     """
     rng = np.random.default_rng(0)
     cases = [_timed(suite.attention_case(**cfg, rng=rng)) for cfg in attention_configs(quick)]
     for m, n, k, packed in (MATMUL[::3] if quick else MATMUL):
         cases.append(_timed(suite.matmul_case(m, n, k, packed, rng)))
     tiny = tiny_kernel_cases(suite, rng)
+    in_plans = [(plan, [KernelSample(c.label, c.job) for c in plan.cases]) for plan in plans or ()]
     flush = np.ones(FLUSH_BYTES // 4, np.float32)
     loads = []
     for r in range(rounds):
@@ -208,12 +217,25 @@ def measure_kernels(suite: KernelSuite, quick: bool = False, rounds: int = 3, re
             log(f"round {r + 1}/{rounds}: load average {loads[-1]:.2f}")
         for sample, run in list(tiny.values()) + cases:
             run()
-            for _ in range(reps):
+            spent = 0.0
+            for i in range(max_reps):
+                if i >= reps and spent > short_s:
+                    break
                 np.add(flush, 1.0, out=flush)          # evict L3: operands start in DRAM
                 t0 = time.perf_counter()
                 run()
                 sample.runs.append(time.perf_counter() - t0)
+                spent += sample.runs[-1]
             sample.measured_s = min(sample.runs)
+        for plan, samples in in_plans:
+            plan.run()
+            for _ in range(max_reps):
+                times = plan.run()
+                for case, sample in zip(plan.cases, samples):
+                    sample.runs.append(times[case.step])
+            for sample in samples:
+                sample.measured_s = min(sample.runs)
     loads.append(load_average())
-    return {"samples": [s for s, _ in cases], "launch_s": {k: s.measured_s for k, (s, _) in tiny.items()}, "loads": loads,
+    samples = [s for s, _ in cases] + [s for _, ss in in_plans for s in ss]
+    return {"samples": samples, "launch_s": {k: s.measured_s for k, (s, _) in tiny.items()}, "loads": loads,
             "date": time.strftime("%Y-%m-%d %H:%M")}

@@ -229,7 +229,9 @@ def _cmd_calibrate(args) -> int:
         from attncc.calibration import measure_kernels
         log.info("timing attncc's CPU kernels (--fit%s): builds and times each one, minutes",
                  " --quick" if args.quick else "")
-        kernels = measure_kernels(kernel_suite, quick=args.quick, log=log.info)
+        from attncc.calibration_plans import plan_kernel_cases   # every kernel of a few compiled blocks
+        kernels = measure_kernels(kernel_suite, quick=args.quick, log=log.info,
+                                  plans=plan_kernel_cases(kernel_suite, args.quick))
     probes = []
     try:  # attncc's own TVM matmul beats numpy's sgemm here: the fp32 peak is the best of both
         from attncc.calibration import measure_matmul_peak

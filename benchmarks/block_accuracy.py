@@ -57,7 +57,24 @@ def cases(quick: bool) -> list[tuple[str, str, object, tuple]]:
         for s in (64, 256)[: 1 if quick else 2]:
             model, inputs = _hf(cfg, cls, s)
             out.append((f"{family} 1 layer s{s}", "prefill", model, inputs))
+        for b, max_len in ((1, 512), (4, 1024))[: 1 if quick else 2]:
+            out.append((f"{family} 1 layer b{b} cache{max_len}", "decode", *_hf_decode(cfg, cls, b, max_len)))
     return out
+
+
+def _hf_decode(config_cls: str, model_cls: str, batch: int, max_len: int):
+    """One decode step of the same one-layer HF model over a StaticCache of `max_len` rows, half filled
+    (examples/hf_decode.py's DecodeStep: the cache tensors are inputs written in place)."""
+    from hf_decode import DecodeStep, empty_cache
+
+    lm = _hf(config_cls, model_cls, 1)[0].lm
+    cache = empty_cache(lm, max_len, batch)
+    past = max_len // 2
+    for i in range(0, len(cache), 3):   # a half-filled cache: random rows below the fill counter
+        cache[i][:, :, :past], cache[i + 1][:, :, :past] = torch.randn_like(cache[i][:, :, :past]), torch.randn_like(
+            cache[i + 1][:, :, :past])
+        cache[i + 2] = torch.tensor(past)
+    return DecodeStep(lm, max_len).eval(), (torch.randint(0, 512, (batch, 1)), torch.tensor([past]), *cache)
 
 
 def measure(cm, inputs, calls: int = 30, max_load: float = 1.5, wait_s: float = 0.0) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 from ...ir.ops.attention import Tiling
 from ...ir.ops.attention_spec import AttentionSpec, MaskSpec
 
-__all__ = ["KernelCase", "attention_case", "matmul_case", "tiny_case"]
+__all__ = ["KernelCase", "PlanTiming", "attention_case", "matmul_case", "plan_cases", "tiny_case"]
 
 
 @dataclass
@@ -121,3 +121,41 @@ def tiny_case(kind: str) -> KernelCase:
     fn(ta, tb)
     np.testing.assert_allclose(tb.numpy(), x + x if kind == "elementwise" else x.T)
     return KernelCase(f"tiny {kind}", (kind, 16), lambda: fn(ta, tb))
+
+
+
+@dataclass
+class PlanTiming:
+    """The kernels of one built plan, timed as the plan runs them: `run()` calls the whole plan once (steps back to
+    back, as a model call does) and returns each step's seconds; `cases[i].step` says which step a case is."""
+
+    label: str
+    cases: list
+    run: Callable[[], list]
+
+
+def plan_cases(runner, inputs: list, rows: list, label: str) -> PlanTiming:
+    """Every kernel of a built plan (`runner`: the cpu build's PlanRunner; `rows`: its cost report's kernel rows, one
+    per launch in plan order) with job = ("row", the row's OpCost, its kernel class): norms, elementwise groups,
+    RoPE, layout copies, Linear and attention, timed inside whole plan calls on `inputs` (warm code and thread pool,
+    each kernel's inputs just written by the kernel before it). Steps and rows that do not pair up raise."""
+    steps = runner.steps
+    if len(steps) != len(rows):
+        raise ValueError(f"{label}: {len(steps)} plan steps but {len(rows)} report rows; the report must price "
+                         "exactly the kernels the plan launches")
+    cases = []
+    for i, (step, row) in enumerate(zip(steps, rows)):
+        if step["kind"] not in ("call", "attention"):
+            continue   # numpy reference steps are not generated kernels
+        cost = row.cost
+        kind = cost.details.get("kernel") or cost.details.get("efficiency", {}).get("kernel_class", "elementwise")
+        case = KernelCase(f"{label} #{i} {row.kernel_class or kind} {row.name}"[:70], ("row", cost, kind), lambda: None)
+        case.step = i
+        cases.append(case)
+
+    def run() -> list:
+        times: list = []
+        runner.run(inputs, times)
+        return times
+
+    return PlanTiming(label, cases, run)
