@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from attncc.ir.ops.attention import Tiling
 from attncc.ir.types import DTYPE_BYTES
 
 from .attention_cost import attention_cost
@@ -60,8 +61,20 @@ def attention_op_rule(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost
     return cost
 
 
+def recorded_matmul_tile(node, hw: HardwareSpec, ctx: dict) -> Tiling | None:
+    """The output tile the tile pass recorded for this MatMul/Linear on this device (the tile its kernel builds),
+    or None (untiled graph, or tiled for another device: the counter's default tile)."""
+    graph = ctx.get("graph")
+    rec = graph.metadata.get("tiling", {}).get(node.name) if graph is not None else None
+    if not rec or "m_block" not in rec or rec.get("target") != hw.name:
+        return None
+    return Tiling(q_block=rec["m_block"], kv_block=rec["n_block"], target=hw.name)
+
+
 def matmul_op_rule(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
-    """MatMul / Linear: one (batched) GEMM; a Linear folds its leading dims into M and adds its bias."""
+    """MatMul / Linear: one (batched) GEMM at its recorded tile; a Linear folds its leading dims into M and adds
+    its bias."""
+    tile = recorded_matmul_tile(node, hw, ctx)
     a, b = node.inputs[0], node.inputs[1]
     sa, sb = bind.shape(a, node.name), bind.shape(b, node.name)
     out = bind.shape(node.outputs[0], node.name)
@@ -70,12 +83,12 @@ def matmul_op_rule(node, bind: Binder, hw: HardwareSpec, ctx: dict) -> OpCost:
         rows = 1
         for d in sa[:-1]:
             rows *= d
-        cost = count_matmul(rows, n, k, 1, a.dtype, hw)
+        cost = count_matmul(rows, n, k, 1, a.dtype, hw, tile)
     else:
         batch = 1
         for d in out[:-2]:
             batch *= d
-        cost = count_matmul(m, n, k, batch, a.dtype, hw)
+        cost = count_matmul(m, n, k, batch, a.dtype, hw, tile)
     if node.op.op_name == "Linear" and getattr(node.op, "has_bias", False):
         cost.vector_flops += cost.details["m"] * n
     return price(cost, hw, a.dtype, "matmul")
