@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 from attncc.calibration import load_average, measure_kernels, usable_cores
-from attncc.cost_models.calibrate import _cpuinfo, fitted_efficiency
+from attncc.cost_models.calibrate import _cpuinfo, fitted_efficiency, measure_llc
 from attncc.cost_models.fit import percent_errors, predict, spearman, with_efficiency
 from attncc.cost_models.hardware import SPEC_DIR, cache_dir, spec_from_dict
 from attncc.cost_models.host_match import this_host
@@ -91,7 +91,11 @@ def main(argv=None) -> int:
         plans = plan_kernel_cases(kernel_suite, args.quick)
     res = measure_kernels(kernel_suite, args.quick, rounds=args.rounds, reps=args.reps, wait_s=args.wait, plans=plans)
     samples, loads = res["samples"], res["loads"]
-    shipped = spec_from_dict(json.loads((SPEC_DIR / "host-cpu.json").read_text()), str(SPEC_DIR / "host-cpu.json"))
+    base = json.loads((SPEC_DIR / "host-cpu.json").read_text())
+    measure_llc(base)   # L3 bandwidth: what kernels of a cache-resident plan stream at (re-measured with the fit)
+    print(f"L3 bandwidth: {next(lv['source'] for lv in base['levels'] if lv['name'] == 'l3')}: "
+          f"{next(lv['bandwidth_bytes_per_s'] for lv in base['levels'] if lv['name'] == 'l3') / 1e9:.0f} GB/s")
+    shipped = spec_from_dict(base, str(SPEC_DIR / "host-cpu.json"))
     unfitted = with_efficiency(shipped, {k: v for k, v in shipped.efficiency.items() if k != "by_op"})
     calib, held = split(samples)
     load_text = f"load {min(loads):.2f}-{max(loads):.2f}"
@@ -139,6 +143,8 @@ def main(argv=None) -> int:
     for target in targets:
         d = json.loads(target.read_text()) if target.exists() else json.loads((SPEC_DIR / "host-cpu.json").read_text())
         d["efficiency"] = eff
+        d["levels"] = [next(lv for lv in base["levels"] if lv["name"] == "l3") if lv["name"] == "l3" else lv
+                       for lv in d["levels"]]
         d["launch_overhead_s"] = float(f"{res['launch_s']['launch']:.3g}")
         d["launch_source"] = (f"measured by benchmarks/cost_model_accuracy.py {res['date']} ({load_text}): a tiny "
                               f"attention kernel (1 head, 16 keys), cold caches, best of {args.rounds * args.reps}")

@@ -71,7 +71,7 @@ def matmul_case(m: int, n: int, k: int, packed: bool, rng: np.random.Generator |
     from tvm import te
 
     from .attention import default_target
-    from .matmul import PANEL, TILE_ROWS, _largest_divisor, matmul_compute, pack_weight, packed_shape, schedule_matmul
+    from .matmul import matmul_compute, pack_weight, packed_shape, schedule_matmul
 
     rng = rng or np.random.default_rng(0)
     a_np = rng.standard_normal((1, m, k), dtype=np.float32)
@@ -81,16 +81,18 @@ def matmul_case(m: int, n: int, k: int, packed: bool, rng: np.random.Generator |
     acc = matmul_compute(a, b, n, packed=packed, name="acc")
     out = te.compute(acc.shape, lambda *i: acc(*i), name="C")
     sch = tvm.s_tir.Schedule(te.create_prim_func([a, b, out]))
-    schedule_matmul(sch, "C", "acc")
+    built = schedule_matmul(sch, "C", "acc")   # (rows, columns) of the register tile it built
     fn = tvm.compile(sch.mod, target=default_target())["main"]
     b_host = pack_weight(w_np) if packed else w_np[None]   # weight packing: load time, not timed
     ta, tb = tvm.runtime.tensor(a_np), tvm.runtime.tensor(b_host)
     tc = tvm.runtime.tensor(np.empty((1, m, n), np.float32))
     fn(ta, tb, tc)
     np.testing.assert_allclose(tc.numpy()[0], a_np[0] @ w_np, rtol=1e-3, atol=1e-2)
-    # the register tile schedule_matmul picks (exact divisors of M and N)
-    tiles = Tiling(q_block=_largest_divisor(m, range(TILE_ROWS, 0, -1)),
-                   kv_block=_largest_divisor(n, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1))))
+    if built is None:   # a schedule_matmul that does not return its tile: its rule (exact divisors of M and N)
+        from .matmul import PANEL, TILE_ROWS, _largest_divisor
+        built = (_largest_divisor(m, range(TILE_ROWS, 0, -1)),
+                 _largest_divisor(n, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1))))
+    tiles = Tiling(q_block=built[0], kv_block=built[1])
     label = f"matmul {'linear(packed W)' if packed else 'unpacked'} {m}x{n}x{k}"
     return KernelCase(label, ("matmul", m, n, k, tiles), lambda: fn(ta, tb, tc))
 

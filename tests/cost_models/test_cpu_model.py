@@ -210,3 +210,58 @@ def test_shipped_fp32_peak_is_its_best_measured_figure(host):
     measured = [f["flops"] for f in figures if f["name"] != "theoretical"]
     assert host.peak_flops("float32") == max(measured)
     assert "TVM packed matmul" in host.compute_units[0].source
+
+
+def _row_job(flops: float, vector: float, dram: float, kind: str, hw) -> tuple:
+    """A plan kernel as its report row hands it to the fit: counts only, priced later."""
+    from attncc.cost_models.pricing import OpCost
+
+    c = OpCost(flops=flops, vector_flops=vector, main_level=hw.main_memory.name)
+    c.bytes[hw.main_memory.name] = dram
+    return ("row", c, kind)
+
+
+def test_fit_recovers_in_plan_and_cold_fixed_costs(host):
+    """Standalone suite kernels pay the class's cold fixed cost (the measured tiny kernel), plan kernels the fitted
+    in-plan one; both come back from kernels 'measured' on a spec with known factors."""
+    from attncc.cost_models.fit import predict
+
+    samples, true = _synthetic(host)
+    true["matmul"]["cold_launch_s"] = true["matmul"]["launch_s"]
+    true["matmul"]["launch_s"] = 2e-6
+    true["elementwise"] = {"vector": 0.3, "memory": 0.9, "launch_s": 3e-6, "cold_launch_s": 8e-6}
+    jobs = [_row_job(2 * m * n * k, 0, 4 * (m * k + k * n + m * n), "matmul", host)
+            for m, n, k in [(1, 512, 512), (64, 256, 768), (256, 1024, 512), (8, 2048, 2048)]]
+    jobs += [_row_job(0, v * n, 8 * n, "elementwise", host)
+             for v, n in [(1, 512), (5, 65536), (100, 98304), (8, 1 << 20), (1, 1 << 22)]]
+    truth = with_efficiency(host, {**host.efficiency, "by_op": true})
+    samples = [Sample(s.job, predict(s.job, truth).time_s, s.kind) for s in samples]
+    samples += [Sample(j, predict(j, truth).time_s, j[2]) for j in jobs]
+    tiny = {k: v.get("cold_launch_s", v["launch_s"]) for k, v in true.items()}
+    fit = fit_efficiency(samples, host, tiny)
+    assert fit["matmul"]["cold_launch_s"] == pytest.approx(1e-5) and fit["matmul"]["launch_s"] == pytest.approx(2e-6, rel=0.25)
+    assert fit["elementwise"]["launch_s"] == pytest.approx(3e-6, rel=0.25)
+    assert fit["elementwise"]["vector"] == pytest.approx(0.3, rel=0.25)
+    assert fit["attention.decode"]["launch_s"] == fit["attention.decode"]["cold_launch_s"]   # no plan kernels: tiny
+    _, _, ape = percent_errors(samples, with_efficiency(host, {**host.efficiency, "by_op": fit}))
+    assert np.median(ape) < 0.02
+
+
+def test_a_plan_resident_in_l3_streams_from_l3_and_a_large_one_from_dram(host):
+    """The report prices main-memory traffic at the L3 bandwidth when every value of the graph fits the L3
+    (a block called again and again), from DRAM when the weights alone overflow it."""
+    import torch
+
+    import attncc
+
+    d = host.to_dict()
+    for lv in d["levels"]:
+        if lv["name"] == "l3":
+            lv["capacity_bytes"] = 1 << 20   # a 1 MB L3, so that a small Linear overflows it
+    hw = spec_from_dict(d, host.path)
+    small = attncc.analyze(torch.nn.Linear(256, 256, bias=False), (torch.randn(1, 256),), hardware=hw)
+    (row,) = small.rows
+    assert row.cost.details["resident_in"] == "l3" and row.cost.bytes.get("dram", 0) == 0 and row.cost.bytes["l3"] > 0
+    big = attncc.analyze(torch.nn.Linear(512, 1024, bias=False), (torch.randn(1, 512),), hardware=hw)
+    (row,) = big.rows
+    assert "resident_in" not in row.cost.details and row.cost.bytes["dram"] >= 512 * 1024 * 4
