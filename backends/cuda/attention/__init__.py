@@ -4,18 +4,13 @@ absorbed MLA reading V from the K tile (mla.py), tiles checked against the arch'
 from __future__ import annotations
 
 from ..arch import cuda_arch
-from .resources import FlashTile, TileError, choose_tile, registers_per_thread, shared_bytes
+from .resources import FlashTile, TileError, config_tile, registers_per_thread, shared_bytes
 
 
 def kernel_tile(cfg, arch: str, forced: tuple | None = None) -> tuple[FlashTile, int]:
     """(tile, KV splits) of the kernel for `cfg` on `arch`; `forced` = (q_block, kv_block) from the compile
     options (a forced tile over a limit raises TileError)."""
-    a = cuda_arch(arch)
-    rows = cfg.q_len * cfg.group
-    if forced and any(forced):
-        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, forced[0], forced[1], forced=True)
-    else:
-        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, cfg.q_block, cfg.kv_block)
+    tile = config_tile(cfg, cuda_arch(arch), forced)
     splits = max(1, min(cfg.num_splits or 1, -(-cfg.kv_len // tile.kv_block)))
     return tile, splits
 

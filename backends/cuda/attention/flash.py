@@ -35,6 +35,66 @@ def sizes(cfg) -> tuple:
     return tuple(tirx.Var(n, "int32") if n in cfg.dynamic else getattr(cfg, n) for n in ("batch", "q_len", "kv_len"))
 
 
+def f32(x):
+    return T.Cast("float32", x)
+
+
+def score_mods(cfg, off):
+    """(score, visible) of both flash kernels (this one and flash_tc.py). score(raw, M, b, hq, pos, kp): the score
+    modifiers in the CPU kernels' order (scale, softcap, additive mask); visible(M, b, hq, pos, kp, k_hi, row_ok):
+    whether query position pos of head hq sees key kp (its row exists, kp < k_hi, the causal / window band with
+    `off` = the bottom-right alignment offset, the boolean mask)."""
+    scale, cap, mask = float(cfg.scale), cfg.softcap, cfg.mask_input
+    wl, wr = cfg.eff_window_left, cfg.eff_window_right
+
+    def score(raw, M, b, hq, pos, kp):
+        s = raw * T.float32(scale)
+        if cap is not None:
+            s = T.float32(cap) * T.tanh(s / T.float32(cap))
+        if mask == "additive":
+            s = s + M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp]
+        return s
+
+    def visible(M, b, hq, pos, kp, k_hi, row_ok):
+        ok = within_window(tirx.all(row_ok, kp < k_hi), kp, pos + off, wl, wr, both=tirx.all)
+        if mask == "bool":
+            ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
+        return ok
+
+    return score, visible
+
+
+def flash_entry(cfg, dims: tuple, body, name: str):
+    """The PrimFunc `name` over (q, k, v[, mask], out) of a flash kernel for `cfg` (both kernels take this form):
+    the buffers matched with the body's (batch, q_len, kv_len) `dims`, then `body(Q, K, V, M, O)` (M is None
+    without a mask input)."""
+    B, QL, KL = dims
+    HQ, HKV, D, DV, DT = cfg.q_heads, cfg.kv_heads, cfg.head_dim, cfg.v_head_dim, cfg.dtype
+    MDT = "uint8" if cfg.mask_input == "bool" else "float32"
+    if cfg.mask_input != "none":
+        @T.prim_func(s_tir=True)
+        def flash(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle):
+            T.func_attr({"tir.noalias": True})
+            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
+            K = T.match_buffer(k, (B, HKV, KL, D), DT)
+            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
+            mb = T.int32()
+            mh = T.int32()
+            M = T.match_buffer(mask, (mb, mh, QL, KL), MDT)
+            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
+            body(Q, K, V, M, O)
+    else:
+        @T.prim_func(s_tir=True)
+        def flash(q: T.handle, k: T.handle, v: T.handle, o: T.handle):
+            T.func_attr({"tir.noalias": True})
+            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
+            K = T.match_buffer(k, (B, HKV, KL, D), DT)
+            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
+            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
+            body(Q, K, V, None, O)
+    return flash.with_attr("global_symbol", name)
+
+
 def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dyn", v_from_k: bool = False):
     """The PrimFunc (q, k, v[, mask], out) for `cfg` with `tile` and `splits` KV splits. `smem`: the scope of the
     shared tiles ("shared.dyn": one dynamic allocation, above 48 KB with the opt-in TVM's runtime makes).
@@ -51,29 +111,12 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
     WL, WR = cfg.eff_window_left, cfg.eff_window_right
     S = splits
     CHUNK = _ceil(KL, S)
-    SCALE, CAP = float(cfg.scale), cfg.softcap
     MASK = cfg.mask_input
-    MDT = "uint8" if MASK == "bool" else "float32"
     QLOAD, KLOAD, VLOAD = _ceil(BQ * D, NT), _ceil(BK * D, NT), _ceil(BK * DV, NT)
     SYNC = "shared.dyn" if smem == "shared.dyn" else "shared"
     CT = min(128, max(32, DV))   # combine kernel threads
 
-    def f32(x):
-        return T.Cast("float32", x)
-
-    def score(raw, M, b, hq, pos, kp):
-        s = raw * T.float32(SCALE)
-        if CAP is not None:
-            s = T.float32(CAP) * T.tanh(s / T.float32(CAP))
-        if MASK == "additive":
-            s = s + M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp]
-        return s
-
-    def visible(M, b, hq, pos, kp, k_hi, row_ok):
-        ok = within_window(tirx.all(row_ok, kp < k_hi), kp, pos + OFF, WL, WR, both=tirx.all)
-        if MASK == "bool":
-            ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
-        return ok
+    score, visible = score_mods(cfg, OFF)
 
     @T.macro
     def combine(Opart, Lpart, O):
@@ -101,7 +144,9 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
                                                                                st[2] / st[1], T.float32(0)))
 
     @T.macro
-    def body(Q, K, V, M, O, Opart, Lpart):
+    def body(Q, K, V, M, O):
+        Opart = T.alloc_buffer((S, B, HQ, QL, DV), "float32")
+        Lpart = T.alloc_buffer((S, B, HQ, QL), "float32")
         for bx in T.thread_binding(NQB, thread="blockIdx.x"):
             for by in T.thread_binding(B * HKV, thread="blockIdx.y"):
                 for bz in T.thread_binding(S, thread="blockIdx.z"):
@@ -206,29 +251,4 @@ def flash_primfunc(cfg, tile: FlashTile, splits: int = 1, smem: str = "shared.dy
         if S > 1:
             combine(Opart, Lpart, O)
 
-    if MASK != "none":
-        @T.prim_func(s_tir=True)
-        def flash(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle):
-            T.func_attr({"tir.noalias": True})
-            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
-            K = T.match_buffer(k, (B, HKV, KL, D), DT)
-            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
-            mb = T.int32()
-            mh = T.int32()
-            M = T.match_buffer(mask, (mb, mh, QL, KL), MDT)
-            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
-            Opart = T.alloc_buffer((S, B, HQ, QL, DV), "float32")
-            Lpart = T.alloc_buffer((S, B, HQ, QL), "float32")
-            body(Q, K, V, M, O, Opart, Lpart)
-    else:
-        @T.prim_func(s_tir=True)
-        def flash(q: T.handle, k: T.handle, v: T.handle, o: T.handle):
-            T.func_attr({"tir.noalias": True})
-            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
-            K = T.match_buffer(k, (B, HKV, KL, D), DT)
-            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
-            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
-            Opart = T.alloc_buffer((S, B, HQ, QL, DV), "float32")
-            Lpart = T.alloc_buffer((S, B, HQ, QL), "float32")
-            body(Q, K, V, None, O, Opart, Lpart)
-    return flash
+    return flash_entry(cfg, (B, QL, KL), body, "flash")

@@ -24,17 +24,12 @@ GPU.
 """
 from __future__ import annotations
 
-import math
-
 from tvm import tirx
 from tvm.script import tirx as T
 
-from ...core.te_attention import within_window
 from ..arch import CudaArch
-from .flash import sizes
+from .flash import LOG2E, NEG, f32, flash_entry, score_mods, sizes
 
-LOG2E = math.log2(math.e)
-NEG = -1.0e30
 ELEM = {"float16": 2, "bfloat16": 2, "float32": 4}
 PAD = 8                   # row padding (elements): 16 B for 16-bit rows, so ldmatrix rows hit distinct banks
 REG_OVERHEAD = 48         # indices, softmax state, addresses (estimate; ptxas has the real count)
@@ -85,7 +80,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
     shared scratch (lane addresses and fragments exchanged with barriers), with the same lane addresses and
     fragment offsets as the PTX build: the PoCL check of the fragment layouts."""
     B, QL, KL = sizes(cfg)
-    HQ, HKV, G, D, DV, DT = cfg.q_heads, cfg.kv_heads, cfg.group, cfg.head_dim, cfg.v_head_dim, cfg.dtype
+    HKV, G, D, DV, DT = cfg.kv_heads, cfg.group, cfg.head_dim, cfg.v_head_dim, cfg.dtype
     assert D % 16 == 0 and DV % 16 == 0 and bq % 16 == 0 and bk % 16 == 0
     EMU = tensorize == "emulate"
     SCALAR = tensorize is False
@@ -100,33 +95,17 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
     NQB = (ROWS + BQ - 1) // BQ
     OFF = KL - QL if cfg.alignment == "bottom_right" else 0
     WL, WR = cfg.eff_window_left, cfg.eff_window_right
-    SCALE, CAP, MASK = float(cfg.scale), cfg.softcap, cfg.mask_input
-    MDT = "uint8" if MASK == "bool" else "float32"
+    MASK = cfg.mask_input
     SYNC = "shared.dyn" if smem == "shared.dyn" else "shared"
     AB = {"float16": "fp16", "bfloat16": "bf16"}.get(DT, "fp16")
 
-    def f32(x):
-        return T.Cast("float32", x)
+    score, visible = score_mods(cfg, OFF)
 
     def frag_row(i):       # row (0..15) of register i of a 16x8 C tile in lane 4g + t: + g
         return 8 * ((i % 4) // 2)
 
     def frag_col(c):       # column of fragment register c (c // 8: 16-wide tile, c // 4 % 2: its n8 half) : + 2t
         return (c // 8) * 16 + (c // 4 % 2) * 8 + c % 2
-
-    def score(raw, M, b, hq, pos, kp):
-        s = raw * T.float32(SCALE)
-        if CAP is not None:
-            s = T.float32(CAP) * T.tanh(s / T.float32(CAP))
-        if MASK == "additive":
-            s = s + M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp]
-        return s
-
-    def visible(M, b, hq, pos, kp, k_hi, row_ok):
-        ok = within_window(tirx.all(row_ok, kp < k_hi), kp, pos + OFF, WL, WR, both=tirx.all)
-        if MASK == "bool":
-            ok = tirx.all(ok, M[T.floormod(b, M.shape[0]), T.floormod(hq, M.shape[1]), pos, kp] != T.uint8(0))
-        return ok
 
     def interior(k0, k_hi, bx, p_lo, p_hi):
         """True where the BQ x BK block step needs no per-element mask: all its rows exist, all its keys are
@@ -353,28 +332,7 @@ def flash_tc_primfunc(cfg, bq: int = 64, bk: int = 64, tensorize: bool | str = T
                                 O[b, hk * G + grow % G, grow // G, frag_col(c) + 2 * t4] = T.Cast(
                                     DT, oacc[c] * st[4 + c % 4 // 2])
 
-    if MASK != "none":
-        @T.prim_func(s_tir=True)
-        def flash_tc(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle):
-            T.func_attr({"tir.noalias": True})
-            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
-            K = T.match_buffer(k, (B, HKV, KL, D), DT)
-            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
-            mb = T.int32()
-            mh = T.int32()
-            M = T.match_buffer(mask, (mb, mh, QL, KL), MDT)
-            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
-            body(Q, K, V, M, O)
-    else:
-        @T.prim_func(s_tir=True)
-        def flash_tc(q: T.handle, k: T.handle, v: T.handle, o: T.handle):
-            T.func_attr({"tir.noalias": True})
-            Q = T.match_buffer(q, (B, HQ, QL, D), DT)
-            K = T.match_buffer(k, (B, HKV, KL, D), DT)
-            V = T.match_buffer(v, (B, HKV, KL, DV), DT)
-            O = T.match_buffer(o, (B, HQ, QL, DV), DT)
-            body(Q, K, V, None, O)
-    return flash_tc
+    return flash_entry(cfg, (B, QL, KL), body, "flash_tc")
 
 
 def tc_tile_or_reason(cfg, tile, splits: int, arch: CudaArch, v_from_k: bool = False) -> tuple[int, int] | str:

@@ -13,7 +13,7 @@ The MLA contract makes this exact: both orders of the feature are equal only whe
 from __future__ import annotations
 
 from ..arch import cuda_arch
-from .resources import FlashTile, choose_tile, registers_per_thread, shared_bytes
+from .resources import FlashTile, config_tile, registers_per_thread, shared_bytes
 
 
 def is_mla_absorbed(cfg) -> bool:
@@ -41,14 +41,7 @@ def decode_splits(cfg, arch: str) -> int:
 
 def mla_tile(cfg, arch: str, forced: tuple | None = None) -> tuple[FlashTile, int]:
     """(tile, KV splits) for absorbed MLA: the flash tile search with no separate V tile in shared memory."""
-    a = cuda_arch(arch)
-    rows = cfg.q_len * cfg.group
-    if forced and any(forced):
-        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, forced[0], forced[1], forced=True,
-                           v_from_k=True)
-    else:
-        tile = choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, a, cfg.q_block, cfg.kv_block,
-                           v_from_k=True)
+    tile = config_tile(cfg, cuda_arch(arch), forced, v_from_k=True)
     splits = max(1, min(cfg.num_splits or decode_splits(cfg, arch), -(-cfg.kv_len // tile.kv_block)))
     return tile, splits
 

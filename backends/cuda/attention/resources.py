@@ -113,3 +113,14 @@ def choose_tile(rows: int, head_dim: int, v_head_dim: int, dtype: str, arch: Cud
             tried.append(bad[0])
     raise TileError(f"no tile of the cuda flash kernel fits head dim {head_dim}/{v_head_dim} ({dtype}) on "
                     f"{arch.arch}; the smallest (16 x 16) breaks: {tried[-1] if tried else 'n/a'}")
+
+
+def config_tile(cfg, arch: CudaArch, forced: tuple | None = None, v_from_k: bool = False) -> FlashTile:
+    """The flash tile for kernel config `cfg`: the tile pass's choice (cfg.q_block / kv_block) capping the search,
+    or `forced` = (q_block, kv_block) from the compile options taken as given (over a limit: TileError)."""
+    rows = cfg.q_len * cfg.group
+    if forced and any(forced):
+        return choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, arch, forced[0], forced[1], forced=True,
+                           v_from_k=v_from_k)
+    return choose_tile(rows, cfg.head_dim, cfg.v_head_dim, cfg.dtype, arch, cfg.q_block, cfg.kv_block,
+                       v_from_k=v_from_k)

@@ -22,7 +22,32 @@ def LAYOUT(i, j):
     """(lane, register) holding element (i, j) of a 16x16 mma fragment (PTX ISA m16n8k16 fragment layout for
     A/C, as TVM's shared_16x16_to_ldmatrix_32x8_layout): lane 4 * (i % 8) + (j % 8) / 2."""
     return 4 * (i % 8) + (j % 8) // 2, 4 * (j // 8) + (i // 8) * 2 + (j % 2)
+
+
 _ABBR = {"float16": "fp16", "bfloat16": "bf16"}
+
+
+def _fragment(handle, dtype: str):
+    """The warp fragment buffer (32 lanes x 8 registers) behind `handle`, as every intrinsic here matches it."""
+    return T.match_buffer(handle, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+
+
+@T.macro
+def _tile_fragment_copy(tile, frag, name: str, to_fragment: bool):
+    """What ldmatrix (tile -> fragment) and the fragment store (fragment -> tile) mean, element by element through
+    LAYOUT: the descriptions their implementations are matched against."""
+    for i0, i1 in T.grid(16, 16):
+        with T.sblock(name):
+            v0, v1 = T.axis.remap("SS", [i0, i1])
+            lane, reg = T.meta_var(LAYOUT(v0, v1))
+            if to_fragment:
+                T.reads(tile[v0, v1])
+                T.writes(frag[lane, reg])
+                frag[lane, reg] = tile[v0, v1]
+            else:
+                T.reads(frag[lane, reg])
+                T.writes(tile[v0, v1])
+                tile[v0, v1] = frag[lane, reg]
 
 
 def _ldmatrix(dtype: str, operand: str, scope: str):
@@ -33,17 +58,11 @@ def _ldmatrix(dtype: str, operand: str, scope: str):
     @T.prim_func(s_tir=True)
     def desc(warp_handle: T.handle, shared_handle: T.handle) -> None:
         shared = T.match_buffer(shared_handle, (16, 16), dtype, align=64, offset_factor=16, scope=scope)
-        warp = T.match_buffer(warp_handle, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        warp = _fragment(warp_handle, dtype)
         with T.sblock("root"):
             T.reads(shared[0:16, 0:16])
             T.writes(warp[0:WARP, 0:LOCAL])
-            for ax0, ax1 in T.grid(16, 16):
-                with T.sblock("shared_warp"):
-                    v0, v1 = T.axis.remap("SS", [ax0, ax1])
-                    T.reads(shared[v0, v1])
-                    thread_id, local_id = T.meta_var(LAYOUT(v0, v1))
-                    T.writes(warp[thread_id, local_id])
-                    warp[thread_id, local_id] = shared[v0, v1]
+            _tile_fragment_copy(shared, warp, "shared_warp", True)
 
     @T.prim_func(s_tir=True)
     def impl(warp_handle: T.handle, shared_handle: T.handle) -> None:
@@ -51,7 +70,7 @@ def _ldmatrix(dtype: str, operand: str, scope: str):
         s1 = T.int32()
         shared = T.match_buffer(shared_handle, (16, 16), dtype, align=64, offset_factor=16, scope=scope,
                                 strides=[s0, s1])
-        warp = T.match_buffer(warp_handle, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
+        warp = _fragment(warp_handle, dtype)
         with T.sblock("root"):
             T.reads(shared[0:16, 0:16])
             T.writes(warp[0:WARP, 0:LOCAL])
@@ -68,14 +87,18 @@ def _mma(dtype: str):
     """C[16, 16] (fp32, warp fragments) += A[16, 16] @ B[16, 16] as two mma.sync m16n8k16 (n = 0..7, 8..15)."""
     ab = _ABBR[dtype]
 
+    @T.macro
+    def operands(A, B, C):
+        T.reads(C[0:WARP, 0:LOCAL], A[0:WARP, 0:LOCAL], B[0:WARP, 0:LOCAL])
+        T.writes(C[0:WARP, 0:LOCAL])
+
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
-        B = T.match_buffer(b, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
-        C = T.match_buffer(c, (WARP, LOCAL), "float32", align=64, offset_factor=16, scope="warp")
+        A = _fragment(a, dtype)
+        B = _fragment(b, dtype)
+        C = _fragment(c, "float32")
         with T.sblock("root"):
-            T.reads(C[0:WARP, 0:LOCAL], A[0:WARP, 0:LOCAL], B[0:WARP, 0:LOCAL])
-            T.writes(C[0:WARP, 0:LOCAL])
+            operands(A, B, C)
             for i, j, k in T.grid(16, 16, 16):
                 with T.sblock("C"):
                     vi, vj, vk = T.axis.remap("SSR", [i, j, k])
@@ -88,12 +111,11 @@ def _mma(dtype: str):
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
-        B = T.match_buffer(b, (WARP, LOCAL), dtype, align=64, offset_factor=16, scope="warp")
-        C = T.match_buffer(c, (WARP, LOCAL), "float32", align=64, offset_factor=16, scope="warp")
+        A = _fragment(a, dtype)
+        B = _fragment(b, dtype)
+        C = _fragment(c, "float32")
         with T.sblock("root"):
-            T.reads(C[0:WARP, 0:LOCAL], A[0:WARP, 0:LOCAL], B[0:WARP, 0:LOCAL])
-            T.writes(C[0:WARP, 0:LOCAL])
+            operands(A, B, C)
             for tx in T.thread_binding(0, WARP, "threadIdx.x"):
                 T.evaluate(T.ptx_legacy.mma("m16n8k16", "row", "col", ab, ab, "fp32", A.data,
                                             A.elem_offset + tx * LOCAL, B.data, B.elem_offset + tx * LOCAL,
@@ -145,13 +167,7 @@ def _store(scope: str):
         with T.sblock("root"):
             T.reads(W[0:WARP, 0:LOCAL])
             T.writes(C[0:16, 0:16])
-            for i0, i1 in T.grid(16, 16):
-                with T.sblock("C_warp"):
-                    v0, v1 = T.axis.remap("SS", [i0, i1])
-                    lane, reg = T.meta_var(LAYOUT(v0, v1))
-                    T.reads(W[lane, reg])
-                    T.writes(C[v0, v1])
-                    C[v0, v1] = W[lane, reg]
+            _tile_fragment_copy(C, W, "C_warp", False)
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, c: T.handle) -> None:
