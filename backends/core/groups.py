@@ -181,7 +181,9 @@ class GroupBuilder:
                     ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
             cur = self._builder(node)(node.op, ins, self.T(shape3), node.outputs[0].dtype, f"t_{len(inside)}")
             inside[id(node.outputs[0])] = cur
-        return self._finish(cur, args, group.root.outputs[0], shape3) + (lambda s: self.matmul.schedule(s, "out", "acc"),)
+        tile = self._recorded_tile(anchor)
+        return self._finish(cur, args, group.root.outputs[0], shape3) + (
+            lambda s: self.matmul.schedule(s, "out", "acc", tile=tile),)
 
     def _gated(self, group: Group):
         """act(x @ Wg) * (x @ Wu) [+ epilogue]: one accumulator over interleaved panels (16 gate
@@ -227,7 +229,13 @@ class GroupBuilder:
                     ins.append(self._placeholder(tensors, args, v, (s[-1],) if s else ()))
             cur = self._builder(node)(node.op, ins, self.T(shape3), node.outputs[0].dtype, f"t_{len(inside)}")
             inside[id(node.outputs[0])] = cur
-        return self._finish(cur, args, out_v, shape3) + (lambda s: self.matmul.schedule(s, "out", "acc", gate_cols),)
+        tile = self._recorded_tile(gate)
+        return self._finish(cur, args, out_v, shape3) + (
+            lambda s: self.matmul.schedule(s, "out", "acc", gate_cols, tile=tile),)
+
+    def _recorded_tile(self, node: Node) -> dict | None:
+        """The tile pass's record for a matmul node (the tile the target's kernel builds when it fits)."""
+        return self.graph.metadata.get("tiling", {}).get(node.name)
 
     def _batch_view(self, shape, batch):
         """(B?, rows, cols) view of a matmul operand: batch dims equal the output's, or are all 1."""

@@ -38,6 +38,6 @@ class PlainMatmul:
         return te.compute((bt, m, n), lambda i, r, c: te.sum(
             a[i, r, k].astype("float32") * b[0 if shared else i, k, c].astype("float32"), axis=k), name=name)
 
-    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None:
+    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None, tile: dict | None = None) -> None:
         if self._schedule is not None:
             self._schedule(sch, root)

@@ -25,7 +25,8 @@ class MatmulStrategy(Protocol):
     """How a target computes Linear/MatMul groups.
 
     Constant weights are repacked once at load (`pack_weight`, `pack_gated`) into `packed_shape`;
-    `compute` defines the fp32 accumulator over (B, M, K) x packed-or-plain B; `schedule` tiles it.
+    `compute` defines the fp32 accumulator over (B, M, K) x packed-or-plain B; `schedule` tiles it (`tile`: the
+    tile pass's record for the matmul node, graph.metadata["tiling"]; a strategy that builds recorded tiles reads it).
     """
 
     gate_cols: int            # output columns per gated panel (0: the target has no gated matmul)
@@ -39,7 +40,7 @@ class MatmulStrategy(Protocol):
 
     def compute(self, a, b, n: int, packed: bool, name: str): ...
 
-    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None: ...
+    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None, tile: dict | None = None) -> None: ...
 
 
 class TargetPlugin:

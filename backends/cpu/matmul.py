@@ -1,11 +1,13 @@
 """Scheduled matrix products for the CPU backend: Linear with packed weights and batched MatMul.
 
 Why packing: with B stored as 32-wide column panels [N/32, K, 32] the inner loop reads one
-contiguous 128-byte row of the panel per k, so an 8 x 32 register tile (16 AVX-512
-accumulators) streams B from L1/L2 while A is broadcast; measured here ~105 GFLOP/s fp32
-per core and 200-223 on both cores for M 256-512, K/N 512-2816 (torch/MKL ~193), where
-TVM's unscheduled default is ~100x slower. (Both cores only with TVM's pool sized right: see
-backends/cpu/__init__.py.)
+contiguous 128-byte row of the panel per k, so a rows x 32 register tile (8 x 32 = 16 AVX-512
+accumulators) streams B from L1/L2 while A is broadcast. The tile is the one the tile pass recorded for the
+node (graph.metadata["tiling"], register_tile: True), else the same rule (cost_models/register_tile.py)
+applied here: rows and columns from the Capabilities' register count, vector width and panel width.
+Measured on this 2-core Zen 4 host (benchmarks/cpu_matmul.py; peak 236 GFLOP/s by benchmarks/cpu_peak.py):
+see that script's output for per-shape % of peak. (Both cores only with TVM's pool sized right: see
+backends/cpu/target.py ensure_thread_pool.)
 Weights are packed once at load time; activations x activations use the same tile over
 an unpacked B (rows of B are contiguous in n, so the vector loads stay contiguous).
 """
@@ -15,13 +17,14 @@ import numpy as np
 from tvm import s_tir, te, tirx
 
 from ..core.symbolic import is_one, static_int
+from ...cost_models.register_tile import max_tile_rows, register_tile
+from .capabilities import cpu_capabilities
 from .packing import GATE_COLS, PANEL, pack_gated, pack_weight, packed_shape  # noqa: F401  (numpy only)
-from .target import vector_width_bits
 
-# rows of the register tile: 8 x 32 fp32 = 16 AVX-512 accumulators (of 32 zmm). With AVX2 (16 ymm) that
-# tile needs 32 accumulators and spills: measured on a 2-core Zen 3 (AVX2), Linear 256x512x512: 8 rows 67,
-# 4 rows 134, 2 rows 160 GFLOP/s (6x16: 118) -> 2 rows there
-TILE_ROWS = 8 if vector_width_bits() >= 512 else 2
+# rows of the register tile of a symbolic row count (shape-generic builds pad M to whole tiles): the tallest
+# tile the register file holds (8 x 32 = 16 AVX-512 accumulators of 32 zmm; 2 x 32 = 8 of 16 ymm with AVX2,
+# where 8 rows spilled: measured on a 2-core Zen 3, Linear 256x512x512: 8 rows 67, 2 rows 160 GFLOP/s)
+TILE_ROWS = max_tile_rows(cpu_capabilities())
 
 
 def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) -> te.Tensor:
@@ -59,19 +62,27 @@ def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) 
     return te.compute((bt, rows, n), lambda bi, mi, ni: te.sum(a_at(bi, mi, k) * b_at(bi, k, ni), axis=k), name=name)
 
 
-def _largest_divisor(n: int, choices) -> int:
-    for c in choices:
-        if n % c == 0:
-            return c
-    return 1
+def tile_for(m_len: int | None, n_len: int, max_cols: int = PANEL, recorded: dict | None = None) -> tuple[int, int]:
+    """(rows, output columns) of the register tile: the tile pass's record when it is a register tile this
+    kernel can build for these extents (rows divide M, or M symbolic and rows = TILE_ROWS; columns divide N),
+    else the same rule on this machine's Capabilities. `max_cols` bounds the output columns (gated: 16 outputs
+    per 32-column accumulator tile, recorded as the accumulator tile)."""
+    if recorded and recorded.get("register_tile"):
+        rows, cols = int(recorded["m_block"]), min(int(recorded["n_block"]), max_cols)
+        rows_ok = rows == TILE_ROWS if m_len is None else (0 < rows <= TILE_ROWS and m_len % rows == 0)
+        if rows_ok and 0 < cols and n_len % cols == 0:
+            return rows, cols
+    return register_tile(m_len, n_len, cpu_capabilities(), max_cols)
 
 
-def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PANEL) -> None:
-    """Register-tile the accumulator block `acc` under the epilogue block `root` (both (Bt, M, N)).
+def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PANEL,
+                    recorded: dict | None = None) -> tuple[int, int]:
+    """Register-tile the accumulator block `acc` under the epilogue block `root` (both (Bt, M, N)); returns the
+    (rows, output columns) built.
 
-    Tile rows/cols divide M/N exactly (no predicates, so the columns vectorize); the
-    (batch, column panel, row tile) loops are fused and run in parallel. `max_cols` bounds the
-    output tile's columns (gated matmuls: 16 outputs read a 32-column accumulator tile).
+    The tile (`tile_for`: the recorded one, else the Capabilities rule) divides M/N exactly (no predicates,
+    so the columns vectorize); the (batch, column panel, row tile) loops are fused and run in parallel.
+    `max_cols` bounds the output tile's columns (gated matmuls: 16 outputs read a 32-column accumulator tile).
     """
     from .schedules import inline_injective
 
@@ -79,12 +90,10 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PA
     o, c = sch.get_sblock(root), sch.get_sblock(acc)
     b, m, n = sch.get_loops(o)
     m_len, n_len = (static_int(sch.get(x).extent) for x in (m, n))
-    # a symbolic row count (shape-generic build) takes full 8-row tiles and a guarded tail
-    mr = TILE_ROWS if m_len is None else _largest_divisor(m_len, range(TILE_ROWS, 0, -1))
     if n_len is None:  # symbolic columns (activation x activation products over a dynamic length)
         raise ValueError("register tiles need a static column count")
-    # a column tile of 1 leaves no vector loop to reorder: any exact divisor <= PANEL vectorizes (LLVM pads the tail)
-    nr = _largest_divisor(n_len, tuple(c for c in (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1)) if c <= max_cols))
+    # a symbolic row count (shape-generic build) takes full TILE_ROWS tiles over the padded accumulator
+    mr, nr = tile_for(m_len, n_len, max_cols, recorded)
     mo, mi = sch.split(m, [None, mr])
     no, ni = sch.split(n, [None, nr])
     sch.reorder(b, no, mo, mi, ni)
@@ -104,3 +113,4 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PA
     fused = sch.fuse(b, no, mo)
     sch.parallel(fused)
     sch.decompose_reduction(c, ck)
+    return mr, nr

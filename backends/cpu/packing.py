@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-PANEL = 32       # columns per packed weight panel = 2 AVX-512 fp32 vectors
+from .capabilities import CPU_TILES
+
+PANEL = CPU_TILES.matmul_cols   # columns per packed weight panel (32 = 2 AVX-512 / 4 AVX2 fp32 vectors)
 
 
 def pack_weight(w: np.ndarray) -> np.ndarray:

@@ -14,7 +14,8 @@ from .target import ensure_thread_pool
 
 
 class CpuMatmul:
-    """Weights packed into 32-column panels; 8 x 32 register tiles (backends/cpu/matmul.py)."""
+    """Weights packed into 32-column panels; rows x 32 register tiles, the tile pass's recorded tile
+    (backends/cpu/matmul.py, cost_models/register_tile.py)."""
 
     gate_cols = _pack.GATE_COLS
     panel = _pack.PANEL
@@ -33,10 +34,11 @@ class CpuMatmul:
 
         return _mm.matmul_compute(a, b, n, packed, name)
 
-    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None:
+    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None, tile: dict | None = None) -> None:
+        """`tile`: the tile pass's record for the matmul node (graph.metadata["tiling"]), built when it fits."""
         from . import matmul as _mm
 
-        _mm.schedule_matmul(sch, root, acc, max_cols or _pack.PANEL)
+        _mm.schedule_matmul(sch, root, acc, max_cols or _pack.PANEL, tile)
 
 
 _SCHEDULES = {"injective": "schedule_injective", "rows": "schedule_rows", "generic": "schedule_generic"}

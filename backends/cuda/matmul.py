@@ -15,7 +15,7 @@ class CudaMatmul(PlainMatmul):
         super().__init__()
         self._arch_of = arch_of   # the arch of the build in progress (set by the plugin's tvm_target)
 
-    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None:
+    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None, tile: dict | None = None) -> None:
         from .tensor_core import try_tensor_core
 
         if try_tensor_core(sch, acc, self._arch_of()):

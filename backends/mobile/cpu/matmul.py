@@ -95,7 +95,8 @@ class NeonMatmul:
                           name=name)
 
     # ---- schedule -------------------------------------------------------------------------------
-    def schedule(self, sch: s_tir.Schedule, root: str, acc: str, max_cols: int | None = None) -> None:
+    def schedule(self, sch: s_tir.Schedule, root: str, acc: str, max_cols: int | None = None,
+                 tile: dict | None = None) -> None:
         """Register tile the accumulator under the (Bt, M, N) output block: tile rows/columns divide M/N, the
         accumulator tile lives in registers ("local"), k outermost inside the tile, columns vectorized;
         (batch, column panel, row tile) fused into the parallel loop."""

@@ -125,5 +125,5 @@ class GpuMatmul(PlainMatmul):
     def compute(self, a, b, n, packed: bool, name: str):
         return matmul_compute(a, b, n, packed, name)
 
-    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None) -> None:
+    def schedule(self, sch, root: str, acc: str, max_cols: int | None = None, tile: dict | None = None) -> None:
         schedule_matmul(sch, root, acc)
