@@ -97,9 +97,11 @@ def rotary(op, ins, out_shape, out_dtype, name):
     def f(b, h, s, d):
         xd = x[b, h, s, d].astype(f32)
         if op.style == "rotate_half":
-            j = tirx.Select(d < half, d, d - half)
-            partner = tirx.Select(d < half, -x[b, h, s, tirx.min(d + half, rd - 1)].astype(f32),
-                                  x[b, h, s, tirx.max(d - half, 0)].astype(f32))
+            # indices as floormods, not selects: over a vector of d they stay contiguous loads (a select
+            # between x[d + half] and x[d - half] is a gather), and past rotary_dim they stay in bounds
+            j = tirx.floormod(d, half)
+            sign = tirx.Select(d < half, tirx.const(-1.0, f32), tirx.const(1.0, f32))
+            partner = sign * x[b, h, s, tirx.floormod(d + half, rd)].astype(f32)
         else:  # interleaved: pairs (2j, 2j+1)
             j = tirx.floordiv(d, 2)
             even = tirx.floormod(d, 2) == 0
