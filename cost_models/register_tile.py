@@ -9,7 +9,11 @@ row and issues rows x cols/lanes FMAs. So it needs rows*v accumulators + v panel
 register (v = cols/lanes), which the register file must hold: 32 zmm with AVX-512 -> up to 14 rows of 32
 columns; 16 ymm with AVX2 -> 2 rows of 32 columns. `TileRules.matmul_rows_max` caps the rows where a
 measurement showed a smaller tile no slower (cpu: 8, backends/cpu/capabilities.py). Rows must divide M
-exactly (a predicated tile cannot live in registers); a symbolic M takes the largest row count and pads.
+exactly (a predicated tile cannot live in registers), or the tile takes the largest row count over an
+accumulator padded to whole tiles (the kernel re-reads row M-1 for the padding; the tail's extra rows are
+never written): a symbolic M always, a static M when its largest divisor is under half the largest row count
+and padding adds at most half of M (prime prefill lengths such as 257, decode rows 11-15), since 1-row tiles
+keep too few accumulators in flight and re-read the weight panel per row.
 Columns: the panel width (TileRules.matmul_cols) or the largest exact divisor of N below it.
 """
 from __future__ import annotations
@@ -42,6 +46,8 @@ def register_tile(m: int | None, n: int, caps: Capabilities, max_cols: int | Non
                          "vector_registers)")
     top = max_tile_rows(caps)
     rows = top if m is None else _largest_divisor(m, range(min(top, m), 0, -1))
+    if m is not None and rows < top // 2 and -(-m // top) * top * 2 <= 3 * m:
+        rows = top   # padded: ceil(m / top) tiles
     cap = min(caps.tiles.matmul_cols, max_cols or caps.tiles.matmul_cols)
     # a column tile of 1 leaves no vector loop: any exact divisor <= the panel vectorizes (LLVM pads the tail)
     cols = _largest_divisor(n, tuple(c for c in (cap, 16, 8) + tuple(range(cap - 1, 0, -1)) if c <= cap))

@@ -41,7 +41,13 @@ def matmul_compute(a: te.Tensor, b: te.Tensor, n: int, packed: bool, name: str) 
     k = te.reduce_axis((0, k_len), "k")
     # a symbolic row count (shape-generic build): the accumulator covers whole row tiles (rows past m
     # re-read row m-1), so the register tile has a static shape (a predicated tile cannot live in registers)
-    rows = m if static_int(m) is not None else (m + TILE_ROWS - 1) // TILE_ROWS * TILE_ROWS
+    # a static row count that is no multiple of TILE_ROWS is padded the same way, so a tile of TILE_ROWS rows
+    # over it is in bounds (register_tile picks it for prime lengths; exact divisors compute no padded row)
+    m_static = static_int(m)
+    if m_static is None:
+        rows = (m + TILE_ROWS - 1) // TILE_ROWS * TILE_ROWS
+    else:
+        rows = m if m_static % TILE_ROWS == 0 else -(-m_static // TILE_ROWS) * TILE_ROWS
 
     def a_at(bi, mi, ki):
         if rows is not m:  # rows past m repeat row m-1: wasted work in the last tile, never written out
@@ -69,7 +75,8 @@ def tile_for(m_len: int | None, n_len: int, max_cols: int = PANEL, recorded: dic
     per 32-column accumulator tile, recorded as the accumulator tile)."""
     if recorded and recorded.get("register_tile"):
         rows, cols = int(recorded["m_block"]), min(int(recorded["n_block"]), max_cols)
-        rows_ok = rows == TILE_ROWS if m_len is None else (0 < rows <= TILE_ROWS and m_len % rows == 0)
+        # rows that divide M, or TILE_ROWS over the padded accumulator (matmul_compute pads M to its multiple)
+        rows_ok = rows == TILE_ROWS or (m_len is not None and 0 < rows < TILE_ROWS and m_len % rows == 0)
         if rows_ok and 0 < cols and n_len % cols == 0:
             return rows, cols
     return register_tile(m_len, n_len, cpu_capabilities(), max_cols)

@@ -104,10 +104,11 @@ def _torch(kind: str, g: ir.Graph, xs):
     return t[0] @ c["w"] + t[1]
 
 
-# decode rows (1, 3, 16), a prime row count, column tails (N = 100, 40: no 32-column panel divides them), a
+# decode rows (1, 3, 16), prime row counts (13, 17, 11: padded 8-row tiles; 9: 3-row tiles), column tails (N = 100, 40: no 32-column panel divides them), a
 # gated width that is a multiple of 16 but not of 32, and the 1376-wide FFN of the h512 block
 @pytest.mark.parametrize("kind,m,k,n", [("residual", 1, 64, 100), ("residual", 3, 48, 40), ("gated", 16, 64, 48),
-                                        ("bias_gelu", 13, 32, 1376), ("gated", 1, 32, 1376), ("residual", 17, 40, 64)])
+                                        ("bias_gelu", 13, 32, 1376), ("gated", 1, 32, 1376), ("residual", 17, 40, 64),
+                                        ("gated", 11, 32, 64), ("residual", 9, 24, 32)])
 def test_linear_tails_and_epilogues_match_torch(backend, kind, m, k, n):
     g = _linear(kind, m, k, n)
     xs = rng_arrays(g, 0)

@@ -20,7 +20,7 @@ def test_tile_fits_the_register_file_and_divides_the_product(caps, m, n):
     vecs = -(-cols // (caps.vector_width_bits // 32))
     assert rows * vecs + vecs + 1 <= caps.vector_registers     # accumulators + panel vectors + the broadcast
     assert n % cols == 0 and cols <= caps.tiles.matmul_cols
-    assert rows == max_tile_rows(caps) if m is None else m % rows == 0
+    assert rows == max_tile_rows(caps) if m is None else (m % rows == 0 or rows == max_tile_rows(caps))
 
 
 def test_register_count_sets_the_rows():
@@ -30,6 +30,9 @@ def test_register_count_sets_the_rows():
     assert register_tile(256, 512, capped) == (8, 32) and register_tile(256, 512, AVX2) == (2, 32)
     assert register_tile(256, 512, capped, max_cols=16) == (8, 16)
     assert register_tile(6, 512, capped) == (6, 32)          # decode rows: one tile of all of them
+    # a prime length takes 8-row tiles over a padded accumulator, not 1-row tiles; 9 rows: 3 exact tiles of 3
+    assert register_tile(257, 512, capped)[0] == 8 and register_tile(13, 512, capped)[0] == 8
+    assert register_tile(9, 512, capped)[0] == 3 and register_tile(12, 512, capped)[0] == 6
 
 
 def test_target_without_a_register_tile_says_so():
