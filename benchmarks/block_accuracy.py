@@ -4,10 +4,12 @@
 
 Blocks: the example Llama-style block (examples/models.py:llama_block, hidden 256), the example decoder
 layer with a concatenating KV cache (decode: 1 new token over `past` cached keys) and two Hugging Face
-decoders cut to one layer (LlamaForCausalLM, Qwen2ForCausalLM; hidden 256, GQA 8/2, vocab 512). Each is
+decoders cut to one layer (LlamaForCausalLM, Qwen2ForCausalLM; hidden 256, GQA 8/2, vocab 512), in prefill and
+in a decode step over a half-filled StaticCache (examples/hf_decode.py's DecodeStep). Each is
 compiled for the `cpu` target at static shapes, timed (best of interleaved rounds, warm caches: a block's
 own working set, as a serving loop sees it) and priced by `CompiledModel.report` (one row per kernel the
-build launches, host-cpu spec). Nothing here is fitted: the per-kernel figures come from
+build launches, host-cpu spec; these blocks fit the L3, so the report streams their bytes from it). Per block
+it also prints predicted vs measured time per kernel class (report rows paired with the plan steps' best times). Nothing here is fitted: the per-kernel figures come from
 `attncc calibrate` / cost_model_accuracy.py; the machine is shared, so the load average is printed.
 """
 from __future__ import annotations
@@ -100,10 +102,25 @@ def kernel_steps(cm, inputs, repeats: int = 25) -> list[float]:
     return [p["ms"] / 1e3 for p in runner.profile([t.numpy() for t in inputs], repeats=repeats)]
 
 
+def _host_line() -> str:
+    """The CPU as read from /proc/cpuinfo (model name, family/model, ISA) and the usable cores."""
+    info = {}
+    for ln in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines():
+        k, _, v = ln.partition(":")
+        info[k.strip()] = v.strip()
+    flags = set(info.get("flags", "").split())
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{info.get('model name', '?')}, family {info.get('cpu family', '?')} model {info.get('model', '?')}, {isa}, "
+            f"{len(os.sched_getaffinity(0))} cores")
+
+
 def run(quick: bool = False, json_path: str | None = None, wait_s: float = 0.0) -> dict:
     """Compile, time and price every case; print a table and the median absolute error."""
     rows, loads = [], [os.getloadavg()[0]]
-    print(f"load average before: {loads[0]:.2f}", flush=True)
+    from attncc.cost_models.hardware import get_hardware
+
+    hw = get_hardware("host-cpu")
+    print(f"host: {_host_line()}; spec: host-cpu ({hw.provenance}); load average before: {loads[0]:.2f}", flush=True)
     with torch.no_grad():
         for name, phase, model, inputs in cases(quick):
             cm = attncc.compile(model, inputs, target="cpu")
@@ -113,16 +130,24 @@ def run(quick: bool = False, json_path: str | None = None, wait_s: float = 0.0) 
             predicted = report.total_time_s
             loads.append(os.getloadavg()[0])
             err, err_k = predicted / measured - 1, predicted / sum(steps) - 1
-            rows.append({"block": name, "phase": phase, "kernels": report.kernel_count, "plan_steps": len(steps),
+            by_class: dict[str, list[float]] = {}   # kernel class -> [predicted s, measured s] (rows pair with steps)
+            for row, t in zip(report.rows, steps):
+                acc = by_class.setdefault(row.kernel_class or row.kind, [0.0, 0.0])
+                acc[0] += row.cost.time_s
+                acc[1] += t
+            rows.append({"by_class": by_class, "block": name, "phase": phase, "kernels": report.kernel_count, "plan_steps": len(steps),
                          "measured_s": measured, "kernel_sum_s": sum(steps), "predicted_s": predicted,
                          "error": err, "error_vs_kernel_sum": err_k, "load": loads[-1]})
             print(f"{name:<28} {phase:<8} kernels {report.kernel_count:3d}/{len(steps):3d}  call {measured * 1e3:8.3f} ms  "
                   f"kernels {sum(steps) * 1e3:8.3f} ms  predicted {predicted * 1e3:8.3f} ms  error {100 * err:+6.1f}% "
                   f"/ {100 * err_k:+6.1f}%  load {loads[-1]:.2f}", flush=True)
+            print("    per kernel class, predicted/measured us: " + ", ".join(
+                f"{k} {p * 1e6:.0f}/{m * 1e6:.0f}" for k, (p, m) in sorted(by_class.items(), key=lambda kv: -kv[1][1])))
     med = float(np.median([abs(r["error"]) for r in rows]))
     med_k = float(np.median([abs(r["error_vs_kernel_sum"]) for r in rows]))
     summary = {"n": len(rows), "median_abs_error": med, "median_abs_error_vs_kernel_sum": med_k,
                "load_min": min(loads), "load_max": max(loads), "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    print(f"host: {_host_line()}")
     print(f"whole blocks: n={summary['n']}  median abs error {100 * med:.1f}% vs the best whole call, "
           f"{100 * med_k:.1f}% vs the sum of each kernel's best time; load average {min(loads):.2f}-{max(loads):.2f} "
           "(shared machine; nothing fitted to these)")

@@ -30,7 +30,9 @@ CLASS_FACTORS = {
     "attention.prefill": ("compute", "vector"),
     "attention.decode": ("compute", "memory"),
     "matmul": ("compute", "memory"),
-    "elementwise": ("vector", "memory"),   # a plan's norms, residual/gated/GELU groups, RoPE (row or injective loops)
+    "matmul.residual": ("compute", "memory"),   # a plan's Linear + residual add (kernel_rows._subclass)
+    "elementwise": ("vector", "memory"),
+    "elementwise.pow": ("vector", "memory"),     # a plan's x.pow(y): a libm call per element   # a plan's norms, residual/gated/GELU groups, RoPE (row or injective loops)
     "layout": ("memory",),                 # a plan's copies: transposes to/from the attention layout, KV-cache writes
 }
 
@@ -128,7 +130,7 @@ def fit_efficiency(samples: Sequence, hw: HardwareSpec, launch_s: dict[str, floa
         sub = [s for s in samples if s.kind == cls]
         if not sub:
             continue
-        tiny = launch_s.get(cls, hw.launch_for(cls))
+        tiny = launch_s.get(cls) or launch_s.get(cls.split(".")[0]) or hw.launch_for(cls)
         terms = np.array([_terms(predict(s.job, hw), hw) for s in sub])
         in_plan = np.array([s.job[0] == "row" for s in sub])
         meas = np.array([s.measured_s for s in sub])

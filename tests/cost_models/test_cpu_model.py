@@ -247,9 +247,9 @@ def test_fit_recovers_in_plan_and_cold_fixed_costs(host):
     assert np.median(ape) < 0.02
 
 
-def test_a_plan_resident_in_l3_streams_from_l3_and_a_large_one_from_dram(host):
+def test_a_plan_resident_in_l3_streams_from_l3_and_a_larger_one_partly_from_dram(host):
     """The report prices main-memory traffic at the L3 bandwidth when every value of the graph fits the L3
-    (a block called again and again), from DRAM when the weights alone overflow it."""
+    (a block called again and again), and the part that does not fit from DRAM."""
     import torch
 
     import attncc
@@ -263,5 +263,6 @@ def test_a_plan_resident_in_l3_streams_from_l3_and_a_large_one_from_dram(host):
     (row,) = small.rows
     assert row.cost.details["resident_in"] == "l3" and row.cost.bytes.get("dram", 0) == 0 and row.cost.bytes["l3"] > 0
     big = attncc.analyze(torch.nn.Linear(512, 1024, bias=False), (torch.randn(1, 512),), hardware=hw)
-    (row,) = big.rows
-    assert "resident_in" not in row.cost.details and row.cost.bytes["dram"] >= 512 * 1024 * 4
+    (row,) = big.rows   # 2 MB of weights: about half of them stay in the 1 MB L3
+    f = row.cost.details["resident_fraction"]
+    assert 0.4 < f < 0.5 and row.cost.bytes["dram"] == pytest.approx((1 - f) / f * row.cost.bytes["l3"], rel=0.01)
