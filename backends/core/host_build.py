@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 
 import tvm
@@ -100,11 +101,17 @@ def save_host_library(lib, path: str) -> None:
 
 # ---- workers ------------------------------------------------------------------------------------------
 _WORK: dict = {}   # what forked workers read: the functions, target and pass config of the build under way
+_ONE_BUILD = threading.Lock()   # _WORK holds one build: builds from several threads take turns
 
 
 def _compile_shares(funcs: dict, shares: list[list[str]], target: dict, config: dict, folder: str) -> list:
     """Compile share i to folder/share-i.o: shares 1.. in forked workers, share 0 here meanwhile.
     Returns one failure (None: built) per share."""
+    with _ONE_BUILD:
+        return _compile_shares_locked(funcs, shares, target, config, folder)
+
+
+def _compile_shares_locked(funcs: dict, shares: list[list[str]], target: dict, config: dict, folder: str) -> list:
     _WORK.update(funcs=funcs, target=target, config=config, folder=folder, shares=shares)
     try:
         workers = []
