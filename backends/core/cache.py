@@ -26,12 +26,16 @@ CACHE_VERSION = "core-3"
 
 
 def _code_fingerprint() -> str:
-    """Hash of the backend's and the IR's source files, so a code change never reuses a stale plan (the
-    sources are the version: the backends import nothing of attncc above the IR and the cost models)."""
+    """Hash of the backend's, the IR's and the cost models' source files, so a code change never reuses a stale
+    plan (the sources are the version: the backends import nothing of attncc above them; the cost models' tile
+    rules pick the register tiles a kernel builds when the graph records none)."""
     import sys
 
+    from ... import cost_models
+
     roots = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),                  # backends/
-             os.path.dirname(os.path.abspath(sys.modules[Graph.__module__].__file__))]     # ir/ (decompositions, passes)
+             os.path.dirname(os.path.abspath(sys.modules[Graph.__module__].__file__)),     # ir/ (decompositions, passes)
+             os.path.dirname(os.path.abspath(cost_models.__file__))]                       # cost_models/ (tile rules)
     h = hashlib.sha256(CACHE_VERSION.encode())
     for root in roots:
         for folder, dirs, files in sorted(os.walk(root)):
@@ -95,14 +99,22 @@ def host_isa() -> str:
     return platform.machine() + ":" + ",".join(sorted(flags))
 
 
+def recorded_tiles(graph: Graph) -> str:
+    """The tile pass's records the kernels build (graph.metadata["tiling"]; not part of the printed graph),
+    without the predicted times a cost-model refit changes."""
+    tiling = graph.metadata.get("tiling") or {}
+    return json.dumps({name: ({k: v for k, v in rec.items() if k != "predicted_s"} if isinstance(rec, dict) else rec)
+                       for name, rec in tiling.items()}, sort_keys=True, default=str)
+
+
 def cache_key(graph: Graph, target: dict, options: dict, input_shapes, target_name: str = "cpu") -> str:
-    """sha256 over the code version (backend + IR sources, TVM's version), the printed graph, the target,
-    the options, the input shapes (concrete sizes, or the symbolic signature of a shape-generic build) and,
-    for code that runs on this host (an llvm target without a cross triple), the host's SIMD flags."""
+    """sha256 over the code version (backend + IR + cost-model sources, TVM's version), the printed graph and its
+    recorded tiles, the target, the options, the input shapes (concrete sizes, or the symbolic signature of a
+    shape-generic build) and, for code that runs on this host (llvm without a cross triple), its SIMD flags."""
     host = target.get("kind") == "llvm" and not target.get("mtriple")
     h = hashlib.sha256()
     for part in (CACHE_VERSION, target_name, code_fingerprint(), toolchain_version(), host_isa() if host else "",
-                 print_ir(graph), json.dumps(target, sort_keys=True),
+                 print_ir(graph), recorded_tiles(graph), json.dumps(target, sort_keys=True),
                  json.dumps({k: v for k, v in options.items() if k != "cache"}, sort_keys=True, default=str),
                  json.dumps([list(s) for s in input_shapes])):
         h.update(part.encode())

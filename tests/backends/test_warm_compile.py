@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -49,26 +50,27 @@ compiled.export(sys.argv[3])
 reloaded = attncc.load(sys.argv[3])(x)
 print(json.dumps({"tvm_modules": tvm_modules, "builds": compiled.executable.artifacts["program"].builds,
                   "err": float((got - want).abs().max()), "reloaded_err": float((reloaded - want).abs().max()),
-                  "tvm_after_export": "tvm" in sys.modules,
+                  "tvm_after_export": "tvm" in sys.modules, "diagnostics": [str(d) for d in compiled.diagnostics],
                   "warnings": [str(w.message) for w in caught if "cache" in str(w.message)]}))
 """
 
 
 @pytest.fixture
 def filled_cache(tmp_path, monkeypatch):
-    """A disk cache holding the small block's build (compiled here, in this process)."""
+    """A disk cache holding the small block's build (compiled here, in this process): its entry folder and the
+    compiled model's diagnostics."""
     monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(GLOBAL_CACHE, "memory", {})   # this process's earlier builds must not skip the disk write
     model, x = small_block()
     compiled = attncc.compile(model, (x,), target="cpu")
     assert compiled.executable.artifacts["program"].builds == 1
     (entry,) = os.listdir(tmp_path / "cache" / "cpu")
-    return tmp_path / "cache" / "cpu" / entry
+    return SimpleNamespace(entry=tmp_path / "cache" / "cpu" / entry, diagnostics=[str(d) for d in compiled.diagnostics])
 
 
 def test_cached_compile_imports_no_tvm_compiler_and_exports(filled_cache, tmp_path):
     folder = tmp_path / "exported"
-    env = {**os.environ, "ATTNCC_CACHE_DIR": str(filled_cache.parent.parent)}
+    env = {**os.environ, "ATTNCC_CACHE_DIR": str(filled_cache.entry.parent.parent)}
     p = subprocess.run([sys.executable, "-c", WARM_CHILD, ROOT, compile_cache.code_fingerprint(), str(folder)],
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -77,15 +79,18 @@ def test_cached_compile_imports_no_tvm_compiler_and_exports(filled_cache, tmp_pa
     # neither the tvm package (tvm.tirx, tvm.te, tvm.s_tir, tvm.relax: the compiler's Python side) nor its library
     assert row["tvm_modules"] == [] and not row["tvm_after_export"]
     assert row["err"] < 1e-4 and row["reloaded_err"] < 1e-4
+    # the lowering notes (tiles, fallbacks: what strict=True and the report read) come back from the cache entry
+    assert row["diagnostics"] == filled_cache.diagnostics and any("lowering" in d for d in row["diagnostics"])
     # the export carries the cached library itself
-    with open(filled_cache / "kernels.so", "rb") as a, open(folder / "kernels_0.so", "rb") as b:
+    with open(filled_cache.entry / "kernels.so", "rb") as a, open(folder / "kernels_0.so", "rb") as b:
         assert a.read() == b.read()
 
 
 def test_cached_entry_that_does_not_load_is_rebuilt_with_a_warning(filled_cache, monkeypatch):
+    entry = filled_cache.entry
     # checksums rewritten to match: the sha256 check passes, loading the library fails
-    (filled_cache / "kernels.so").write_bytes(b"\x7fELF not really a library")
-    write_checksums(str(filled_cache), CHECKSUMS)
+    (entry / "kernels.so").write_bytes(b"\x7fELF not really a library")
+    write_checksums(str(entry), CHECKSUMS)
     monkeypatch.setattr(GLOBAL_CACHE, "memory", {})
     corrupt = GLOBAL_CACHE.stats.corrupt
     model, x = small_block()
@@ -95,5 +100,30 @@ def test_cached_entry_that_does_not_load_is_rebuilt_with_a_warning(filled_cache,
     with torch.no_grad():
         want = model(x).numpy()
     np.testing.assert_allclose(np.asarray(compiled(x)), want, rtol=1e-4, atol=1e-4)
-    assert (filled_cache / "kernels.so").read_bytes()[:4] == b"\x7fELF" and \
-        len((filled_cache / "kernels.so").read_bytes()) > 1000   # the rebuilt entry replaced the bad one
+    rebuilt = (entry / "kernels.so").read_bytes()
+    assert rebuilt[:4] == b"\x7fELF" and len(rebuilt) > 1000   # the rebuilt entry replaced the bad one
+
+
+def test_cache_key_covers_recorded_tiles_and_the_host_isa(monkeypatch):
+    """Kernels are built from the tile pass's records (graph metadata, not in the printed graph) and for this
+    host's SIMD flags: either changing must miss the cache; a refit's predicted times must not."""
+    from cpu_graphs import attention_graph
+
+    g = attention_graph(hq=4, hkv=2, causal=True, sq=8, skv=8)
+    host, cross = {"kind": "llvm", "mcpu": "znver3"}, {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}
+
+    def key(target=host):
+        return compile_cache.cache_key(g, target, {}, [(1, 8)], "cpu")
+
+    untiled = key()
+    g.metadata["tiling"] = {"q_proj": {"m_block": 8, "n_block": 32, "predicted_s": 1e-5}}
+    tiled = key()
+    g.metadata["tiling"]["q_proj"]["predicted_s"] = 2e-5
+    assert tiled != untiled and key() == tiled
+    g.metadata["tiling"]["q_proj"]["m_block"] = 4
+    assert key() != tiled
+    cross_key = key(cross)
+    monkeypatch.setattr(compile_cache, "host_isa", lambda: "x86_64:avx,avx2,fma")
+    other_host = key()
+    monkeypatch.undo()
+    assert other_host != key() and key(cross) == cross_key   # cross-compiled code does not depend on this host
