@@ -2,8 +2,11 @@
 the generated kernel uses (read back from the kernel's metadata in the build's plan)."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
+import json
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +80,33 @@ def test_reports_price_a_device_as_the_target_whose_record_lists_it():
     assert set(target_record("cuda").devices) == {d for a in ARCHES.values() for d in a.devices}
     report = attncc.analyze(_graph("float16"), hardware="h800-sxm")
     assert report.grouping == "kernels of target cuda"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# where a device may be named: the records, the cuda arch table its record reads, the reference target's file
+DEVICE_FILES = {"backends/cuda/arch.py", "backends/reference.py"}
+
+
+def test_no_pass_plugin_or_core_file_names_a_device_or_an_sm_count():
+    """Issue 23 item 1: outside backends/<target>/record.py (and the tables it reads) no pass, plugin or core file
+    names a catalog device or writes an SM count; they read the Target record."""
+    names = set()
+    for device in list_hardware():
+        spec = json.loads((ROOT / "cost_models" / "specs" / f"{device}.json").read_text())
+        names |= {device, *spec.get("aliases", [])}
+    names -= set(registered_targets()) | {"host", "4f"}     # target names, and aliases that are ordinary words
+    sm_counts = {get_hardware(d).level("smem").units for d in list_hardware() if get_hardware(d).tile_level == "smem"}
+    found = []
+    for folder in ("ir", "attncc/passes", "backends"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.name == "record.py" or rel in DEVICE_FILES:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                value = getattr(node, "value", None) if isinstance(node, ast.Constant) else None
+                if (isinstance(value, str) and value in names) or (type(value) is int and value in sm_counts):
+                    found.append(f"{rel}:{node.lineno}: {value!r}")
+    assert not found, "device names / SM counts outside the Target records:\n" + "\n".join(found)
 
 
 def test_cuda_arch_option_picks_the_device_its_sms_and_the_tile_rules():
