@@ -1,6 +1,6 @@
 """attncc's Linear kernels on the Llama block's shapes vs this machine's measured fp32 peak, torch and onnxruntime.
 
-    python benchmarks/cpu_matmul.py [--quick] [--no-ort] [--rounds N]
+    python benchmarks/cpu_matmul.py [--quick] [--no-ort] [--rounds N] [--threads N] [--only TEXT]
 
 Peak: benchmarks/cpu_peak.py (inline-asm FMA chains per core, no TVM/numpy/torch). Cases: the projections
 of benchmarks/cpu_block.py's blocks (batch 1, seq S rows): q/o (h x h, o with the residual add fused), k/v
@@ -11,6 +11,8 @@ Each case is built by `get_backend("cpu").lower` on a one-group IR graph (its we
 build time); attncc time = its kernel steps (PlanRunner.profile, best of repeats), whole-call time beside it.
 torch (eager; its epilogues unfused) and onnxruntime (MatMul + epilogue nodes) run the same function in the
 same process, alternating rounds, best time per engine. Prints the load average before and after.
+--threads N runs every engine on N threads against the peak of N cores (on a busy shared machine one thread
+is measured more reliably: each run needs one free core, not all of them at once).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from attncc.backends import get_backend  # noqa: E402
 from attncc.ir.ops import Activation, Binary, Linear  # noqa: E402
 
 BLOCKS = [(512, 8, 2, 256, 1376), (768, 8, 2, 512, 2048), (1024, 8, 2, 512, 2816)]   # cpu_block.py's cases
+THREADS = len(os.sched_getaffinity(0))   # --threads
 
 
 def linear_graph(kind: str, m: int, k: int, n: int, seed: int = 0) -> ir.Graph:
@@ -90,7 +93,7 @@ def ort_fn(kind: str, g: ir.Graph, inputs: list[np.ndarray]):
     model = helper.make_model(helper.make_graph(nodes, "mm", ins, [out], inits),
                               opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+    opts.intra_op_num_threads = THREADS
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feed = {v.name: a for v, a in zip(g.inputs, inputs)}
     return lambda: sess.run(None, feed)[0]
@@ -113,7 +116,7 @@ def run_case(kind: str, m: int, k: int, n: int, rounds: int, min_time: float, wi
     rng = np.random.default_rng(1)
     arrays = [rng.standard_normal(tuple(v.shape)).astype(np.float32) for v in g.inputs]
     tens = [torch.from_numpy(a) for a in arrays]
-    ex = get_backend("cpu").lower(g, {})
+    ex = get_backend("cpu").lower(g, {"num_cores": THREADS})
     runner = next(iter(ex.artifacts["program"].runners.values()))
     ref = torch_fn(kind, g)
     with torch.no_grad():
@@ -149,27 +152,32 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="the h512/s256 block's shapes and M=1 decode only")
     p.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds per case (default 3, quick 2)")
+    p.add_argument("--threads", type=int, default=None, help="threads per engine (default: every core)")
+    p.add_argument("--only", default="", help="only the cases whose label contains this text")
     args = p.parse_args()
-    cores = len(os.sched_getaffinity(0))
+    global THREADS
+    cores = THREADS = args.threads or THREADS
     torch.set_num_threads(cores)
     rounds = args.rounds or (2 if args.quick else 3)
     min_time = 0.15 if args.quick else 0.3
     print(host_cpu())
     print(load_average(), "(start)")
     peak = fma_peak(args.quick)
-    total = peak["total"]
+    total = sum(peak["per_core"][:cores])
     print(f"fp32 FMA peak {total:.1f} GFLOP/s on {cores} cores ({peak['how']})")
     blocks = BLOCKS[:1] if args.quick else BLOCKS
     cases = []
     for h, heads, kvh, s, ffn in blocks:
         d = h // heads
-        cases += [("plain", s, h, h, f"h{h}/s{s} q"), ("plain", s, h, kvh * d, f"h{h}/s{s} k,v"),
+        cases += [("plain", s, h, h + 2 * kvh * d, f"h{h}/s{s} qkv (fused)"),
+                  ("plain", s, h, h, f"h{h}/s{s} q"), ("plain", s, h, kvh * d, f"h{h}/s{s} k,v"),
                   ("residual", s, h, h, f"h{h}/s{s} o+res"), ("gated", s, h, ffn, f"h{h}/s{s} gate/up"),
                   ("residual", s, ffn, h, f"h{h}/s{s} down+res")]
     cases.append(("bias_gelu", blocks[0][3], blocks[0][0], blocks[0][4], f"h{blocks[0][0]} fc+bias+gelu"))
     print(f"\n{'case':24s} {'M x K x N':>16s} {'attncc GF/s':>11s} {'% peak':>7s} {'call ms':>8s} {'torch':>7s} "
           f"{'ort':>7s}  (ms; ratio = engine time / attncc kernel time)   err")
     fractions = []
+    cases = [c for c in cases if args.only in c[-1]]
     for kind, m, k, n, label in cases:
         r = run_case(kind, m, k, n, rounds, min_time, not args.no_ort)
         flops = 2 * m * k * n * (2 if kind == "gated" else 1)
@@ -179,23 +187,26 @@ def main() -> None:
                           else f"{'-':>7s}" for e in ("torch", "onnxruntime"))
         print(f"{label:24s} {m:>4d}x{k:>5d}x{n:>5d} {gf:11.1f} {100 * gf / total:6.1f}% {r['best']['attncc'] * 1e3:8.3f} "
               f"{others}  {r['err']:.1e}", flush=True)
-    print(f"prefill shapes: min {100 * min(fractions):.1f}%, median {100 * sorted(fractions)[len(fractions) // 2]:.1f}% "
-          f"of the {total:.0f} GFLOP/s peak; {load_average()}")
+    if fractions:
+        print(f"prefill shapes: min {100 * min(fractions):.1f}%, median {100 * sorted(fractions)[len(fractions) // 2]:.1f}% "
+              f"of the {total:.0f} GFLOP/s peak; {load_average()}")
     rows = (1,) if args.quick else (1, 4, 16)
     print(f"\ndecode GEMV (weights streamed once; GB/s of weights; 'bw' = read bandwidth of a buffer of the weights' "
-          f"size, same run)")
+          f"size, same run; roofline = max(weight bytes / bw, FLOPs / peak): M=1 is memory-bound, M=16 compute-bound)")
     bw_cache: dict[int, float] = {}
-    for kind, m, k, n, label in gemv_cases(blocks, rows):
+    for kind, m, k, n, label in [c for c in gemv_cases(blocks, rows) if args.only in c[-1]]:
         r = run_case(kind, m, k, n, rounds, min_time, not args.no_ort)
         nbytes = k * n * 4 * (2 if kind == "gated" else 1)
         if nbytes not in bw_cache:
-            bw_cache[nbytes] = read_bandwidth(nbytes, args.quick)
+            bw_cache[nbytes] = read_bandwidth(nbytes, args.quick, cores)
         gbs = nbytes / r["kernel"] / 1e9
+        flops = 2 * m * k * n * (2 if kind == "gated" else 1)
+        roof = max(nbytes / bw_cache[nbytes] / 1e9, flops / total / 1e9)
         others = " ".join(f"{e} {r['best'][e] * 1e6:7.1f} us" for e in ("torch", "onnxruntime") if e in r["best"])
         print(f"{label:16s} M={m:<3d} {k:>5d}x{n:>5d} ({nbytes / 2 ** 20:5.1f} MB): attncc kernel "
-              f"{r['kernel'] * 1e6:7.1f} us {gbs:6.1f} GB/s = {100 * gbs / bw_cache[nbytes]:5.1f}% of bw "
-              f"{bw_cache[nbytes]:5.1f} GB/s; call {r['best']['attncc'] * 1e6:7.1f} us; {others}; err {r['err']:.1e}",
-              flush=True)
+              f"{r['kernel'] * 1e6:7.1f} us {gbs:6.1f} GB/s {flops / r['kernel'] / 1e9:6.1f} GFLOP/s = "
+              f"{100 * roof / r['kernel']:5.1f}% of roofline (bw {bw_cache[nbytes]:5.1f} GB/s); "
+              f"call {r['best']['attncc'] * 1e6:7.1f} us; {others}; err {r['err']:.1e}", flush=True)
     print(load_average(), "(end)")
 
 

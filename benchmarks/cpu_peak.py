@@ -142,13 +142,14 @@ def _torch_peak(why: str) -> dict:
             "how": f"{why}: best torch.mm 2048^3 (a LOWER bound on the peak)"}
 
 
-def read_bandwidth(nbytes: int, quick: bool = False) -> float:
-    """GB/s of summing an `nbytes` fp32 buffer, one pinned thread per core on its own part, best of repeats
-    (buffers that fit the L3 are read from it: compare a kernel with the bandwidth of the same size)."""
+def read_bandwidth(nbytes: int, quick: bool = False, threads: int | None = None) -> float:
+    """GB/s of summing an `nbytes` fp32 buffer, one pinned thread per core (the first `threads` cores) on its own
+    part, best of repeats (buffers that fit the L3 are read from it: compare a kernel with the bandwidth of the
+    same size)."""
     import numpy as np
 
     so, _ = _library()
-    cores = sorted(os.sched_getaffinity(0))
+    cores = sorted(os.sched_getaffinity(0))[:threads]
     n = max(32 * len(cores), nbytes // 4 // (32 * len(cores)) * 32 * len(cores))
     buf = np.ones(n, np.float32)
     part = n // len(cores)
