@@ -192,7 +192,7 @@ class CostReport:
             parts.append(f"Intensity {c.intensity:.3g} FLOP/B is {side} the ridge point {dtype_ridge:.3g} FLOP/B of "
                          f"{hw.name}; compute {human_time(c.compute_s)} vs memory {human_time(c.memory_s)}"
                          f" (+ launch {human_time(c.launch_s)}).")
-        if c.kv_read_bytes:
+        if c.kv_read_bytes and c.main_bytes:  # main_bytes is 0 when the whole graph stays in the L3
             parts.append(f"K/V reads {human(c.kv_read_bytes, 'B')} ({100 * c.kv_read_bytes / c.main_bytes:.0f}% of its "
                          f"{hw.main_memory.name} bytes); KV cache {human(c.kv_bytes_per_token, 'B')}/token; "
                          f"tiles {c.details.get('tiling')}.")
