@@ -19,7 +19,7 @@ from .runner import PlanRunner
 
 
 def _shape_of(x: Any) -> tuple:
-    return tuple(int(d) for d in (x.shape if hasattr(x, "shape") else __import__("numpy").asarray(x).shape))
+    return tuple(map(int, x.shape if hasattr(x, "shape") else __import__("numpy").asarray(x).shape))
 
 
 def _is_torch(x: Any) -> bool:
@@ -136,8 +136,8 @@ class Program:
         return plan, lib, lib_path
 
     def __call__(self, inputs: Sequence[Any]) -> list[Any]:
-        shapes = tuple(_shape_of(x) for x in inputs)
-        runner = self.runner_for(shapes)
+        # a shape-generic build serves every shape: no need to read them (Python time on every call)
+        runner = self.runners.get(GENERIC) or self.runner_for(tuple(_shape_of(x) for x in inputs))
         with lowering_for(self.plugin.name):
             return runner(inputs, as_torch=bool(inputs) and all(_is_torch(x) for x in inputs))
 

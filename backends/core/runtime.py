@@ -69,11 +69,16 @@ def _load_tvm_runtime():
     return _without_torch(load)
 
 
-try:    # inside attncc: TVM's runtime through tvm_ffi only; `import tvm` (and its compiler) is left to builds
+try:    # inside attncc
     from .folder_checks import FolderError, InputError, check_inputs, read_checked_index, read_json
-    tvm_ffi = _load_tvm_runtime()
-except ImportError:   # in an exported folder: the copy written beside this file; outputs are tvm.runtime.Tensors
+    _IN_ATTNCC = True
+except ImportError:   # in an exported folder: the copy written beside this file
     from attncc_checks import FolderError, InputError, check_inputs, read_checked_index, read_json
+    _IN_ATTNCC = False
+
+if _IN_ATTNCC:   # TVM's runtime through tvm_ffi only; `import tvm` (and its compiler) is left to the builds
+    tvm_ffi = _load_tvm_runtime()
+else:            # the folder's users get tvm.runtime.Tensor outputs, as documented in its run.py
     tvm = _import_tvm_without_torch()
     import tvm_ffi
 
@@ -220,6 +225,25 @@ class PlanExecutor:
                            for a in self._tensor_args(s)] for i, s in enumerate(self.steps) if s.get("func")}
         self._dyn: tuple[tuple, dict] = ((), {})
         self._staging: dict[str, Any] = {}
+        # what each call repeats, decided once: the outputs to allocate, the views over per-call values, and
+        # per kernel step its function, fixed arguments and which ones come from this call's values
+        self._outputs = [(n, i["shape"], i["dtype"]) for n, i in self.values.items() if i["storage"] == "output"]
+        self._views = [(n, i["base"], i["shape"], i["dtype"]) for n, i in self.values.items()
+                       if i["storage"] == "view" and n not in self._persistent]
+        self._calls = {i: self._call_of(s, self._fixed[i]) for i, s in enumerate(self.steps) if s.get("func")}
+
+    def _call_of(self, step: dict, fixed: list) -> tuple:
+        """(function, argument list with the fixed ones filled, [(position, value, shape, dtype, needs a view)],
+        dim texts passed as scalars). A value whose declared static shape and dtype are the argument's is passed
+        as is: inputs are checked against, and outputs and views allocated with, their declared shapes."""
+        fills = []
+        for pos, (f, a) in enumerate(zip(fixed, self._tensor_args(step))):
+            if f is None:
+                info = self.values[a[0]]
+                same = _static(a[1]) and list(a[1]) == list(info["shape"]) and a[2] == info["dtype"]
+                fills.append((pos, a[0], a[1], a[2], not same))
+        dims = [a[1] for a in step["args"] if a[0] == DIM_ARG] if step["kind"] == "call" else []
+        return self._funcs[step["func"]], list(fixed), fills, dims
 
     # ---- dims ------------------------------------------------------------------------------------
     def dim(self, d, dims: dict[str, int]) -> int:
@@ -308,14 +332,13 @@ class PlanExecutor:
                 raise ValueError(f"input '{name}' has shape {tuple(t.shape)}; this plan was built for "
                                  f"{tuple(info['shape'])}" + (f" = {tuple(want)} here" if dims else ""))
             env[name] = t
-        for name, info in self.values.items():
-            if info["storage"] == "output":
-                env[name] = empty(self.shape(info["shape"], dims), info["dtype"], self.dev)
+        for name, shape, dtype in self._outputs:
+            env[name] = empty(self.shape(shape, dims), dtype, self.dev)
         if dims:
             env.update(self._buffers_for(dims))
-        for name, info in self.values.items():
-            if info["storage"] == "view" and info["base"] in env and name not in env:
-                env[name] = self._view(env, info["base"], info["shape"], info["dtype"], dims)
+        for name, base, shape, dtype in self._views:
+            if base in env and name not in env:
+                env[name] = self._view(env, base, shape, dtype, dims)
         clock = __import__("time").perf_counter if times is not None else None
         for i, step in enumerate(self.steps):
             start = clock() if clock else 0.0
@@ -348,12 +371,13 @@ class PlanExecutor:
     def run_step(self, i: int, step: dict, env: dict, dims: dict) -> None:
         kind = step["kind"]
         if kind in ("call", "attention"):
-            fixed = self._fixed[i]
-            args = [f if f is not None else self._view(env, *a, dims)
-                    for f, a in zip(fixed, self._tensor_args(step))]
-            if kind == "call":
-                args += [self.dim(a[1], dims) for a in step["args"] if a[0] == DIM_ARG]
-            self._funcs[step["func"]](*args)
+            func, fixed, fills, dim_texts = self._calls[i]
+            args = fixed.copy()
+            for pos, name, shape, dtype, view in fills:
+                args[pos] = self._view(env, name, shape, dtype, dims) if view else env[name]
+            if dim_texts:
+                args += [self.dim(t, dims) for t in dim_texts]
+            func(*args)
         elif kind == "reference":
             raise PlanError(f"node '{step['node']}' runs attncc's numpy reference (no generated kernel): "
                             "this plan needs attncc to run")
