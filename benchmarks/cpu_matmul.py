@@ -11,8 +11,10 @@ Each case is built by `get_backend("cpu").lower` on a one-group IR graph (its we
 build time); attncc time = its kernel steps (PlanRunner.profile, best of repeats), whole-call time beside it.
 torch (eager; its epilogues unfused) and onnxruntime (MatMul + epilogue nodes) run the same function in the
 same process, alternating rounds, best time per engine. Prints the load average before and after.
---threads N runs every engine on N threads against the peak of N cores (on a busy shared machine one thread
-is measured more reliably: each run needs one free core, not all of them at once).
+--threads N runs every engine on N threads against the peak of N cores. With one thread TVM runs the kernel in
+the calling thread, so its thread CPU time is measured too ("cpu-time" columns): the time the core really
+spent on it, without the time a busy machine's scheduler gave the core to a neighbour (each neighbour's slice
+still costs it its caches, so it is an upper bound on the kernel's time on an idle core, not a lower one).
 """
 from __future__ import annotations
 
@@ -127,15 +129,28 @@ def run_case(kind: str, m: int, k: int, n: int, rounds: int, min_time: float, wi
         if ort is not None:
             engines["onnxruntime"] = ort
         best = {e: float("inf") for e in engines}
-        kernel = float("inf")
+        kernel = cpu_kernel = float("inf")
         for _ in range(rounds):   # alternating rounds: a neighbour's burst hits every engine alike
             for e, fn in engines.items():
                 best[e] = min(best[e], best_time(fn, min_time))
                 if e == "attncc":
                     reps = max(5, int(min_time / max(best[e], 1e-6)))
                     kernel = min(kernel, sum(s["ms"] for s in runner.profile(tens, reps)) / 1e3)
+                    if THREADS == 1:
+                        cpu_kernel = min(cpu_kernel, cpu_time_profile(runner, tens, reps))
                 time.sleep(0.05)   # let this engine's spinning worker threads go idle
-    return {"best": best, "kernel": kernel, "err": err, "steps": len(runner.plan.steps)}
+    return {"best": best, "kernel": kernel, "cpu": cpu_kernel, "err": err, "steps": len(runner.plan.steps)}
+
+
+def cpu_time_profile(runner, tens, reps: int) -> float:
+    """Seconds of this thread's CPU time per call of the plan's kernels, best of `reps` (one-thread runs only:
+    the pool runs the kernel in the calling thread). The runner's step clock is swapped for the thread clock."""
+    real = time.perf_counter
+    time.perf_counter = time.thread_time
+    try:
+        return sum(s["ms"] for s in runner.profile(tens, reps)) / 1e3
+    finally:
+        time.perf_counter = real
 
 
 def gemv_cases(blocks, rows) -> list[tuple]:
@@ -175,7 +190,8 @@ def main() -> None:
                   ("residual", s, ffn, h, f"h{h}/s{s} down+res")]
     cases.append(("bias_gelu", blocks[0][3], blocks[0][0], blocks[0][4], f"h{blocks[0][0]} fc+bias+gelu"))
     print(f"\n{'case':24s} {'M x K x N':>16s} {'attncc GF/s':>11s} {'% peak':>7s} {'call ms':>8s} {'torch':>7s} "
-          f"{'ort':>7s}  (ms; ratio = engine time / attncc kernel time)   err")
+          f"{'ort':>7s}  (ms; ratio = engine time / attncc kernel time)   err" + ("   cpu-time GF/s (% peak)"
+                                                                                   if cores == 1 else ""))
     fractions = []
     cases = [c for c in cases if args.only in c[-1]]
     for kind, m, k, n, label in cases:
@@ -183,10 +199,12 @@ def main() -> None:
         flops = 2 * m * k * n * (2 if kind == "gated" else 1)
         gf = flops / r["kernel"] / 1e9
         fractions.append(gf / total)
+        cpu_gf = flops / r["cpu"] / 1e9 if r["cpu"] < float("inf") else None
         others = " ".join(f"{r['best'][e] * 1e3:7.3f} ({r['best'][e] / r['kernel']:.2f})" if e in r["best"]
                           else f"{'-':>7s}" for e in ("torch", "onnxruntime"))
         print(f"{label:24s} {m:>4d}x{k:>5d}x{n:>5d} {gf:11.1f} {100 * gf / total:6.1f}% {r['best']['attncc'] * 1e3:8.3f} "
-              f"{others}  {r['err']:.1e}", flush=True)
+              f"{others}  {r['err']:.1e}" + (f"   {cpu_gf:6.1f} ({100 * cpu_gf / total:5.1f}%)" if cpu_gf else ""),
+              flush=True)
     if fractions:
         print(f"prefill shapes: min {100 * min(fractions):.1f}%, median {100 * sorted(fractions)[len(fractions) // 2]:.1f}% "
               f"of the {total:.0f} GFLOP/s peak; {load_average()}")
