@@ -165,7 +165,7 @@ class Tensor(tvm_ffi.core.Tensor):
         return host_array(self)
 
 
-if "tvm" not in __import__("sys").modules:
+if "tvm" not in __import__("sys").modules and hasattr(tvm_ffi.core, "_set_class_tensor"):   # how tvm sets its own
     tvm_ffi.core._set_class_tensor(Tensor)
 
 
