@@ -6,7 +6,8 @@ Peak: a loop of 12 independent `vfmadd231ps` chains on zmm (AVX-512) or ymm (AVX
 inline assembly so the compiler can neither merge nor drop them, compiled with the system C compiler (cc) and
 called through ctypes. Each core is measured alone, pinned to it, as the best of many ~2 ms runs (robust to
 neighbours on a shared machine); the machine's peak is the sum over cores of the best register width.
-Bandwidth: AVX2 loads summing a buffer, one thread per core each on its own half, best of repeats.
+Bandwidth: AVX2 loads summing a buffer, one thread per core each on its own half, best of repeats of the
+slowest thread's CPU time.
 Without a C compiler the peak falls back to the best of torch.mm on 2048^3 (a lower bound, said so).
 """
 from __future__ import annotations
@@ -32,13 +33,13 @@ void fma_ymm(int64_t n) {
   __asm__ volatile("1:\\n\\t" YMM "dec %0\\n\\t" "jnz 1b\\n\\t" : "+r"(n) ::
     "xmm0","xmm1","xmm2","xmm3","xmm4","xmm5","xmm6","xmm7","xmm8","xmm9","xmm10","xmm11","xmm14","xmm15","cc");
 }
-float read_sum(const float* p, size_t n) {   /* n a multiple of 32 */
-  __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
-  for (size_t i = 0; i < n; i += 32) {
-    a = _mm256_add_ps(a, _mm256_loadu_ps(p + i)); b = _mm256_add_ps(b, _mm256_loadu_ps(p + i + 8));
-    c = _mm256_add_ps(c, _mm256_loadu_ps(p + i + 16)); d = _mm256_add_ps(d, _mm256_loadu_ps(p + i + 24));
-  }
-  float o[8]; _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+float read_sum(const float* p, size_t n) {   /* n a multiple of 64; 8 add chains: loads, not adds, limit it */
+  __m256 a[8];
+  for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+  for (size_t i = 0; i < n; i += 64)
+    for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(p + i + 8 * j));
+  for (int j = 1; j < 8; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+  float o[8]; _mm256_storeu_ps(o, a[0]);
   return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
 }
 """
@@ -145,33 +146,34 @@ def _torch_peak(why: str) -> dict:
 def read_bandwidth(nbytes: int, quick: bool = False, threads: int | None = None) -> float:
     """GB/s of summing an `nbytes` fp32 buffer, one pinned thread per core (the first `threads` cores) on its own
     part, best of repeats (buffers that fit the L3 are read from it: compare a kernel with the bandwidth of the
-    same size)."""
+    same size). Each thread's CPU time is timed (the slowest counts), not the wall clock: on a busy machine the
+    threads are often not scheduled together, and wall time would count a neighbour's slices."""
     import numpy as np
 
     so, _ = _library()
     cores = sorted(os.sched_getaffinity(0))[:threads]
-    n = max(32 * len(cores), nbytes // 4 // (32 * len(cores)) * 32 * len(cores))
+    n = max(64 * len(cores), nbytes // 4 // (64 * len(cores)) * 64 * len(cores))
     buf = np.ones(n, np.float32)
     part = n // len(cores)
     passes = max(1, (8 << 20) // max(1, nbytes))   # >= ~8 MB read per thread per timing: thread start is noise
     best = float("inf")
     for _ in range(10 if quick else 30):
-        barrier, starts, ends = threading.Barrier(len(cores)), [], []
+        barrier, spent = threading.Barrier(len(cores)), []
 
         def work(i):
             os.sched_setaffinity(0, {cores[i]})
             barrier.wait()
-            starts.append(time.perf_counter())
+            t = time.thread_time()
             for _ in range(passes):
                 so.read_sum(buf.ctypes.data + 4 * i * part, part)
-            ends.append(time.perf_counter())
+            spent.append(time.thread_time() - t)
 
         ths = [threading.Thread(target=work, args=(i,)) for i in range(len(cores))]
         for t in ths:
             t.start()
         for t in ths:
             t.join()
-        best = min(best, max(ends) - min(starts))
+        best = min(best, max(spent))
     return n * 4 * passes / best / 1e9
 
 
