@@ -187,7 +187,8 @@ def tiny_kernel_cases(suite: KernelSuite, rng) -> dict[str, tuple[KernelSample, 
 
 def measure_kernels(suite: KernelSuite, quick: bool = False, rounds: int = 3, reps: int = 5, max_load: float = 1.5,
                     wait_s: float = 60.0, log: Callable[[str], None] | None = print,
-                    plans: list | None = None, max_reps: int = 25, short_s: float = 0.02) -> dict[str, Any]:
+                    plans: list | None = None, max_reps: int = 25, short_s: float = 0.02,
+                    standalone: bool = True) -> dict[str, Any]:
     """Build and time the kernels of `suite` (the backend's timing suite, e.g. `attncc.backends.cpu.kernel_suite`,
     passed in: this module imports no backend). Returns {"samples", "launch_s" ({"launch" or a
     kernel class: seconds of a tiny kernel}), "loads", "date"}.
@@ -197,12 +198,14 @@ def measure_kernels(suite: KernelSuite, quick: bool = False, rounds: int = 3, re
     stretched by a whole scheduler time slice when another process holds one of its two cores).
     `plans`: whole built plans (`suite.plan_cases`, e.g. from `attncc.calibration_plans.plan_kernel_cases`) whose
     kernels are timed as a model call runs them: each round calls the plan `max_reps` times back to back and keeps
-    each step's best time. Before each round, waits up to `wait_s` for the load average to drop below
+    each step's best time. `standalone=False` times only the plans' kernels (and the tiny kernels): on a loaded
+    machine their short, many-times-repeated steps still find both cores free, the suite's long cold kernels
+    rarely do. Before each round, waits up to `wait_s` for the load average to drop below
     `max_load` (other sessions' tests), then goes on anyway; the loads seen are returned.
     """
     rng = np.random.default_rng(0)
-    cases = [_timed(suite.attention_case(**cfg, rng=rng)) for cfg in attention_configs(quick)]
-    for m, n, k, packed in (MATMUL[::3] if quick else MATMUL):
+    cases = [_timed(suite.attention_case(**cfg, rng=rng)) for cfg in attention_configs(quick)] if standalone else []
+    for m, n, k, packed in (MATMUL[::3] if quick else MATMUL) if standalone else ():
         cases.append(_timed(suite.matmul_case(m, n, k, packed, rng)))
     tiny = tiny_kernel_cases(suite, rng)
     in_plans = [(plan, [KernelSample(c.label, c.job) for c in plan.cases]) for plan in plans or ()]
@@ -227,14 +230,15 @@ def measure_kernels(suite: KernelSuite, quick: bool = False, rounds: int = 3, re
                 sample.runs.append(time.perf_counter() - t0)
                 spent += sample.runs[-1]
             sample.measured_s = min(sample.runs)
-        for plan, samples in in_plans:
+        for plan, _ in in_plans:
             plan.run()
-            for _ in range(max_reps):
+        for _ in range(max_reps):   # plans interleaved call by call: a burst of load hits every plan a little
+            for plan, samples in in_plans:
                 times = plan.run()
                 for case, sample in zip(plan.cases, samples):
                     sample.runs.append(times[case.step])
-            for sample in samples:
-                sample.measured_s = min(sample.runs)
+        for sample in (s for _, ss in in_plans for s in ss):
+            sample.measured_s = min(sample.runs)
     loads.append(load_average())
     samples = [s for s, _ in cases] + [s for _, ss in in_plans for s in ss]
     return {"samples": samples, "launch_s": {k: s.measured_s for k, (s, _) in tiny.items()}, "loads": loads,

@@ -7,7 +7,7 @@ cpu target and returns one case per kernel of their plans (`suite.plan_cases`: e
 values of a full run), priced by the build's own cost report row.
 
 The blocks here deliberately differ from the ones `benchmarks/block_accuracy.py` validates (hidden 256,
-examples/models.py and Hugging Face layers): other widths (384-768), head counts, sequence and KV lengths and a
+examples/models.py and Hugging Face layers): other widths (320-768), head counts, sequence and KV lengths and a
 GPT-style block (LayerNorm, biases, GELU), so the whole-block check is not fitted to its own kernels.
 """
 from __future__ import annotations
@@ -101,6 +101,11 @@ PLANS: list[tuple[str, Any, tuple]] = [
      ((8, 1, 768), (8, 4, 384, 64), (8, 4, 384, 64))),
     ("llama h384 MHA6 b1 s48", lambda: LlamaLayer(384, 6, 6, 1024), ((1, 48, 384),)),
     ("gpt h640 MHA10 b4 s8", lambda: GPTLayer(640, 10), ((4, 8, 640),)),
+    ("llama h320 GQA10/2 b1 s448", lambda: LlamaLayer(320, 10, 2, 864), ((1, 448, 320),)),
+    ("gpt h512 MHA8 b1 s320", lambda: GPTLayer(512, 8), ((1, 320, 512),)),
+    ("llama-decode h512 GQA8/2 b1 past2048", lambda: LlamaLayer(512, 8, 2, 1376),
+     ((1, 1, 512), (1, 2, 2048, 64), (1, 2, 2048, 64))),
+    ("llama-decode h384 MHA6 b4 past640", lambda: LlamaLayer(384, 6, 6, 1024), ((4, 1, 384), (4, 6, 640, 64), (4, 6, 640, 64))),
 ]
 
 

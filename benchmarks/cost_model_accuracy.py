@@ -5,15 +5,17 @@ decode; MHA/GQA/MQA, causal, sliding window, softcap; varied shapes) and its sch
 (packed-weight Linear and unpacked products, m = 1 ... 4096), plus every kernel of six compiled decoder
 blocks (attncc.calibration_plans: norms, elementwise/gated groups, RoPE, layout and KV-cache copies,
 Linear with epilogues, attention; prefill and decode; widths unlike the blocks --blocks validates), each
-priced by attncc.cost_models as the build's cost report prices it. Timed cold (a 64 MB buffer rewritten
-before every call: operands from DRAM), best of several interleaved rounds.
+priced by attncc.cost_models as the build's cost report prices it (those blocks fit the L3: their rows stream
+from it). The suite's kernels are timed cold (a 64 MB buffer rewritten before every call: operands from DRAM;
+priced with each class's cold fixed cost), the plan kernels inside whole plan calls (warm, as a model runs them;
+priced with the in-plan fixed cost), best of several interleaved rounds. The L3 bandwidth is re-measured first.
 
 Split (deterministic): within each kernel class, in suite order, the even-indexed kernels are the
 calibration half (the per-class factors and fixed costs are fitted on them), the odd-indexed ones
 are held out (only predicted). The machine is shared: the load average is checked before every round
 (waiting up to --wait seconds for it to drop below 1.5) and printed with the results.
 
-    python benchmarks/cost_model_accuracy.py [--quick] [--save] [--ship] [--no-plans] [--json PATH]
+    python benchmarks/cost_model_accuracy.py [--quick] [--save] [--ship] [--no-plans | --plans-only] [--json PATH]
     python benchmarks/cost_model_accuracy.py --blocks [--quick] [--json PATH]   (whole blocks, see block_accuracy.py)
 
 --save stores the fitted factors in the calibrated host spec ($ATTNCC_CACHE_DIR or
@@ -68,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed calls per kernel per round")
     ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait per round for load < 1.5")
     ap.add_argument("--no-plans", action="store_true", help="only the attention/matmul suite (no compiled blocks)")
+    ap.add_argument("--plans-only", action="store_true", help="only the compiled blocks' kernels (no standalone cold "
+                    "suite): what still measures honestly on a loaded machine")
     ap.add_argument("--save", action="store_true", help="store the fit in the calibrated host spec (cache dir)")
     ap.add_argument("--ship", action="store_true", help="store the fit in cost_models/specs/host-cpu.json")
     ap.add_argument("--json", metavar="PATH", help="write measurements, predictions and figures as JSON")
@@ -89,7 +93,8 @@ def main(argv=None) -> int:
         from attncc.calibration_plans import plan_kernel_cases
 
         plans = plan_kernel_cases(kernel_suite, args.quick)
-    res = measure_kernels(kernel_suite, args.quick, rounds=args.rounds, reps=args.reps, wait_s=args.wait, plans=plans)
+    res = measure_kernels(kernel_suite, args.quick, rounds=args.rounds, reps=args.reps, wait_s=args.wait, plans=plans,
+                          standalone=not args.plans_only)
     samples, loads = res["samples"], res["loads"]
     base = json.loads((SPEC_DIR / "host-cpu.json").read_text())
     measure_llc(base)   # L3 bandwidth: what kernels of a cache-resident plan stream at (re-measured with the fit)
@@ -101,7 +106,8 @@ def main(argv=None) -> int:
     load_text = f"load {min(loads):.2f}-{max(loads):.2f}"
     eff = fitted_efficiency(calib, shipped, res["launch_s"],
                             f"fit by benchmarks/cost_model_accuracy.py {res['date']}, {load_text}, on {host_line()}: "
-                            f"{len(calib)} calibration kernels (within each class the even-indexed), {len(held)} held out")
+                            f"{len(calib)} calibration kernels (within each class the even-indexed), {len(held)} held out"
+                            + ("; plan kernels only (--plans-only)" if args.plans_only else ""))
     fitted = with_efficiency(shipped, eff, res["launch_s"]["launch"])
 
     print(f"\nload average per round: {', '.join(f'{x:.2f}' for x in loads)}")

@@ -266,3 +266,23 @@ def test_a_plan_resident_in_l3_streams_from_l3_and_a_larger_one_partly_from_dram
     (row,) = big.rows   # 2 MB of weights: about half of them stay in the 1 MB L3
     f = row.cost.details["resident_fraction"]
     assert 0.4 < f < 0.5 and row.cost.bytes["dram"] == pytest.approx((1 - f) / f * row.cost.bytes["l3"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_plan_kernels_pair_report_rows_with_plan_steps(host):
+    """Every kernel of a compiled block is a calibration sample: one case per distinct kernel, each the report row
+    of its plan step (same kernel class), timed inside whole plan calls."""
+    pytest.importorskip("tvm")
+    from attncc.backends.cpu import kernel_suite
+    from attncc.calibration import measure_kernels
+    from attncc import calibration_plans
+
+    (plan,) = calibration_plans.plan_kernel_cases(kernel_suite, quick=True)[:1]
+    kinds = {c.job[2].split(".")[0] for c in plan.cases}
+    assert {"matmul", "elementwise", "layout", "attention"} <= kinds
+    times = plan.run()
+    assert len(times) > max(c.step for c in plan.cases)
+    assert all(t > 0 for t in times)
+    res = measure_kernels(kernel_suite, quick=True, rounds=1, reps=1, wait_s=0, log=None, plans=[plan], max_reps=3)
+    in_plan = [s for s in res["samples"] if s.job[0] == "row"]
+    assert len(in_plan) == len(plan.cases) and all(0 < s.measured_s < 1 for s in in_plan)
