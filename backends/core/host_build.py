@@ -41,12 +41,15 @@ class KernelBuildError(RuntimeError):
 
 
 def build_jobs() -> int:
-    """How many processes compile a build: $ATTNCC_BUILD_JOBS, else the CPUs this process may run on."""
+    """How many processes compile a build: $ATTNCC_BUILD_JOBS, else the CPUs this process may run on
+    (1 where processes cannot fork: the workers are forked copies of this one)."""
     text = os.environ.get(BUILD_JOBS_ENV, "").strip()
     if text:
         if not text.isdigit() or int(text) < 1:
             raise ValueError(f"{BUILD_JOBS_ENV}={text!r}: expected a whole number of build processes >= 1")
         return int(text)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:   # not Linux
