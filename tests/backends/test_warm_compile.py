@@ -79,11 +79,40 @@ def test_cached_compile_imports_no_tvm_compiler_and_exports(filled_cache, tmp_pa
     # neither the tvm package (tvm.tirx, tvm.te, tvm.s_tir, tvm.relax: the compiler's Python side) nor its library
     assert row["tvm_modules"] == [] and not row["tvm_after_export"]
     assert row["err"] < 1e-4 and row["reloaded_err"] < 1e-4
-    # the lowering notes (tiles, fallbacks: what strict=True and the report read) come back from the cache entry
-    assert row["diagnostics"] == filled_cache.diagnostics and any("lowering" in d for d in row["diagnostics"])
+    assert row["diagnostics"] == filled_cache.diagnostics   # notes: see test_cached_compile_keeps_its_notes
     # the export carries the cached library itself
     with open(filled_cache.entry / "kernels.so", "rb") as a, open(folder / "kernels_0.so", "rb") as b:
         assert a.read() == b.read()
+
+
+def test_cached_compile_keeps_its_notes_for_strict_and_the_report(tmp_path, monkeypatch):
+    """The lowering notes of a build (here: the flash kernel refused, so the generic attention ran) are stored
+    with its cache entry: a cached compile warns, reports and refuses under strict=True as the cold one did,
+    even though a build now would run the flash kernel."""
+    from attncc.backends.cpu.plugin import CpuPlugin
+    from attncc.errors import FallbackError, FallbackWarning
+
+    monkeypatch.setenv("ATTNCC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(GLOBAL_CACHE, "memory", {})
+    model, x = small_block()
+
+    def no_flash_kernel(self, cfg, target):
+        raise RuntimeError("no flash kernel in this test")
+
+    with monkeypatch.context() as m:
+        m.setattr(CpuPlugin, "attention_primfunc", no_flash_kernel)
+        with pytest.warns(FallbackWarning, match="generic TE attention"):
+            cold = attncc.compile(model, (x,), target="cpu")
+    notes = [str(d) for d in cold.diagnostics]
+    assert cold.executable.artifacts["program"].builds == 1 and any("no flash kernel" in n for n in notes)
+    monkeypatch.setattr(GLOBAL_CACHE, "memory", {})   # as a new process: the disk entry only
+    with pytest.warns(FallbackWarning, match="generic TE attention"):
+        warm = attncc.compile(model, (x,), target="cpu")
+    assert warm.executable.artifacts["program"].builds == 0 and [str(d) for d in warm.diagnostics] == notes
+    assert any(r.lowering for r in warm.report.rows)   # the report marks the row that ran as generic attention
+    monkeypatch.setattr(GLOBAL_CACHE, "memory", {})
+    with pytest.raises(FallbackError, match="fell back"):
+        attncc.compile(model, (x,), target="cpu", strict=True)
 
 
 def test_cached_entry_that_does_not_load_is_rebuilt_with_a_warning(filled_cache, monkeypatch):
