@@ -7,7 +7,7 @@ process compiles again with the cache the first one filled (warm). Each child ti
 model are built: importing the engine (attncc; inductor is imported inside torch.compile's first call),
 compiling, and the first call (torch.compile compiles lazily there), and checks the output against eager.
 attncc's row also gives its stages (torch.export is its "import" stage; "kernel build" is TVM's codegen and
-the link, by $ATTNCC_BUILD_JOBS worker processes, default the CPUs this process may use) and the distinct
+the link, by $ATTNCC_BUILD_JOBS processes, default the usable CPUs other jobs leave idle) and the distinct
 kernels it built. Models: the example block (examples/models.py, batch 2 x 128 x 256), timm ViT-tiny at 64 px
 (12 layers; when timm imports), and a 12-layer decoder of identical example blocks (batch 1 x 64 x 256).
 --rounds N repeats everything N times (engines in alternating order, each round with fresh caches) and
@@ -124,9 +124,9 @@ def _time_kernel_builds() -> None:
 
 
 def _build_jobs() -> int | str:
-    """The worker count a build uses (host_build.build_jobs, read here without importing TVM)."""
-    text = os.environ.get("ATTNCC_BUILD_JOBS", "").strip()
-    return text or len(os.sched_getaffinity(0))
+    """How many processes compiled the latest build ("-" when nothing was built: host_build never imported)."""
+    host_build = sys.modules.get("attncc.backends.core.host_build")
+    return host_build.LAST_BUILD["processes"] if host_build is not None and hasattr(host_build, "LAST_BUILD") else "-"
 
 
 def run_child(engine: str, model: str, cache: str) -> dict:
@@ -158,7 +158,7 @@ def main() -> int:
     load_before = os.getloadavg()
     print(f"host: {_cpu()}; {os.cpu_count()} logical CPUs, {len(os.sched_getaffinity(0))} usable; "
           f"load average {load_before[0]:.2f} (1 min) at start; attncc build jobs: "
-          f"{os.environ.get('ATTNCC_BUILD_JOBS') or 'default (usable CPUs)'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+          f"{os.environ.get('ATTNCC_BUILD_JOBS') or 'default (usable CPUs left idle by other jobs)'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results: dict = {}
     for r in range(rounds):
         for model in models:
@@ -194,7 +194,7 @@ def _print_row(model: str, engine: str, kind: str, row: dict, prefix: str = "") 
         extra = (f" (CPU {row.get('cpu_s', float('nan')):.2f} s; import attncc {row['import_engine_s']:.2f} s, load backend {st.get('load backend', 0):.2f} s, "
                  f"torch.export {st.get('import', 0):.2f} s, "
                  f"passes {st.get('passes', 0):.2f} s, lower {sum(v for k, v in st.items() if k.startswith('lower')):.2f} s "
-                 f"of which kernel build {row.get('kernel_build_s', 0):.2f} s ({row.get('build_jobs', '?')} jobs); "
+                 f"of which kernel build {row.get('kernel_build_s', 0):.2f} s ({row.get('build_jobs', '?')} processes); "
                  f"first call {row.get('first_call_s', 0):.2f} s; {row.get('kernels', '?')} kernels for {row.get('calls', '?')} calls, {row.get('builds', '?')} builds; "
                  f"TVM compiler loaded: {row.get('tvm_compiler_loaded')})")
     if engine == "attncc" and kind == "warm" and row.get("builds"):

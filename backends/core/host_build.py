@@ -30,6 +30,7 @@ BUILD_JOBS_ENV = "ATTNCC_BUILD_JOBS"
 # the attention kernels take several times longer to compile than a matmul or elementwise kernel
 # (their loop nests are the deepest): weighing them more spreads them over the workers first
 _HEAVY, _LIGHT = 8, 1
+LAST_BUILD = {"processes": 0}   # how many processes compiled this process's latest build (for benchmarks)
 
 
 class ParallelBuildWarning(UserWarning):
@@ -41,8 +42,9 @@ class KernelBuildError(RuntimeError):
 
 
 def build_jobs() -> int:
-    """How many processes compile a build: $ATTNCC_BUILD_JOBS, else the CPUs this process may run on
-    (1 where processes cannot fork: the workers are forked copies of this one)."""
+    """How many processes compile a build: $ATTNCC_BUILD_JOBS, else the CPUs this process may run on that
+    other jobs leave idle (like `make -l`: on a busy machine a second worker only queues behind them), at least
+    1; 1 where processes cannot fork (the workers are forked copies of this one)."""
     text = os.environ.get(BUILD_JOBS_ENV, "").strip()
     if text:
         if not text.isdigit() or int(text) < 1:
@@ -51,9 +53,14 @@ def build_jobs() -> int:
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        usable = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:   # not Linux
-        return os.cpu_count() or 1
+        usable = os.cpu_count() or 1
+    try:   # the 1-minute load counts this compile itself (about 1): the rest is other jobs' demand
+        idle = (os.cpu_count() or usable) + 1 - os.getloadavg()[0]
+    except OSError:
+        return usable
+    return max(1, min(usable, int(idle + 0.5)))
 
 
 def split_work(names: list[str], jobs: int) -> list[list[str]]:
@@ -79,6 +86,7 @@ def build_host_library(plan: Plan, target: dict, config: dict | None = None):
     config = {**PASS_CONFIG, **(config or {})}
     folder = tempfile.mkdtemp(prefix="attncc-build-", dir=_scratch_root())
     shares = split_work(list(plan.funcs), build_jobs())
+    LAST_BUILD["processes"] = len(shares)
     failures = _compile_shares(plan.funcs, shares, target, config, folder)
     for failure in failures:
         if failure is not None:

@@ -91,11 +91,14 @@ def test_dead_worker_falls_back_to_this_process_with_a_warning(monkeypatch):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_build_jobs_follows_the_environment_and_affinity(monkeypatch):
+def test_build_jobs_follows_the_environment_affinity_and_load(monkeypatch):
     monkeypatch.setenv("ATTNCC_BUILD_JOBS", "3")
     assert build_jobs() == 3
     monkeypatch.delenv("ATTNCC_BUILD_JOBS")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))    # idle but for this compile
     assert build_jobs() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (os.cpu_count() + 3.0,) * 3)   # every CPU busy elsewhere
+    assert build_jobs() == 1
     monkeypatch.setenv("ATTNCC_BUILD_JOBS", "zero")
     with pytest.raises(ValueError, match="ATTNCC_BUILD_JOBS"):
         build_jobs()
