@@ -136,9 +136,10 @@ def fit_efficiency(samples: Sequence, hw: HardwareSpec, launch_s: dict[str, floa
         meas = np.array([s.measured_s for s in sub])
         fit_fixed = fit_launch and in_plan.any()
         names = resources + (("launch_s",) if fit_fixed else ())
-        # log-space box: compute in [1%, 100%] of peak; memory up to 150% because the spec's DRAM figure is a
-        # read+write copy and read-only streams (a decode Linear's weight) run faster
-        lo = np.array([np.log(0.01)] * len(resources) + ([np.log(0.5e-6)] if fit_fixed else []))
+        # log-space box: compute in [1%, 100%] of peak (vector from 0.1%: a libm call per element, elementwise.pow);
+        # memory up to 150% because the spec's DRAM figure is a read+write copy and read-only streams (a decode
+        # Linear's weight) run faster
+        lo = np.array([np.log(0.001 if r == "vector" else 0.01) for r in resources] + ([np.log(0.5e-6)] if fit_fixed else []))
         hi = np.array([np.log(MAX_FACTOR.get(r, 1.0)) for r in resources] + ([np.log(100e-6)] if fit_fixed else []))
         center, span = (lo + hi) / 2, (hi - lo) / 2
         best = None

@@ -48,7 +48,9 @@ def count_matmul(m: int, n: int, k: int, batch: int, dtype: str, hw: HardwareSpe
     a_stays = m * k * elem <= reuse.capacity_bytes
     b_stays = k * tn * elem <= hw.on_chip_bytes
     main = (a_once if a_stays else a) + (b_once if b_stays else bb) + c
-    on_chip_rereads = ((a - a_once) if a_stays else 0) + ((bb - b_once) if b_stays else 0)
+    # A's re-reads come from the reuse level (L3); B's panel re-reads stay in the tiled level (L2), which
+    # bytes[tile_level] below already counts
+    on_chip_rereads = (a - a_once) if a_stays else 0
     cost = OpCost(flops=2.0 * batch * m * n * k, main_level=hw.main_memory.name)
     cost.bytes[hw.main_memory.name] = float(main * elem)
     cost.bytes[hw.tile_level] = float((a + bb + c) * elem)  # every operand panel read passes the tiled level
