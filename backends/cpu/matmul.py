@@ -5,9 +5,12 @@ contiguous 128-byte row of the panel per k, so a rows x 32 register tile (8 x 32
 accumulators) streams B from L1/L2 while A is broadcast. The tile is the one the tile pass recorded for the
 node (graph.metadata["tiling"], register_tile: True), else the same rule (cost_models/register_tile.py)
 applied here: rows and columns from the Capabilities' register count, vector width and panel width.
-Measured on this 2-core Zen 4 host (benchmarks/cpu_matmul.py; peak 236 GFLOP/s by benchmarks/cpu_peak.py):
-see that script's output for per-shape % of peak. (Both cores only with TVM's pool sized right: see
-backends/cpu/target.py ensure_thread_pool.)
+Measured on this 2-core Zen 4 host (2026-12-07, load 4-8 from other sessions): fp32 peak 118.1 GFLOP/s per
+core (benchmarks/cpu_peak.py: 512-bit FMAs double-pumped, zmm = ymm = 32 FLOP/cycle); one thread, kernel CPU
+time, the Llama block's Linear/gated/epilogue shapes 88-96% of it (benchmarks/cpu_matmul.py --threads 1); the
+inner loop is FMA-bound (16 FMAs, 2 panel loads, 8 broadcasts per k). Row-blocking A for L2 (64..128-row
+blocks, M 512 x K 768-1024) and 16-column tiles measured no better. (Both cores only with TVM's pool sized
+right: see backends/cpu/target.py ensure_thread_pool.)
 Weights are packed once at load time; activations x activations use the same tile over
 an unpacked B (rows of B are contiguous in n, so the vector loads stay contiguous).
 """
