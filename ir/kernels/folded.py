@@ -1,7 +1,7 @@
 """Slices folded into the kernel that reads them: no launch, no buffer.
 
 A Slice (e.g. the q/k/v thirds of a packed QKV projection, or the rows of a RoPE table) whose every reader,
-through Reshape views, is an attention input that attention's own prologue kernel reads (the bshd->bhsd
+through views (Reshape, size-1 Transpose), is an attention input that attention's own prologue kernel reads (the bshd->bhsd
 transpose, the RoPE kernel) is computed inside that kernel: it reads the sliced range of the source
 directly. Static, non-negative starts and positive steps only (the index is then start + i * step; the stop,
 static or symbolic, only sets the extent, known from the value's shape).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..graph import Graph, Node, Value
 from .attention_parts import attention_parts
-from .groups import FusionRules
+from .groups import FusionRules, classify
 
 # attention input -> the prologue parts that read it (any one present folds the input)
 READERS = {"query": ("rope_q", "q_bhsd"), "key": ("rope_k", "k_bhsd"), "value": ("v_bhsd",),
@@ -18,8 +18,8 @@ READERS = {"query": ("rope_q", "q_bhsd"), "key": ("rope_k", "k_bhsd"), "value": 
 
 
 def _readers(graph: Graph, v: Value, users: dict) -> list[tuple[Node, int]] | None:
-    """(node, input slot) of every non-Reshape reader of `v` through Reshape chains; None if a value on the
-    way is a graph output."""
+    """(node, input slot) of every reader of `v` that is not a view, through chains of views; None if a value
+    on the way is a graph output."""
     outputs = {id(o) for o in graph.outputs}
     found, stack = [], [v]
     while stack:
@@ -27,7 +27,7 @@ def _readers(graph: Graph, v: Value, users: dict) -> list[tuple[Node, int]] | No
         if id(x) in outputs:
             return None
         for node, slot in users.get(id(x), []):
-            if node.op.op_name == "Reshape":
+            if classify(node) == "view":   # a Reshape, or a Transpose of size-1 axes: same memory order
                 stack.append(node.outputs[0])
             else:
                 found.append((node, slot))

@@ -11,7 +11,8 @@ Rules (like Relay's, kept small):
 - injective ops (elementwise and layout: Transpose, Concat, Slice, Gather, Expand, Rotary)
   chain the same way among themselves;
 - mul(act(x @ Wg), x @ Wu) with constant weights becomes one "gated" matmul group;
-- Reshape is a view (no kernel), Constant is uploaded once, Attention is its own step.
+- Reshape is a view (no kernel), and so is a Transpose that moves only size-1 axes; Constant is uploaded
+  once, Attention is its own step.
 Producers are never fused into an anchor (a matmul would recompute them per tile).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def classify(node: Node) -> str:
     name = node.op.op_name
     if name == "Constant":
         return "const"
-    if name == "Reshape":
+    if name == "Reshape" or (name == "Transpose" and moves_only_unit_axes(node)):
         return "view"
     if name in ("Attention", "FusedAttention"):
         return "attention"
@@ -49,6 +50,14 @@ def classify(node: Node) -> str:
     if name in INJECTIVE_OPS:
         return "injective"
     return "unsupported"
+
+
+def moves_only_unit_axes(node: Node) -> bool:
+    """A Transpose whose axes of (static) size 1 are the only ones that move: the element order in memory is
+    unchanged, so it is a view (e.g. (1, 1, H, D) -> (1, H, 1, D) of a decode step's one token)."""
+    shape = node.inputs[0].shape
+    kept = [a for a in node.op.perm if not (isinstance(shape[a], int) and shape[a] == 1)]
+    return kept == sorted(kept)
 
 
 @dataclass
