@@ -34,12 +34,16 @@ void fma_ymm(int64_t n) {
     "xmm0","xmm1","xmm2","xmm3","xmm4","xmm5","xmm6","xmm7","xmm8","xmm9","xmm10","xmm11","xmm14","xmm15","cc");
 }
 float read_sum(const float* p, size_t n) {   /* n a multiple of 64; 8 add chains: loads, not adds, limit it */
-  __m256 a[8];
-  for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
-  for (size_t i = 0; i < n; i += 64)
-    for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(p + i + 8 * j));
-  for (int j = 1; j < 8; j++) a[0] = _mm256_add_ps(a[0], a[j]);
-  float o[8]; _mm256_storeu_ps(o, a[0]);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (size_t i = 0; i < n; i += 64) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16)); a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+    a4 = _mm256_add_ps(a4, _mm256_loadu_ps(p + i + 32)); a5 = _mm256_add_ps(a5, _mm256_loadu_ps(p + i + 40));
+    a6 = _mm256_add_ps(a6, _mm256_loadu_ps(p + i + 48)); a7 = _mm256_add_ps(a7, _mm256_loadu_ps(p + i + 56));
+  }
+  a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                     _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  float o[8]; _mm256_storeu_ps(o, a0);
   return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
 }
 """
@@ -155,7 +159,7 @@ def read_bandwidth(nbytes: int, quick: bool = False, threads: int | None = None)
     n = max(64 * len(cores), nbytes // 4 // (64 * len(cores)) * 64 * len(cores))
     buf = np.ones(n, np.float32)
     part = n // len(cores)
-    passes = max(1, (8 << 20) // max(1, nbytes))   # >= ~8 MB read per thread per timing: thread start is noise
+    passes = max(1, (64 << 20) // max(1, nbytes))   # >= ~64 MB read per timing: thread start is noise
     best = float("inf")
     for _ in range(10 if quick else 30):
         barrier, spent = threading.Barrier(len(cores)), []
