@@ -233,9 +233,10 @@ class PlanExecutor:
         self._calls = {i: self._call_of(s, self._fixed[i]) for i, s in enumerate(self.steps) if s.get("func")}
 
     def _call_of(self, step: dict, fixed: list) -> tuple:
-        """(function, argument list with the fixed ones filled, [(position, value, shape, dtype, needs a view)],
-        dim texts passed as scalars). A value whose declared static shape and dtype are the argument's is passed
-        as is: inputs are checked against, and outputs and views allocated with, their declared shapes."""
+        """(function name, argument list with the fixed ones filled, [(position, value, shape, dtype, needs a
+        view)], dim texts passed as scalars); the function is looked up in `_funcs` per call (a caller may wrap
+        it). A value whose declared static shape and dtype are the argument's is passed as is: inputs are checked
+        against, and outputs and views allocated with, their declared shapes."""
         fills = []
         for pos, (f, a) in enumerate(zip(fixed, self._tensor_args(step))):
             if f is None:
@@ -243,7 +244,7 @@ class PlanExecutor:
                 same = _static(a[1]) and list(a[1]) == list(info["shape"]) and a[2] == info["dtype"]
                 fills.append((pos, a[0], a[1], a[2], not same))
         dims = [a[1] for a in step["args"] if a[0] == DIM_ARG] if step["kind"] == "call" else []
-        return self._funcs[step["func"]], list(fixed), fills, dims
+        return step["func"], list(fixed), fills, dims
 
     # ---- dims ------------------------------------------------------------------------------------
     def dim(self, d, dims: dict[str, int]) -> int:
@@ -371,13 +372,13 @@ class PlanExecutor:
     def run_step(self, i: int, step: dict, env: dict, dims: dict) -> None:
         kind = step["kind"]
         if kind in ("call", "attention"):
-            func, fixed, fills, dim_texts = self._calls[i]
+            func_name, fixed, fills, dim_texts = self._calls[i]
             args = fixed.copy()
             for pos, name, shape, dtype, view in fills:
                 args[pos] = self._view(env, name, shape, dtype, dims) if view else env[name]
             if dim_texts:
                 args += [self.dim(t, dims) for t in dim_texts]
-            func(*args)
+            self._funcs[func_name](*args)
         elif kind == "reference":
             raise PlanError(f"node '{step['node']}' runs attncc's numpy reference (no generated kernel): "
                             "this plan needs attncc to run")
