@@ -49,7 +49,7 @@ class KernelSample:
             return self.job[2]
         if self.job[0] == "attention":
             return "attention.decode" if self.job[5].num_splits else "attention.prefill"
-        return "matmul"
+        return "matmul.gemv" if self.job[1] <= 16 else "matmul"   # as cost_models.matmul_cost.matmul_class
 
 
 def load_average() -> float:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .attention_cost import attention_cost
 from .hardware import HardwareSpec, spec_from_dict
-from .matmul_cost import matmul_cost
+from .matmul_cost import count_matmul, matmul_class
 from .pricing import OpCost, price
 
 CLASS_FACTORS = {
@@ -31,6 +31,7 @@ CLASS_FACTORS = {
     "attention.decode": ("compute", "memory"),
     "matmul": ("compute", "memory"),
     "matmul.residual": ("compute", "memory"),   # a plan's Linear + residual add (kernel_rows._subclass)
+    "matmul.gemv": ("compute", "memory"),       # decode Linear, m <= 16 rows (matmul_cost.matmul_class)
     "elementwise": ("vector", "memory"),
     "elementwise.pow": ("vector", "memory"),     # a plan's x.pow(y): a libm call per element   # a plan's norms, residual/gated/GELU groups, RoPE (row or injective loops)
     "layout": ("memory",),                 # a plan's copies: transposes to/from the attention layout, KV-cache writes
@@ -53,7 +54,7 @@ def predict(job: tuple, hw: HardwareSpec, dtype: str = "float32") -> OpCost:
         return _cold(attention_cost(spec, b, ql, kl, dtype, tiling, hw), hw)
     if job[0] == "matmul":
         _, m, n, k, tiling = job
-        return _cold(matmul_cost(m, n, k, 1, dtype, hw, tiling), hw)
+        return _cold(price(count_matmul(m, n, k, 1, dtype, hw, tiling), hw, dtype, matmul_class(m)), hw)
     raise ValueError(f"unknown kernel job {job[0]!r}; supported: 'attention', 'matmul', 'row'")
 
 

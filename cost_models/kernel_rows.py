@@ -14,6 +14,7 @@ from typing import Callable
 from attncc.ir.kernels import Launch
 
 from .hardware import HardwareSpec
+from .matmul_cost import matmul_class
 from .pricing import OpCost, price
 
 # kernel classes whose launch overhead is priced from efficiency.by_op[<class>] (falling back to the spec-wide one)
@@ -43,6 +44,9 @@ def _group_cost(launch: Launch, node_costs: dict[str, OpCost], nbytes: Callable,
     internal = sum(nbytes(v) for n in launch.nodes for v in n.outputs if v is not None and n is not launch.root)
     costs = [node_costs[n.name] for n in launch.nodes]
     if len(costs) == 1 and launch.kernel_class not in ("rows", "injective"):
+        gemv = matmul_class(costs[0].details.get("m")) if launch.kernel_class == "matmul" else ""
+        if gemv == "matmul.gemv":   # the decode regime: priced with its own class
+            return price(_copied(costs[0]), hw, dtype, gemv)
         return costs[0]   # priced by its own rule (matmul tiles, conv) with one launch already
     anchor = costs[0].details.get("efficiency", {}).get("kernel_class", "elementwise")
     kind = anchor if launch.kernel_class in ("matmul", "gated", "conv") else \
@@ -51,7 +55,16 @@ def _group_cost(launch: Launch, node_costs: dict[str, OpCost], nbytes: Callable,
     combined = _combine(costs, internal, hw.main_memory.name)
     if launch.kernel_class in ("matmul", "gated", "conv"):
         combined.parallel_tasks = costs[0].parallel_tasks   # the anchor's output tiles are the kernel's tasks
-    return price(combined, hw, dtype, _subclass(launch, kind, nbytes))
+    sub = _subclass(launch, kind, nbytes)
+    if kind == "matmul" and matmul_class(costs[0].details.get("m")) == "matmul.gemv":
+        sub = "matmul.gemv"   # a decode Linear's epilogue does not change its regime
+    return price(combined, hw, dtype, sub)
+
+
+def _copied(cost: OpCost) -> OpCost:
+    c = copy.copy(cost)
+    c.bytes, c.details, c.notes = dict(c.bytes), dict(c.details), list(c.notes)
+    return c
 
 
 def _subclass(launch: Launch, kind: str, nbytes: Callable) -> str:

@@ -30,6 +30,16 @@ def _square_tile(m: int, n: int, k: int, elem: int, cap: int) -> int:
     return t
 
 
+# rows up to which a product is the decode regime ("matmul.gemv": a Linear of 1-16 tokens streams its weight and
+# pads its rows to a register tile; the cpu backend's decode GEMV, issue 27 item 1), fitted as its own kernel class
+GEMV_MAX_ROWS = 16
+
+
+def matmul_class(m: int | None) -> str:
+    """The kernel class a product of `m` rows is priced as: "matmul.gemv" (m <= GEMV_MAX_ROWS) or "matmul"."""
+    return "matmul.gemv" if isinstance(m, int) and 0 < m <= GEMV_MAX_ROWS else "matmul"
+
+
 def count_matmul(m: int, n: int, k: int, batch: int, dtype: str, hw: HardwareSpec, tiling: Tiling | None = None) -> OpCost:
     """FLOPs and bytes (no pricing) of batch independent (m×k)@(k×n) products."""
     for name, v in (("m", m), ("n", n), ("k", k), ("batch", batch)):
