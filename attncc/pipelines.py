@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from . import passes as _target_passes  # noqa: F401  (registers tile, mla-absorb)
 from .backends import TARGETS, target_record
-from .cost_models.target import device_record
+from .cost_models.target import Target, device_record, target_for_device
 from .ir.passes import parse_pipeline, split_pipeline
 from .ir.passes.pipelines import FUSE as _FUSE  # noqa: F401  (kept for callers that extend the fusion prefix)
 from .ir.passes.pipelines import REFERENCE
@@ -39,8 +39,29 @@ DEFAULT_PIPELINES: dict[str, str] = _DefaultPipelines()
 
 
 def pipeline_for_hardware(hardware: str) -> str:
-    """The fusion + tiling pipeline that prices a model on a catalog device (used by `attncc.analyze`)."""
-    return _checked(device_record(hardware).pipeline)
+    """The fusion + tiling pipeline that prices a model on a catalog device (used by `attncc.analyze`): the
+    default pipeline of the target that builds for it (`pricing_record`), so the report prices the tiles that
+    target's kernels are built with."""
+    return _checked(pricing_record(hardware).pipeline)
+
+
+def pricing_record(hardware: str) -> Target:
+    """The Target record whose pipeline (tile rules, parallel units) a report on catalog device `hardware` runs.
+
+    The target building for it (`target_for_device`: host-cpu -> cpu, h100-sxm -> cuda) at the options whose
+    build runs there (cuda: the arch listing the device, so a100-80gb -> cuda:arch=sm_80, h800-sxm -> the sm_90a
+    build, which is tiled for that record's device h100-sxm); a device no target builds for is priced on its own
+    record, without tile rules (`device_record`)."""
+    name = target_for_device(hardware)
+    if name is None:
+        return device_record(hardware)
+    record = target_record(name)
+    if record.device != hardware and name == "cuda":   # the arch option picks the build (and the device it tiles for)
+        from .backends.cuda.arch import ARCHES
+
+        arch = next((a for a, spec in ARCHES.items() if hardware in spec.devices), None)
+        record = target_record(name, {"arch": arch}) if arch else record
+    return record
 
 
 def default_pipeline(target: str, options: Mapping[str, Any] | None = None) -> str:
