@@ -121,8 +121,8 @@ def fit_efficiency(samples: Sequence, hw: HardwareSpec, launch_s: dict[str, floa
     Two fixed costs per call: `cold_launch_s` for a kernel called alone with cold caches (the suite's attention
     and matmul kernels; the measured time of a tiny kernel of the class, `launch_s[cls]`) and `launch_s` for a
     kernel inside a plan call (warm code, thread pool awake: what a model's cost report prices per launch), fitted
-    in [0.5 us, 100 us] on the class's plan kernels ("row" jobs) when there are any and `fit_launch`, else the
-    tiny kernel's time.
+    in [0.5 us, the cold one] on the class's plan kernels ("row" jobs) when there are any and `fit_launch`, else
+    the tiny kernel's time.
     """
     out: dict[str, dict[str, float]] = {}
     launch_s = launch_s or {}
@@ -141,7 +141,10 @@ def fit_efficiency(samples: Sequence, hw: HardwareSpec, launch_s: dict[str, floa
         # memory up to 150% because the spec's DRAM figure is a read+write copy and read-only streams (a decode
         # Linear's weight) run faster
         lo = np.array([np.log(0.001 if r == "vector" else 0.01) for r in resources] + ([np.log(0.5e-6)] if fit_fixed else []))
-        hi = np.array([np.log(MAX_FACTOR.get(r, 1.0)) for r in resources] + ([np.log(100e-6)] if fit_fixed else []))
+        # the in-plan fixed cost is at most the cold one (a warm call inside a plan pays no more than the same tiny
+        # kernel called alone after a cache flush): without this bound a class with few small kernels trades its
+        # memory factor for tens of microseconds of fixed cost that its large kernels then pay too
+        hi = np.array([np.log(MAX_FACTOR.get(r, 1.0)) for r in resources] + ([np.log(max(tiny, 1e-6))] if fit_fixed else []))
         center, span = (lo + hi) / 2, (hi - lo) / 2
         best = None
         for _ in range(6):                                   # coarse to fine
