@@ -89,10 +89,6 @@ def matmul_case(m: int, n: int, k: int, packed: bool, rng: np.random.Generator |
     tc = tvm.runtime.tensor(np.empty((1, rows, n), np.float32))
     fn(ta, tb, tc)
     np.testing.assert_allclose(tc.numpy()[0, :m], a_np[0] @ w_np, rtol=1e-3, atol=1e-2)
-    if built is None:   # a schedule_matmul that does not return its tile: its rule (exact divisors of M and N)
-        from .matmul import PANEL, TILE_ROWS, _largest_divisor
-        built = (_largest_divisor(m, range(TILE_ROWS, 0, -1)),
-                 _largest_divisor(n, (PANEL, 16, 8) + tuple(range(PANEL - 1, 0, -1))))
     tiles = Tiling(q_block=built[0], kv_block=built[1])
     label = f"matmul {'linear(packed W)' if packed else 'unpacked'} {m}x{n}x{k}"
     return KernelCase(label, ("matmul", m, n, k, tiles), lambda: fn(ta, tb, tc))
