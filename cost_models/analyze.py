@@ -170,7 +170,7 @@ def _kernel_rows(graph: Graph, op_rows: list[Row], rules: FusionRules, bind: Bin
     by_name = {r.name: r for r in op_rows}
     out = []
     for launch, cost in kernel_rows(kernel_launches(graph, symbolic_shapes(graph), rules),
-                                    {k: r.cost for k, r in by_name.items()}, bind, hw):
+                                    {k: r.cost for k, r in by_name.items()}, bind, hw, graph):
         root = launch.root
         if root.op.op_name in ("Attention", "FusedAttention"):
             kind = root.op.op_name if launch.part in ("attention", "attention_te", "reference") else f"Attention.{launch.part}"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
+from attncc.ir.graph import Graph
 from attncc.ir.kernels import Launch
+from attncc.ir.kernels.pow_exponents import calls_pow
 
 from .hardware import HardwareSpec
 from .matmul_cost import matmul_class
@@ -39,7 +41,8 @@ def _combine(costs: list[OpCost], internal_bytes: float, main: str) -> OpCost:
     return out
 
 
-def _group_cost(launch: Launch, node_costs: dict[str, OpCost], nbytes: Callable, hw: HardwareSpec, dtype: str) -> OpCost:
+def _group_cost(launch: Launch, node_costs: dict[str, OpCost], nbytes: Callable, hw: HardwareSpec, dtype: str,
+                graph: Graph | None = None) -> OpCost:
     """A fused group: its ops' counts summed, internal values' traffic removed, one launch."""
     internal = sum(nbytes(v) for n in launch.nodes for v in n.outputs if v is not None and n is not launch.root)
     costs = [node_costs[n.name] for n in launch.nodes]
@@ -55,7 +58,7 @@ def _group_cost(launch: Launch, node_costs: dict[str, OpCost], nbytes: Callable,
     combined = _combine(costs, internal, hw.main_memory.name)
     if launch.kernel_class in ("matmul", "gated", "conv"):
         combined.parallel_tasks = costs[0].parallel_tasks   # the anchor's output tiles are the kernel's tasks
-    sub = _subclass(launch, kind, nbytes)
+    sub = _subclass(launch, kind, nbytes, graph)
     if kind == "matmul" and matmul_class(costs[0].details.get("m")) == "matmul.gemv":
         sub = "matmul.gemv"   # a decode Linear's epilogue does not change its regime
     return price(combined, hw, dtype, sub)
@@ -67,7 +70,7 @@ def _copied(cost: OpCost) -> OpCost:
     return c
 
 
-def _subclass(launch: Launch, kind: str, nbytes: Callable) -> str:
+def _subclass(launch: Launch, kind: str, nbytes: Callable, graph: Graph | None = None) -> str:
     """The kernel's class refined where the cpu build runs a group differently (each sub-class is fitted on its own
     kernels, falling back to its parent's factors in specs without it; measured by cost_model_accuracy.py's plan
     kernels, 2026-12-07: an o-proj/down Linear + residual add ran at ~0.4x the flop rate of a plain or gated Linear
@@ -79,7 +82,7 @@ def _subclass(launch: Launch, kind: str, nbytes: Callable) -> str:
         if any(n.op.op_name == "Binary" and any(v is not None and id(v) not in inside and nbytes(v) == out
                                                 for v in n.inputs) for n in launch.nodes[1:]):
             return "matmul.residual"
-    if kind == "elementwise" and any(n.op.op_name == "Binary" and getattr(n.op, "fn", "") == "pow" for n in launch.nodes):
+    if kind == "elementwise" and any(calls_pow(graph, n) for n in launch.nodes):   # x**2 etc. are multiplies
         return "elementwise.pow"
     return kind
 
@@ -159,9 +162,10 @@ def _in_cache(cost: OpCost, level, fraction: float, hw: HardwareSpec, dtype: str
     return price(cost, hw, dtype, kind)
 
 
-def kernel_rows(launches: list[Launch], node_costs: dict[str, OpCost], bind, hw: HardwareSpec) -> list[tuple]:
+def kernel_rows(launches: list[Launch], node_costs: dict[str, OpCost], bind, hw: HardwareSpec,
+                graph: Graph | None = None) -> list[tuple]:
     """(launch, OpCost) per kernel, in launch order; the part of main-memory traffic the last-level cache holds
-    (`resident_level`) priced at its bandwidth."""
+    (`resident_level`) priced at its bandwidth. `graph` tells which Pow kernels call pow per element."""
     seen: dict[tuple[str, str], int] = {}
     out = []
     resident = resident_level(launches, bind, hw)
@@ -177,7 +181,7 @@ def kernel_rows(launches: list[Launch], node_costs: dict[str, OpCost], bind, hw:
         elif launch.kernel_class in ("layout", "index_copy") and root.op.op_name == "IndexCopy":
             cost = node_costs[root.name] if launch.part == "rows" else _copy(2 * nbytes(root.outputs[0]), hw, dtype)
         else:
-            cost = _group_cost(launch, node_costs, nbytes, hw, dtype)
+            cost = _group_cost(launch, node_costs, nbytes, hw, dtype, graph)
         if resident is not None:
             cost = _in_cache(cost, *resident, hw, dtype)
         out.append((launch, cost))

@@ -9,6 +9,7 @@ import math
 
 from tvm import te, tirx
 
+from ...ir.kernels.pow_exponents import fast_pow_exponent
 from .symbolic import is_one
 
 NARROW = ("bfloat16", "float16")
@@ -119,7 +120,7 @@ def _binary_fn(fn: str, is_int: bool):
 
 # x ** c for the constant exponents torch's CPU pow kernel special-cases (aten/src/ATen/native/cpu/PowKernel.cpp:
 # 2, 3, 0.5, -0.5, -1, -2) plus 0, 1 and 4: multiplies, sqrt or a reciprocal instead of one powf call per element
-# (x.pow(2) over 98k floats measured 17x a two-multiply kernel). Integer bases take only the non-negative ones.
+# (x.pow(2) over 98k floats measured 17x a two-multiply kernel). Which exponents: ir.kernels.pow_exponents.
 _CONSTANT_POW = {
     0.0: lambda x, cd: tirx.const(1, cd), 1.0: lambda x, cd: x,
     2.0: lambda x, cd: x * x, 3.0: lambda x, cd: x * x * x, 4.0: lambda x, cd: (x * x) * (x * x),
@@ -132,8 +133,7 @@ def constant_pow(exponent: float, base_dtype: str):
     """A Binary-pow TE builder for a known scalar exponent, or None when pow must stay a pow call.
 
     The builder reads only the base (ins[0]); the exponent operand is not loaded."""
-    is_int = base_dtype.startswith(("int", "uint"))
-    if exponent not in _CONSTANT_POW or (is_int and exponent not in (0.0, 1.0, 2.0, 3.0, 4.0)) or base_dtype == "bool":
+    if not fast_pow_exponent(exponent, base_dtype):   # the decision the cost report reads too (ir.kernels)
         return None
     f = _CONSTANT_POW[exponent]
 

@@ -47,3 +47,19 @@ def test_exponent_given_as_a_constant_input(shape):
     got = np.asarray(compiled(xs))
     np.testing.assert_allclose(got.reshape(8, 48), torch.from_numpy(xs).pow(2).numpy(), rtol=1e-6, atol=0)
     assert "T.pow(" not in _tir(compiled)
+
+
+def test_builder_table_is_the_shared_decision():
+    """The backend's constant-exponent builders cover exactly the exponents the grouping decision calls fast."""
+    from attncc.backends.core.te_elementwise import _CONSTANT_POW
+    from attncc.ir.kernels.pow_exponents import FAST_POW_EXPONENTS, INT_FAST_POW_EXPONENTS
+
+    assert set(_CONSTANT_POW) == FAST_POW_EXPONENTS and INT_FAST_POW_EXPONENTS <= FAST_POW_EXPONENTS
+
+
+@pytest.mark.parametrize("exponent, kernel_class", [(2, "elementwise"), (2.5, "elementwise.pow")])
+def test_report_prices_a_pow_call_only_where_the_kernel_makes_one(exponent, kernel_class):
+    x = torch.randn(4, 37, 64).abs() + 0.01
+    report = attncc.analyze(_Pow(exponent), (x,), hardware="host-cpu")
+    (row,) = report.rows
+    assert row.cost.details["efficiency"]["kernel_class"] == kernel_class
