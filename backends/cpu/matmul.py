@@ -85,22 +85,6 @@ def tile_for(m_len: int | None, n_len: int, max_cols: int = PANEL, recorded: dic
     return register_tile(m_len, n_len, cpu_capabilities(), max_cols)
 
 
-# TVM's LowerTVMBuiltin keeps a CPU allocation on the stack only below kMaxStackAlloca (1024 bytes, strict <;
-# tvm/runtime/device_api.h); a larger one becomes a TVMBackendAllocWorkspace heap pointer, which LLVM may not
-# prove free of aliasing with A/B: then every k step stores the whole tile back to memory (disassembly: 16 zmm
-# stores per k), 2.5x slower, and whether LLVM proves it varied with the other kernels in the library.
-STACK_BYTES = 1024
-
-
-def accumulator_rows(rows: int, acc_cols: int, itemsize: int = 4) -> int:
-    """Rows of the register tile accumulated per pass so the fp32 accumulator (rows x acc_cols) stays under
-    STACK_BYTES: `rows` itself when it fits, else its largest divisor that does (8 x 32 -> two passes of 4 x 32)."""
-    for sub in range(rows, 0, -1):
-        if rows % sub == 0 and sub * acc_cols * itemsize < STACK_BYTES:
-            return sub
-    return 1
-
-
 def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PANEL,
                     recorded: dict | None = None) -> tuple[int, int]:
     """Register-tile the accumulator block `acc` under the epilogue block `root` (both (Bt, M, N)); returns the
@@ -122,21 +106,12 @@ def schedule_matmul(sch: s_tir.Schedule, root: str, acc: str, max_cols: int = PA
     mr, nr = tile_for(m_len, n_len, max_cols, recorded)
     mo, mi = sch.split(m, [None, mr])
     no, ni = sch.split(n, [None, nr])
-    # the accumulator must stay a stack array (LLVM keeps it in registers); rows per accumulator pass
-    sub = accumulator_rows(mr, nr * (PANEL // max_cols if max_cols < PANEL else 1))
-    if sub < mr:
-        mh, mi = sch.split(mi, [None, sub])
-        sch.reorder(b, no, mo, mh, mi, ni)
-        sch.compute_at(c, mh)
-        skip = 4
-    else:
-        sch.reorder(b, no, mo, mi, ni)
-        sch.compute_at(c, mo)
-        skip = 3
+    sch.reorder(b, no, mo, mi, ni)
+    sch.compute_at(c, mo)
     sch.set_scope(c, 0, "local")
-    # the tile's own loops under (b, no, mo[, mh]); compute_at drops a row or column loop of extent 1 (decode rows, N = 1)
-    own = sch.get_loops(c)[skip:]
-    cm = own[0] if sub > 1 else None
+    # the tile's own loops under (b, no, mo); compute_at drops a row or column loop of extent 1 (decode rows, N = 1)
+    own = sch.get_loops(c)[3:]
+    cm = own[0] if mr > 1 else None
     cn = own[-2] if nr > 1 else None
     ck = own[-1]
     sch.reorder(ck, *[x for x in (cm, cn) if x is not None])

@@ -30,17 +30,15 @@ def backend(tmp_path, monkeypatch):
 
 
 def built_tile(func) -> tuple[int, int]:
-    """(rows, accumulator columns) of a scheduled matmul kernel: the rows each parallel task writes (the output
-    block's serial row loops: an 8-row tile accumulated in two 4-row passes is 2 x 4) and the vectorized column
-    loop around the accumulator update."""
+    """(rows, accumulator columns) of a scheduled matmul kernel: its unrolled row loop and vectorized column
+    loop around the accumulator update (a 1-row tile has no row loop)."""
     from tvm import s_tir, tirx
 
     sch = s_tir.Schedule(func)
     loops = [sch.get(x) for x in sch.get_loops(sch.get_sblock("acc_update"))]
+    rows = [int(x.extent) for x in loops if x.kind == tirx.ForKind.UNROLLED]
     cols = [int(x.extent) for x in loops if x.kind == tirx.ForKind.VECTORIZED]
-    out = [sch.get(x) for x in sch.get_loops(sch.get_sblock("out"))]
-    rows = int(np.prod([int(x.extent) for x in out if x.kind == tirx.ForKind.SERIAL] or [1]))
-    return rows, cols[-1]
+    return (rows[-1] if rows else 1), cols[-1]
 
 
 @pytest.mark.parametrize("seq", [12, pytest.param(16, marks=pytest.mark.slow)])   # 6-row tiles; 8 (the default)
@@ -106,8 +104,7 @@ def _torch(kind: str, g: ir.Graph, xs):
 
 # decode rows (1, 3, 16), prime row counts (13, 17, 11: padded 8-row tiles; 9: 3-row tiles), column tails (N = 100, 40: no 32-column panel divides them), a
 # gated width that is a multiple of 16 but not of 32, and the 1376-wide FFN of the h512 block; 8-row tiles
-# accumulated in two 4-row passes (stack-sized accumulator) over a long K: residual K = 2048, the HF Llama MLP's
-# gate/up (hidden 256, intermediate 688)
+# over a long K: residual K = 2048, the HF Llama MLP's gate/up (hidden 256, intermediate 688)
 @pytest.mark.parametrize("kind,m,k,n", [("residual", 1, 64, 100), ("residual", 3, 48, 40), ("gated", 16, 64, 48),
                                         ("bias_gelu", 13, 32, 1376), ("gated", 1, 32, 1376), ("residual", 17, 40, 64),
                                         ("gated", 11, 32, 64), ("residual", 9, 24, 32), ("residual", 40, 2048, 64),
