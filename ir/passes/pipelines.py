@@ -18,9 +18,11 @@ REFERENCE = "canonicalize,constant-fold,fold-batch-norm,lift-attention,canonical
 # (repeat_kv, then the KV-cache concat, so the new key is exposed), turn spelled-out RoPE into Rotary
 # ops, fold layout/repeat_kv/RoPE into the op (fold-repeat-kv again for repeats a layout flip exposes, and
 # once more for repeats under the RoPE that fuse-attention folds: Falcon rotates the already-broadcast K),
-# pack projections, then the target-aware passes (attncc/passes): MLA order, decode split-KV plan, tiles.
+# pack projections, lift spelled-out RMSNorms into one row kernel each (an HF Llama layer h512/s256 on cpu: 15 -> 11
+# kernels, 10.9 -> 9.9 ms, same run, load 1.2, 2026-12-07), then the target-aware passes (attncc/passes): MLA order,
+# decode split-KV plan, tiles.
 FUSE = ("canonicalize,constant-fold,fold-batch-norm,lift-attention,lift-mla,fold-repeat-kv,fold-kv-cache,lift-rotary,"
-        "canonicalize-attention,fold-repeat-kv,fuse-attention,fold-repeat-kv,fuse-qkv,cse,canonicalize,dce")
+        "canonicalize-attention,fold-repeat-kv,fuse-attention,fold-repeat-kv,fuse-qkv,lift-rms-norm,cse,canonicalize,dce")
 
 # variant features -> plain Attention + IR ops, then clean up what the rewrites leave behind (constant-fold
 # pre-lays out weights the rewrites transpose, e.g. MLA's per-head W_uk / W_uv, once at compile time)
