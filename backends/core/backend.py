@@ -27,9 +27,18 @@ class TvmBackend:
 
     def __init__(self, plugin: TargetPlugin, cache: CompileCache | None = None):
         self.plugin = plugin
-        self.name, self.description, self.hardware = plugin.name, plugin.description, plugin.hardware
-        self.capabilities = plugin.capabilities
+        self.name, self.description = plugin.name, plugin.description
         self.cache = cache or GLOBAL_CACHE
+
+    # the device and capabilities of the options of this backend's latest build (e.g. the cuda arch's), read
+    # from the plugin, so they never lag behind it
+    @property
+    def hardware(self) -> str:
+        return self.plugin.hardware
+
+    @property
+    def capabilities(self):
+        return self.plugin.capabilities
 
     def target(self, options: dict[str, Any] | None = None) -> dict:
         """The plugin's TVM target for these options."""
@@ -45,7 +54,6 @@ class TvmBackend:
         options = dict(options or {})
         graph = decompose_variants(graph, self.plugin.capabilities.kernel_score_mods)
         target = self.target(options)
-        self.hardware, self.capabilities = self.plugin.hardware, self.plugin.capabilities   # e.g. the cuda arch's
         self.plugin.check_graph(graph, target, options)
         notes: list[str] = list(self.plugin.prepare_runtime(target))
         program = Program(graph, target, options, self.cache, notes, self.plugin)

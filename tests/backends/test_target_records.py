@@ -51,6 +51,8 @@ def test_each_record_says_everything_its_target_is_and_the_backend_uses_it():
     for name in registered_targets():
         rec = target_record(name)
         backend = get_backend(name)
+        if hasattr(backend, "plugin"):   # a shared backend reports its latest build's options: reset to the defaults
+            backend.target({})
         assert rec.name == name == backend.name and rec.description and rec.description == backend.description
         module, cls = rec.backend.split(":")
         assert type(backend) is getattr(importlib.import_module(module), cls)
