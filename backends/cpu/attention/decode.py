@@ -21,6 +21,7 @@ from ...core.attention_config import AttentionKernelConfig
 from .mathfn import NEG_INF, f32
 from . import score_mods as sm
 from .dynamic import SizedConfig, sizes
+from .entry import attention_entry
 from .tiles import REG_ROWS, make_online_softmax, pick_pv, vec_width
 
 DECODE_MAX_Q = 8
@@ -68,8 +69,6 @@ def make_decode(cfg: AttentionKernelConfig, sched: DecodeSchedule | None = None,
     if isinstance(KL, int):
         NS = -(-KL // CH)
     SCALE = float(cfg.scale)
-    has_mask = cfg.mask_input != "none"
-    mask_dt = "uint8" if cfg.mask_input == "bool" else "float32"
     elementwise = sm.has_elementwise_mods(cfg)
     NEG = f32(NEG_INF)
     DW = vec_width(D)                    # lanes of the QK partial sums
@@ -182,29 +181,4 @@ def make_decode(cfg: AttentionKernelConfig, sched: DecodeSchedule | None = None,
             for d in T.vectorized(DV):
                 o[b, hk * G + r // QL, r % QL, d] = T.Cast(DT, mo[d])
 
-    if cfg.mask_input == "table":   # a per-head bias table (score_mods: t5_bias), not a (.., Sq, Skv) mask
-        NT = cfg.t5_bias[1]
-
-        @T.prim_func
-        def decode(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
-                   v: T.Buffer((B, HKV, KL, DV), DT), table: T.Buffer((1, HQ, 1, NT), "float32"),
-                   o: T.Buffer((B, HQ, QL, DV), DT)):
-            T.func_attr({"tir.noalias": True})
-            body(q, k, v, table, o)
-    elif has_mask:
-        @T.prim_func
-        def decode(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
-                   v: T.Buffer((B, HKV, KL, DV), DT), mask: T.handle,
-                   o: T.Buffer((B, HQ, QL, DV), DT)):
-            T.func_attr({"tir.noalias": True})
-            mb = T.int32()
-            mh = T.int32()
-            M = T.match_buffer(mask, (mb, mh, QL, KL), mask_dt)
-            body(q, k, v, M, o)
-    else:
-        @T.prim_func
-        def decode(q: T.Buffer((B, HQ, QL, D), DT), k: T.Buffer((B, HKV, KL, D), DT),
-                   v: T.Buffer((B, HKV, KL, DV), DT), o: T.Buffer((B, HQ, QL, DV), DT)):
-            T.func_attr({"tir.noalias": True})
-            body(q, k, v, None, o)
-    return decode.with_attr("global_symbol", "attention"), sched
+    return attention_entry(cfg, body, B, QL, KL), sched
