@@ -96,7 +96,7 @@ class CudaPlugin(TargetPlugin):
         """The AOT library, with its CUDA source, fatbin and nvcc report beside it."""
         from .library import SIDE_FILES
 
-        lib.export_library(path)
+        super().save_library(lib, path)
         src, dst = os.path.dirname(lib.path), os.path.dirname(path)
         for name in SIDE_FILES if os.path.basename(path) == "kernels.so" else ():   # a cache entry
             if os.path.exists(os.path.join(src, name)) and src != dst:
