@@ -15,18 +15,7 @@ from attncc.backends.core import host_build
 from attncc.backends.core.errors import LoweringError
 from attncc.backends.core.host_build import ParallelBuildWarning, build_jobs, split_work
 from attncc.backends.cpu.plugin import CpuPlugin
-
-
-class Block(nn.Module):
-    def __init__(self, dim: int = 32, heads: int = 2):
-        super().__init__()
-        self.norm, self.qkv, self.proj, self.heads = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), heads
-
-    def forward(self, x):
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        return x + self.proj(torch.nn.functional.gelu(a.transpose(1, 2).reshape(b, n, d)))
+from test_kernel_dedupe import Block   # the same two-layer ViT-style block the dedupe tests build
 
 
 def _model():
