@@ -156,7 +156,9 @@ def main() -> int:
     rounds = 1 if args.quick else max(1, args.rounds)
     engines = args.engines.split(",")
     load_before = os.getloadavg()
-    print(f"host: {_cpu()}; {os.cpu_count()} logical CPUs, {len(os.sched_getaffinity(0))} usable; "
+    from cpu_peak import host_cpu   # benchmarks/ (this script's folder)
+
+    print(f"host: {host_cpu()}; {os.cpu_count()} logical CPUs, {len(os.sched_getaffinity(0))} usable; "
           f"load average {load_before[0]:.2f} (1 min) at start; attncc build jobs: "
           f"{os.environ.get('ATTNCC_BUILD_JOBS') or 'default (usable CPUs left idle by other jobs)'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results: dict = {}
@@ -202,21 +204,6 @@ def _print_row(model: str, engine: str, kind: str, row: dict, prefix: str = "") 
                   "in between: the key includes their hash)")
     print(f"{prefix}{model:10} {engine:8} {kind:5} {row['seconds']:7.2f} s  max|err| {row['max_abs_err']:.1e}  "
           f"load {row['load']:.2f}{extra}", flush=True)
-
-
-def _cpu() -> str:
-    """The CPU model and its widest x86 vector ISA, read from /proc/cpuinfo."""
-    name, flags = "unknown CPU", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and name == "unknown CPU":
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd") if f in flags), None)
-    return f"{name} ({isa})" if isa else name
 
 
 if __name__ == "__main__":

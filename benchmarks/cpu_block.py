@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "backends"))
 from cpu_graphs import llama_block  # noqa: E402
+from cpu_peak import best_time, host_cpu  # noqa: E402  (benchmarks/ is this script's folder)
 
 from attncc import ir  # noqa: E402
 from attncc.ir.ops import Activation, Attention, AttentionSpec, Binary, Linear, MaskSpec, Reshape, RMSNorm, Transpose  # noqa: E402
@@ -145,19 +146,6 @@ def make_case(case):
     return g, TorchBlock(g, hidden, heads, kv_heads, decode=kind == "decode").eval(), inputs
 
 
-def bench(fn, warmup=3, min_time=1.0) -> float:
-    """Best seconds of `fn` over at least `min_time` s and 5 calls."""
-    for _ in range(warmup):
-        fn()
-    n, t0, best = 0, time.perf_counter(), float("inf")
-    while time.perf_counter() - t0 < min_time or n < 5:
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        n += 1
-    return best
-
-
 def _max_rel(got, want) -> float:
     got, want = (got if isinstance(got, (list, tuple)) else [got]), (want if isinstance(want, tuple) else (want,))
     return max(float((torch.as_tensor(np.asarray(a)) - b).abs().max() / b.abs().max()) for a, b in zip(got, want))
@@ -185,7 +173,7 @@ def engine_run(engine: str, case, min_time: float, profile: bool = False) -> dic
             time.sleep(0.5)   # TVM's pool was busy building: let it go idle
         compile_s = time.perf_counter() - t0
         err = _max_rel(fn(), want)
-        ms = bench(fn, min_time=min_time) * 1e3
+        ms = best_time(fn, min_time, warmup=3) * 1e3
     out = {"ms": ms, "err": err, "compile_s": compile_s}
     if profile and engine == "attncc":
         runner = next(iter(cm.executable.artifacts["program"].runners.values()))
@@ -237,22 +225,6 @@ def in_process(engine: str, case, min_time: float, profile: bool = False) -> dic
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return {"failed": ((done.stderr.strip().splitlines() or ["?"])[-1])[:160]}
-
-
-def host_cpu() -> str:
-    """The CPU model and SIMD ISA as this machine reports them."""
-    model, flags = "?", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "?":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, {'+'.join(isa) or 'no AVX2'}"
 
 
 def label(case) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cpu_peak import fma_peak, host_cpu, load_average, read_bandwidth  # noqa: E402
+from cpu_peak import best_time, fma_peak, host_cpu, load_average, read_bandwidth  # noqa: E402
 
 from attncc import ir  # noqa: E402
 from attncc.backends import get_backend  # noqa: E402
@@ -99,17 +99,6 @@ def ort_fn(kind: str, g: ir.Graph, inputs: list[np.ndarray]):
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feed = {v.name: a for v, a in zip(g.inputs, inputs)}
     return lambda: sess.run(None, feed)[0]
-
-
-def best_time(fn, min_time: float) -> float:
-    fn()
-    best, t0, n = float("inf"), time.perf_counter(), 0
-    while time.perf_counter() - t0 < min_time or n < 5:
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        n += 1
-    return best
 
 
 def run_case(kind: str, m: int, k: int, n: int, rounds: int, min_time: float, with_ort: bool) -> dict:

@@ -73,6 +73,19 @@ def host_cpu() -> str:
             f"L1d {info.get('L1d cache', '?')}, L2 {info.get('L2 cache', '?')}, L3 {info.get('L3 cache', '?')}")
 
 
+def best_time(fn, min_time: float, warmup: int = 1) -> float:
+    """Best seconds of one `fn()` call over at least `min_time` s and 5 calls, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    best, t0, n = float("inf"), time.perf_counter(), 0
+    while time.perf_counter() - t0 < min_time or n < 5:
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        n += 1
+    return best
+
+
 def load_average() -> str:
     return "load average %.2f %.2f %.2f" % os.getloadavg()
 
