@@ -14,6 +14,7 @@ from .notes import FALLBACK, LoweringNote
 from .fusion import Group
 from .plan import Plan
 from .symbolic import SymbolTable
+from ...ir.kernels.pow_exponents import constant_exponent
 from .te_elementwise import constant_pow
 from .te_ops import TE_OPS, batched_matmul_full
 
@@ -60,19 +61,11 @@ class GroupBuilder:
                                     "only non-negative starts and positive steps are shape-generic")
             return te_layout.make_slice(s0, step)
         if node.op.op_name == "Binary" and node.op.fn == "pow":
-            exponent = self._scalar_constant(node.inputs[1])
+            exponent = constant_exponent(self.graph, node)
             fast = None if exponent is None else constant_pow(exponent, node.inputs[0].dtype)
             if fast is not None:
                 return fast
         return TE_OPS[node.op.op_name]
-
-    def _scalar_constant(self, v) -> float | None:
-        """The value of a one-element Constant (a scalar exponent, 0-d or of shape (1,)), else None."""
-        p = v.producer
-        if p is None or p.op.op_name != "Constant":
-            return None
-        arr = self.constants.get(p.op.key)
-        return float(arr.reshape(-1)[0]) if arr is not None and arr.size == 1 else None
 
     def build(self, group: Group) -> None:
         """Define, schedule and register the group's kernel; errors name the group's last node."""
