@@ -151,8 +151,7 @@ def _in_cache(cost: OpCost, level, fraction: float, hw: HardwareSpec, dtype: str
     if not cost.time_s or not cost.bytes.get(main):
         return cost
     kind = cost.details.get("efficiency", {}).get("kernel_class") or cost.details.get("kernel", "elementwise")
-    cost = copy.copy(cost)
-    cost.bytes, cost.details, cost.notes = dict(cost.bytes), dict(cost.details), list(cost.notes)
+    cost = _copied(cost)
     moved = cost.bytes[main] * fraction
     cost.bytes[level.name] = cost.bytes.get(level.name, 0.0) + moved
     cost.bytes[main] -= moved
