@@ -140,25 +140,28 @@ def _storage_base(plan: Plan, name: str) -> str:
 PASS_CONFIG = {"tirx.disable_storage_rewrite": True}
 
 
+def compile_module(funcs: dict, names: list[str], target: dict, config: dict):
+    """TVM's build (opt level 3, pass options `config`) of the named PrimFuncs, each exported under its name."""
+    mod = tvm.IRModule({n: funcs[n].with_attr("global_symbol", n) for n in names})
+    with tvm.transform.PassContext(opt_level=3, config=config):
+        return tvm.compile(mod, target=tvm.target.Target(target))
+
+
 def compile_funcs(plan: Plan, target: dict, config: dict | None = None):
     """Build every PrimFunc of the plan into one library; a failure names the node whose kernel broke.
     `config` overrides PASS_CONFIG entries for a target that needs other TVM pass options (cuda: tensor cores)."""
     if not plan.funcs:
         return None
     config = {**PASS_CONFIG, **(config or {})}
-    mod = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in plan.funcs.items()})
     try:
-        with tvm.transform.PassContext(opt_level=3, config=config):
-            return tvm.compile(mod, target=tvm.target.Target(target))
+        return compile_module(plan.funcs, list(plan.funcs), target, config)
     except Exception as whole:  # find the culprit: build each function alone
         for step in plan.steps:
             if not step.get("func"):
                 continue
             name = step["func"]
             try:
-                with tvm.transform.PassContext(opt_level=3, config=config):
-                    tvm.compile(tvm.IRModule({name: plan.funcs[name].with_attr("global_symbol", name)}),
-                                target=tvm.target.Target(target))
+                compile_module(plan.funcs, [name], target, config)
             except Exception as e:
                 raise LoweringError(step["node"], step["op"], "TVM failed to compile its kernel", e) from e
         raise LoweringError("<module>", "-", "TVM failed to compile the module", whole) from whole

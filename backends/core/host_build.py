@@ -184,9 +184,9 @@ def _compile_share(i: int) -> list | None:
 
 
 def _compile(names: list[str], funcs: dict):
-    mod = tvm.IRModule({n: funcs[n].with_attr("global_symbol", n) for n in names})
-    with tvm.transform.PassContext(opt_level=3, config=_WORK["config"]):
-        return tvm.compile(mod, target=tvm.target.Target(_WORK["target"]))
+    from .builder import compile_module
+
+    return compile_module(funcs, names, _WORK["target"], _WORK["config"])
 
 
 def _lowering_error(plan: Plan, failure: list) -> LoweringError:
